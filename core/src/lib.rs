@@ -1,0 +1,13 @@
+//! Types that the wmp host and wmp guests share, so both sides speak with one
+//! voice: the process errors with CPython's messages ([`ProcessError`]), the
+//! authentication key that refuses to leave the process ([`AuthKey`]), and
+//! the naming rules for processes and exit codes ([`naming`]).
+//!
+//! It has no runtime and no I/O; `wmp-host` and `wmp-guest` build on it.
+
+mod authkey;
+mod error;
+pub mod naming;
+
+pub use authkey::{AUTHKEY_LEN, AuthKey};
+pub use error::ProcessError;

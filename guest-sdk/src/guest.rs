@@ -1,0 +1,206 @@
+//! The guest side of `wmp:process`: thin, typed wrappers over the
+//! generated WIT bindings.
+
+use std::fmt;
+use std::time::Duration;
+
+use wmp_core::{AuthKey, ProcessError};
+
+mod bindings {
+    wit_bindgen::generate!({ path: "../wit", world: "guest" });
+}
+
+use bindings::wmp::process::process as wit;
+
+/// A process id, unique within one wmp runtime.
+pub type Pid = u32;
+
+fn process_error(err: wit::Error) -> ProcessError {
+    use wit::Error as E;
+    match err {
+        E::Closed(_) => ProcessError::Closed,
+        E::StartedTwice(_) => ProcessError::StartedTwice,
+        E::NotCreator(_) => ProcessError::NotCreator,
+        E::DaemonicChildren(_) => ProcessError::DaemonicChildren,
+        E::JoinNotChild(_) => ProcessError::JoinNotChild,
+        E::JoinNotStarted(_) => ProcessError::JoinNotStarted,
+        E::TestNotChild(_) => ProcessError::TestNotChild,
+        E::AlreadyStarted(_) => ProcessError::AlreadyStarted,
+        E::NotStarted(_) => ProcessError::NotStarted,
+        E::CloseRunning(_) => ProcessError::CloseRunning,
+        E::SignalNotChild(_) => ProcessError::SignalNotChild,
+        E::UnknownTarget(message) => ProcessError::UnknownTarget(message),
+        E::SpawnFailed(message) => ProcessError::SpawnFailed(message),
+    }
+}
+
+fn nanos(timeout: Option<Duration>) -> Option<u64> {
+    timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A process object: a child this process created, or the view of the
+/// current process or of its parent.
+pub struct Process(wit::Process);
+
+impl Process {
+    /// A child that will run `target` with `args` (`Process(target=...)`).
+    /// Takes the next number of this process's child counter.
+    pub fn new(target: &str, args: Vec<u8>) -> Process {
+        Process::with(target, args, None, None)
+    }
+
+    /// [`Process::new`] with an explicit name and daemon flag (None keeps
+    /// the default name / inherits this process's daemon flag).
+    pub fn with(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
+        let spec = wit::Spec { target: target.to_owned(), args, name: name.map(str::to_owned), daemon };
+        Process(wit::Process::new(&spec))
+    }
+
+    pub fn start(&self) -> Result<(), ProcessError> {
+        self.0.start().map_err(process_error)
+    }
+
+    /// Waits until the process ends or the timeout passes (no error on
+    /// timeout).
+    pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
+        self.0.join(nanos(timeout)).map_err(process_error)
+    }
+
+    pub fn is_alive(&self) -> Result<bool, ProcessError> {
+        self.0.is_alive().map_err(process_error)
+    }
+
+    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
+        self.0.exitcode().map_err(process_error)
+    }
+
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.0.terminate().map_err(process_error)
+    }
+
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.0.kill().map_err(process_error)
+    }
+
+    pub fn close(&self) -> Result<(), ProcessError> {
+        self.0.close().map_err(process_error)
+    }
+
+    pub fn pid(&self) -> Result<Option<Pid>, ProcessError> {
+        self.0.pid().map_err(process_error)
+    }
+
+    pub fn name(&self) -> String {
+        self.0.name()
+    }
+
+    pub fn set_name(&self, name: &str) {
+        self.0.set_name(name)
+    }
+
+    pub fn daemon(&self) -> bool {
+        self.0.daemon()
+    }
+
+    pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
+        self.0.set_daemon(daemon).map_err(process_error)
+    }
+
+    pub fn authkey(&self) -> AuthKey {
+        AuthKey::new(self.0.authkey())
+    }
+
+    pub fn set_authkey(&self, key: &AuthKey) {
+        self.0.set_authkey(key.as_bytes())
+    }
+
+    /// `[]` for the main process, `[2, 1]` for `Process-2:1`.
+    pub fn identity(&self) -> Vec<u32> {
+        self.0.identity()
+    }
+
+    pub fn parent_pid(&self) -> Option<Pid> {
+        self.0.parent_pid()
+    }
+
+    pub fn sentinel(&self) -> Result<Sentinel, ProcessError> {
+        self.0.sentinel().map(Sentinel).map_err(process_error)
+    }
+}
+
+/// CPython's repr of the process.
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.display())
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Becomes ready when its process ends.
+pub struct Sentinel(wit::Sentinel);
+
+impl Sentinel {
+    pub fn is_ready(&self) -> bool {
+        self.0.ready()
+    }
+}
+
+/// Waits until a sentinel is ready or the timeout passes; returns the
+/// indices of the ready ones (empty on timeout).
+pub fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
+    let borrowed: Vec<&wit::Sentinel> = sentinels.iter().map(|s| &s.0).collect();
+    wit::wait(&borrowed, nanos(timeout)).into_iter().map(|i| i as usize).collect()
+}
+
+/// The process running this code.
+pub fn current_process() -> Process {
+    Process(wit::current_process())
+}
+
+/// The process that started this one; None in the main process.
+pub fn parent_process() -> Option<Process> {
+    wit::parent_process().map(Process)
+}
+
+/// Started children that have not ended (finished ones are reaped first).
+pub fn active_children() -> Vec<Process> {
+    wit::active_children().into_iter().map(Process).collect()
+}
+
+/// The current process's authkey.
+pub fn authkey() -> AuthKey {
+    AuthKey::new(wit::authkey())
+}
+
+/// Ends the current process at once with this exit code (unlike
+/// `std::process::exit`, whose code WASI preview 2 reduces to 0 or 1).
+pub fn exit(code: i32) -> ! {
+    wit::exit(code);
+    unreachable!("the host ends the process in exit()")
+}
+
+/// A named function a child can run: it gets the argument bytes given to
+/// [`Process::new`].
+pub type Target = (&'static str, fn(&[u8]));
+
+/// The program's entry point: runs `main` in a process started normally,
+/// or the requested target in a child. A child asking for a target that is
+/// not in `targets` prints the error and exits with code 1.
+pub fn entry(targets: &[Target], main: impl FnOnce()) {
+    let Some(request) = wit::spawn_context() else {
+        return main();
+    };
+    match targets.iter().find(|(name, _)| *name == request.target) {
+        Some((_, target)) => target(&request.args),
+        None => {
+            let known: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
+            eprintln!("{}", ProcessError::UnknownTarget(format!("unknown target {:?}; this program has {known:?}", request.target)));
+            exit(1);
+        }
+    }
+}

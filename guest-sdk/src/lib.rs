@@ -1,0 +1,44 @@
+//! # wmp-guest: the process model from inside a wmp guest
+//!
+//! A Rust program built for `wasm32-wasip2` and run by wmp (`wmp run` or the
+//! `wmp-host` library) is a *process* with the semantics of Python's
+//! `multiprocessing.Process`. This crate is its view of that model, over the
+//! `wmp:process` WIT imports:
+//!
+//! ```no_run
+//! fn main() {
+//!     let me = wmp_guest::current_process();
+//!     println!("{} pid={:?} identity={:?}", me.name(), me.pid(), me.identity());
+//!     wmp_guest::exit(3);
+//! }
+//! ```
+//!
+//! Children are fresh instances of the same program that run a named
+//! *target* instead of `main` (CPython's "spawn" start method). Write
+//! `main` through [`entry`], which dispatches a child to its target:
+//!
+//! ```no_run
+//! fn work(args: &[u8]) { println!("child got {args:?}"); }
+//! fn main() {
+//!     wmp_guest::entry(&[("work", work)], || {
+//!         let p = wmp_guest::Process::new("work", b"hi".to_vec());
+//!         p.start().unwrap();
+//!         p.join(None).unwrap();
+//!         assert_eq!(p.exitcode().unwrap(), Some(0));
+//!     });
+//! }
+//! ```
+//!
+//! Errors are [`ProcessError`], whose messages are CPython's. The authkey is
+//! an [`AuthKey`], which refuses to be serialized.
+//!
+//! This crate only works in a wmp guest on `wasm32`; on other targets it
+//! compiles to nothing but the shared types.
+
+pub use wmp_core::{AuthKey, ProcessError};
+
+#[cfg(target_arch = "wasm32")]
+mod guest;
+
+#[cfg(target_arch = "wasm32")]
+pub use guest::*;

@@ -1,0 +1,35 @@
+//! The host library's error type.
+
+use std::path::PathBuf;
+
+pub use wmp_core::ProcessError;
+
+/// Everything the host library can fail with.
+///
+/// Process state-machine errors are [`ProcessError`], whose `Display` is
+/// CPython's message word for word; the other variants are about loading
+/// programs and setting up the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The bytes are not a WebAssembly module or component, or do not
+    /// validate, or the program needs something wmp does not provide.
+    #[error("invalid program {name}: {reason}")]
+    InvalidProgram { name: String, reason: String },
+    #[error("cannot set up the runtime: {0}")]
+    Setup(String),
+    #[error("cannot set up process {name}: {reason}")]
+    Capability { name: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Flattens a wasmtime error chain into one line (`outer: inner: root`).
+pub(crate) fn one_line(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+    parts.dedup();
+    parts.join(": ")
+}

@@ -1,0 +1,218 @@
+//! The `wmp:process` WIT imports as the host implements them for a guest:
+//! thin adapters from the WIT resources to [`Process`] and [`Sentinel`],
+//! with the calling guest as the caller of every operation.
+
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+use wmp_core::{AuthKey, ProcessError};
+
+use crate::backend::wasm::P2State;
+use crate::process::Process;
+use crate::sentinel::{Sentinel, wait_any};
+use crate::spec::{LaunchSpec, Target};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "guest",
+        imports: { default: async | trappable },
+        with: {
+            "wmp:process/process.process": crate::process::Process,
+            "wmp:process/process.sentinel": crate::sentinel::Sentinel,
+        },
+    });
+}
+
+use bindings::wmp::process::process::{self as wit, Error as WitError};
+
+fn wit_error(err: ProcessError) -> WitError {
+    let message = err.to_string();
+    match err {
+        ProcessError::Closed => WitError::Closed(message),
+        ProcessError::StartedTwice => WitError::StartedTwice(message),
+        ProcessError::NotCreator => WitError::NotCreator(message),
+        ProcessError::DaemonicChildren => WitError::DaemonicChildren(message),
+        ProcessError::JoinNotChild => WitError::JoinNotChild(message),
+        ProcessError::JoinNotStarted => WitError::JoinNotStarted(message),
+        ProcessError::TestNotChild => WitError::TestNotChild(message),
+        ProcessError::AlreadyStarted => WitError::AlreadyStarted(message),
+        ProcessError::NotStarted => WitError::NotStarted(message),
+        ProcessError::CloseRunning => WitError::CloseRunning(message),
+        ProcessError::SignalNotChild => WitError::SignalNotChild(message),
+        ProcessError::UnknownTarget(_) => WitError::UnknownTarget(message),
+        ProcessError::SpawnFailed(_) => WitError::SpawnFailed(message),
+    }
+}
+
+type WitResult<T> = wasmtime::Result<Result<T, WitError>>;
+
+fn nanos(timeout: Option<u64>) -> Option<Duration> {
+    timeout.map(Duration::from_nanos)
+}
+
+impl P2State {
+    fn handle(&self, process: &Resource<Process>) -> wasmtime::Result<Process> {
+        Ok(self.table.get(process)?.clone())
+    }
+
+    fn push(&mut self, process: Process) -> wasmtime::Result<Resource<Process>> {
+        Ok(self.table.push(process)?)
+    }
+
+    /// Runs a state-machine operation on the process behind a resource.
+    fn with<T>(
+        &self,
+        process: &Resource<Process>,
+        op: impl FnOnce(&Process) -> Result<T, ProcessError>,
+    ) -> WitResult<T> {
+        Ok(op(self.table.get(process)?).map_err(wit_error))
+    }
+}
+
+impl wit::Host for P2State {
+    async fn wait(&mut self, sentinels: Vec<Resource<Sentinel>>, timeout: Option<u64>) -> wasmtime::Result<Vec<u32>> {
+        let sentinels =
+            sentinels.iter().map(|s| Ok(self.table.get(s)?.clone())).collect::<wasmtime::Result<Vec<_>>>()?;
+        let ready = wait_any(&self.guest.shared.handle, &sentinels, nanos(timeout)).await;
+        Ok(ready.into_iter().map(|i| i as u32).collect())
+    }
+
+    async fn current_process(&mut self) -> wasmtime::Result<Resource<Process>> {
+        let me = Process::current(self.guest.shared.clone(), self.guest.node.clone());
+        self.push(me)
+    }
+
+    async fn parent_process(&mut self) -> wasmtime::Result<Option<Resource<Process>>> {
+        match Process::parent_of(self.guest.shared.clone(), self.guest.node.clone()) {
+            Some(parent) => Ok(Some(self.push(parent)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn active_children(&mut self) -> wasmtime::Result<Vec<Resource<Process>>> {
+        let node = self.guest.node.clone();
+        node.reap_finished_children();
+        let children = node.children.lock().unwrap().clone();
+        children.into_iter().map(|child| self.push(Process::seen_by(child, node.clone()))).collect()
+    }
+
+    async fn authkey(&mut self) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.guest.node.authkey().as_bytes().to_vec())
+    }
+
+    async fn spawn_context(&mut self) -> wasmtime::Result<Option<wit::SpawnRequest>> {
+        Ok(self.target.clone().map(|t| wit::SpawnRequest { target: t.name, args: t.args }))
+    }
+
+    async fn exit(&mut self, code: i32) -> wasmtime::Result<()> {
+        Err(wasmtime_wasi::I32Exit(code).into())
+    }
+}
+
+impl wit::HostSentinel for P2State {
+    async fn ready(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&sentinel)?.is_ready())
+    }
+
+    async fn drop(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<()> {
+        self.table.delete(sentinel)?;
+        Ok(())
+    }
+}
+
+impl wit::HostProcess for P2State {
+    async fn new(&mut self, spec: wit::Spec) -> wasmtime::Result<Resource<Process>> {
+        let guest = &self.guest;
+        let launch = LaunchSpec {
+            program: guest.program.clone(),
+            caps: guest.caps.for_child(),
+            target: Some(Target { name: spec.target, args: spec.args }),
+        };
+        let child = Process::construct(guest.shared.clone(), guest.node.clone(), launch, spec.name, spec.daemon, None);
+        self.push(child)
+    }
+
+    async fn start(&mut self, process: Resource<Process>) -> WitResult<()> {
+        self.with(&process, Process::start)
+    }
+
+    async fn join(&mut self, process: Resource<Process>, timeout: Option<u64>) -> WitResult<()> {
+        let process = self.handle(&process)?;
+        Ok(process.join_async(nanos(timeout)).await.map_err(wit_error))
+    }
+
+    async fn is_alive(&mut self, process: Resource<Process>) -> WitResult<bool> {
+        self.with(&process, Process::is_alive)
+    }
+
+    async fn exitcode(&mut self, process: Resource<Process>) -> WitResult<Option<i32>> {
+        self.with(&process, Process::exitcode)
+    }
+
+    async fn terminate(&mut self, process: Resource<Process>) -> WitResult<()> {
+        self.with(&process, Process::terminate)
+    }
+
+    async fn kill(&mut self, process: Resource<Process>) -> WitResult<()> {
+        self.with(&process, Process::kill)
+    }
+
+    async fn close(&mut self, process: Resource<Process>) -> WitResult<()> {
+        self.with(&process, Process::close)
+    }
+
+    async fn pid(&mut self, process: Resource<Process>) -> WitResult<Option<u32>> {
+        self.with(&process, Process::pid)
+    }
+
+    async fn name(&mut self, process: Resource<Process>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&process)?.name())
+    }
+
+    async fn set_name(&mut self, process: Resource<Process>, name: String) -> wasmtime::Result<()> {
+        self.table.get(&process)?.set_name(name);
+        Ok(())
+    }
+
+    async fn daemon(&mut self, process: Resource<Process>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&process)?.daemon())
+    }
+
+    async fn set_daemon(&mut self, process: Resource<Process>, daemon: bool) -> WitResult<()> {
+        self.with(&process, |p| p.set_daemon(daemon))
+    }
+
+    async fn authkey(&mut self, process: Resource<Process>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&process)?.authkey().as_bytes().to_vec())
+    }
+
+    async fn set_authkey(&mut self, process: Resource<Process>, key: Vec<u8>) -> wasmtime::Result<()> {
+        self.table.get(&process)?.set_authkey(AuthKey::new(key));
+        Ok(())
+    }
+
+    async fn identity(&mut self, process: Resource<Process>) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.table.get(&process)?.identity().to_vec())
+    }
+
+    async fn parent_pid(&mut self, process: Resource<Process>) -> wasmtime::Result<Option<u32>> {
+        Ok(self.table.get(&process)?.parent_pid())
+    }
+
+    async fn sentinel(&mut self, process: Resource<Process>) -> wasmtime::Result<Result<Resource<Sentinel>, WitError>> {
+        match self.handle(&process)?.sentinel() {
+            Ok(sentinel) => Ok(Ok(self.table.push(sentinel)?)),
+            Err(err) => Ok(Err(wit_error(err))),
+        }
+    }
+
+    async fn display(&mut self, process: Resource<Process>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&process)?.to_string())
+    }
+
+    async fn drop(&mut self, process: Resource<Process>) -> wasmtime::Result<()> {
+        self.table.delete(process)?;
+        Ok(())
+    }
+}

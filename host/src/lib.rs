@@ -1,0 +1,60 @@
+//! # wmp-host: WebAssembly guests as processes
+//!
+//! `wmp-host` runs WebAssembly programs as *processes* with the semantics of
+//! Python's `multiprocessing.Process`: each process is a wasmtime instance
+//! in its own store, started in microseconds, sandboxed, and killable at
+//! any instruction, with identities and names, a parent/child tree,
+//! start/join/is_alive/exitcode, terminate/kill/close, daemon children,
+//! sentinels and an authkey.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! # fn main() -> wmp_host::Result<()> {
+//! let rt = wmp_host::Runtime::new()?;
+//! let program = rt.load("worker.wasm")?;
+//! let p = rt.process(&program).build();          // Process-1, not started
+//! p.start()?;
+//! p.join(Some(Duration::from_millis(100)))?;    // no error on timeout
+//! if p.is_alive()? {
+//!     p.kill()?;                                 // stops even a tight loop
+//!     p.join(None)?;
+//! }
+//! println!("{p}");  // <Process name='Process-1' pid=2 parent=1 stopped exitcode=-SIGKILL>
+//! # Ok(()) }
+//! ```
+//!
+//! The host that owns the [`Runtime`] is the main process; guests reach the
+//! same model through the `wmp:process` WIT imports (see `wit/` and the
+//! `wmp-guest` crate). Errors of the state machine are [`ProcessError`],
+//! whose messages are CPython's, word for word.
+//!
+//! What this crate does not do: it does not run native programs yet, and it
+//! sets no resource limits of its own beyond wasmtime's defaults.
+
+mod backend;
+mod error;
+mod guest_api;
+mod process;
+mod program;
+mod registry;
+mod runtime;
+mod sentinel;
+mod spec;
+mod status;
+mod stdio;
+
+pub mod inspect;
+
+pub use error::{Error, ProcessError, Result};
+pub use process::Process;
+pub use program::{Program, ProgramKind};
+pub use registry::Pid;
+pub use runtime::{CodeCache, Runtime, RuntimeBuilder};
+pub use sentinel::Sentinel;
+pub use spec::{Capabilities, Preopen, ProcessBuilder, Target};
+pub use status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
+pub use stdio::{CaptureBuffer, Stdio};
+pub use wmp_core::{AuthKey, naming};
+
+/// The `wmp:process` WIT package, as `wmp wit` prints it.
+pub const WIT: &str = include_str!("../../wit/process.wit");

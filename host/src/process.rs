@@ -1,0 +1,484 @@
+//! The process object and its state machine: CPython's `BaseProcess`.
+//!
+//! A [`Process`] is a handle to a process object as seen by one process
+//! (the *caller*): the host's handles are seen by the main process, a
+//! guest's handles by that guest. Every public method opens with its
+//! preconditions in CPython's order (closed? → who is calling? → which
+//! state?) and then acts. What runs behind a started object is a
+//! [`Node`](crate::registry::Node), launched by the wasm backend.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use wmp_core::naming::{default_name, exitcode_display, python_repr};
+use wmp_core::{AuthKey, ProcessError};
+
+use crate::registry::{Node, Pid};
+use crate::runtime::Shared;
+use crate::sentinel::{Sentinel, wait_any};
+use crate::spec::LaunchSpec;
+use crate::status::{ExitReason, Signal};
+
+/// What a process object stands for.
+pub(crate) enum Role {
+    /// A child created by `creator`, to be started by it.
+    Child,
+    /// The caller's view of itself (`current_process()`).
+    Current(Arc<Node>),
+    /// A child's view of its parent (`parent_process()`); the node is gone
+    /// only once the parent has ended.
+    Parent(Weak<Node>),
+}
+
+enum State {
+    Initial(LaunchSpec),
+    Started(Arc<Node>),
+    Closed,
+}
+
+/// The shared object behind [`Process`] handles.
+pub(crate) struct ProcessObject {
+    id: u64,
+    shared: Arc<Shared>,
+    role: Role,
+    /// Pid of the process that created the object (`_parent_pid`).
+    creator: Option<Pid>,
+    identity: Vec<u32>,
+    name: Mutex<String>,
+    daemon: AtomicBool,
+    authkey: Mutex<AuthKey>,
+    state: Mutex<State>,
+}
+
+impl ProcessObject {
+    pub(crate) fn has_ended(&self) -> bool {
+        match &*self.state.lock().unwrap() {
+            State::Started(node) => node.exit.is_set(),
+            State::Initial(_) | State::Closed => true,
+        }
+    }
+
+    pub(crate) fn started_node(&self) -> Option<Arc<Node>> {
+        match &*self.state.lock().unwrap() {
+            State::Started(node) => Some(node.clone()),
+            State::Initial(_) | State::Closed => None,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(*self.state.lock().unwrap(), State::Closed)
+    }
+
+    /// The node a parent-process view refers to, while it exists.
+    fn parent_node(weak: &Weak<Node>) -> Option<Arc<Node>> {
+        weak.upgrade()
+    }
+}
+
+impl Drop for ProcessObject {
+    fn drop(&mut self) {
+        if matches!(self.role, Role::Child) {
+            self.shared.registry.remove_object(self.id);
+        }
+    }
+}
+
+/// A process object, as `multiprocessing.Process` is one.
+///
+/// Cloning gives another handle to the same object. Methods that wait come
+/// in a blocking form and an `_async` form; the blocking ones must not be
+/// called from inside an async runtime.
+#[derive(Clone)]
+pub struct Process {
+    object: Arc<ProcessObject>,
+    caller: Arc<Node>,
+}
+
+impl Process {
+    /// A new child object created by `creator` (`Process(...)`).
+    pub(crate) fn construct(
+        shared: Arc<Shared>,
+        creator: Arc<Node>,
+        spec: LaunchSpec,
+        name: Option<String>,
+        daemon: Option<bool>,
+        authkey: Option<AuthKey>,
+    ) -> Process {
+        let number = creator.next_child_number();
+        let mut identity = creator.identity.clone();
+        identity.push(number);
+        let name = name.filter(|n| !n.is_empty()).unwrap_or_else(|| default_name(&identity));
+        let id = shared.registry.allocate_object_id();
+        let object = Arc::new(ProcessObject {
+            id,
+            shared: shared.clone(),
+            role: Role::Child,
+            creator: Some(creator.pid),
+            identity,
+            name: Mutex::new(name),
+            daemon: AtomicBool::new(daemon.unwrap_or(creator.daemon)),
+            authkey: Mutex::new(authkey.unwrap_or_else(|| creator.authkey())),
+            state: Mutex::new(State::Initial(spec)),
+        });
+        shared.registry.add_object(id, &object);
+        Process { object, caller: creator }
+    }
+
+    /// `node`'s view of itself (`current_process()`).
+    pub(crate) fn current(shared: Arc<Shared>, node: Arc<Node>) -> Process {
+        let object = Arc::new(ProcessObject {
+            id: shared.registry.allocate_object_id(),
+            shared,
+            role: Role::Current(node.clone()),
+            creator: node.parent_pid,
+            identity: node.identity.clone(),
+            name: Mutex::new(String::new()),
+            daemon: AtomicBool::new(node.daemon),
+            authkey: Mutex::new(node.authkey()),
+            state: Mutex::new(State::Started(node.clone())),
+        });
+        Process { object, caller: node }
+    }
+
+    /// `node`'s view of its parent (`parent_process()`); None for main.
+    pub(crate) fn parent_of(shared: Arc<Shared>, node: Arc<Node>) -> Option<Process> {
+        let weak = node.parent.clone()?;
+        let parent = weak.upgrade();
+        let (name, identity) = match &parent {
+            Some(p) => (p.name(), p.identity.clone()),
+            None => (String::new(), Vec::new()),
+        };
+        let object = Arc::new(ProcessObject {
+            id: shared.registry.allocate_object_id(),
+            shared,
+            role: Role::Parent(weak),
+            creator: None,
+            identity,
+            name: Mutex::new(name),
+            daemon: AtomicBool::new(false),
+            authkey: Mutex::new(node.authkey()),
+            state: Mutex::new(State::Closed),
+        });
+        Some(Process { object, caller: node })
+    }
+
+    /// A handle to the same object as seen by `caller`.
+    pub(crate) fn seen_by(object: Arc<ProcessObject>, caller: Arc<Node>) -> Process {
+        Process { object, caller }
+    }
+
+    /// Starts the process. Only once, only by the process that created the
+    /// object, never from a daemonic process.
+    pub fn start(&self) -> Result<(), ProcessError> {
+        let object = &self.object;
+        // A current or parent view is never closed, and was not created by
+        // the caller.
+        if !matches!(object.role, Role::Child) {
+            return Err(ProcessError::NotCreator);
+        }
+        if object.is_closed() {
+            return Err(ProcessError::Closed);
+        }
+        // CPython's _cleanup(); done before taking the state lock so that
+        // the lock order is always children → state.
+        self.caller.reap_finished_children();
+        let mut state = object.state.lock().unwrap();
+        let spec = match &*state {
+            State::Closed => return Err(ProcessError::Closed),
+            State::Started(_) => return Err(ProcessError::StartedTwice),
+            State::Initial(spec) => spec,
+        };
+        if object.creator != Some(self.caller.pid) {
+            return Err(ProcessError::NotCreator);
+        }
+        if self.caller.daemon {
+            return Err(ProcessError::DaemonicChildren);
+        }
+        let shared = &object.shared;
+        let node = Node::new(
+            &shared.engine,
+            shared.registry.allocate_pid(),
+            Some(&self.caller),
+            object.identity.clone(),
+            object.name.lock().unwrap().clone(),
+            object.daemon.load(Ordering::Relaxed),
+            object.authkey.lock().unwrap().clone(),
+        );
+        crate::backend::wasm::launch(shared, node.clone(), spec.clone())?;
+        // The target and its arguments are not kept once launched (bpo-30775).
+        *state = State::Started(node);
+        drop(state);
+        self.caller.children.lock().unwrap().push(object.clone());
+        Ok(())
+    }
+
+    /// What `join` waits for: the node to watch, after the checks.
+    fn joinable(&self) -> Result<Arc<Node>, ProcessError> {
+        let state = self.object.state.lock().unwrap();
+        match (&self.object.role, &*state) {
+            (Role::Parent(weak), _) => {
+                return ProcessObject::parent_node(weak).ok_or(ProcessError::NotStarted);
+            }
+            (_, State::Closed) => return Err(ProcessError::Closed),
+            (Role::Current(_), _) => return Err(ProcessError::JoinNotChild),
+            (Role::Child, _) => {}
+        }
+        if self.object.creator != Some(self.caller.pid) {
+            return Err(ProcessError::JoinNotChild);
+        }
+        match &*state {
+            State::Started(node) => Ok(node.clone()),
+            State::Initial(_) => Err(ProcessError::JoinNotStarted),
+            State::Closed => Err(ProcessError::Closed),
+        }
+    }
+
+    fn after_join(&self, node: &Node) {
+        if node.exit.is_set() && matches!(self.object.role, Role::Child) {
+            self.caller.forget_child(&self.object);
+        }
+    }
+
+    /// Waits until the process ends or the timeout passes. A timeout is not
+    /// an error: check [`exitcode`](Self::exitcode) or
+    /// [`is_alive`](Self::is_alive).
+    pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
+        let node = self.joinable()?;
+        let sentinel = self.sentinel_of(&node);
+        sentinel.wait(timeout);
+        self.after_join(&node);
+        Ok(())
+    }
+
+    pub async fn join_async(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
+        let node = self.joinable()?;
+        let sentinel = self.sentinel_of(&node);
+        wait_any(&sentinel.handle.clone(), std::slice::from_ref(&sentinel), timeout).await;
+        self.after_join(&node);
+        Ok(())
+    }
+
+    /// True while the process runs; always true for the current process.
+    pub fn is_alive(&self) -> Result<bool, ProcessError> {
+        let state = self.object.state.lock().unwrap();
+        match (&self.object.role, &*state) {
+            (Role::Parent(weak), _) => {
+                return Ok(ProcessObject::parent_node(weak).is_some_and(|p| !p.exit.is_set()));
+            }
+            (_, State::Closed) => return Err(ProcessError::Closed),
+            (Role::Current(_), _) => return Ok(true),
+            (Role::Child, _) => {}
+        }
+        if self.object.creator != Some(self.caller.pid) {
+            return Err(ProcessError::TestNotChild);
+        }
+        let State::Started(node) = &*state else { return Ok(false) };
+        let ended = node.exit.is_set();
+        drop(state);
+        if ended {
+            self.caller.forget_child(&self.object);
+        }
+        Ok(!ended)
+    }
+
+    /// Why the process ended: None before start and while running.
+    pub fn exit_reason(&self) -> Result<Option<ExitReason>, ProcessError> {
+        match (&self.object.role, &*self.object.state.lock().unwrap()) {
+            (Role::Parent(_) | Role::Current(_), _) => Ok(None),
+            (Role::Child, State::Closed) => Err(ProcessError::Closed),
+            (Role::Child, State::Initial(_)) => Ok(None),
+            (Role::Child, State::Started(node)) => Ok(node.exit.get()),
+        }
+    }
+
+    /// None before start and while running; then 0, n for `exit(n)`, 1 for
+    /// a trap, -15 after terminate, -9 after kill.
+    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
+        Ok(self.exit_reason()?.map(|reason| reason.exitcode()))
+    }
+
+    /// Stops the process at once; its exitcode becomes -15.
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.send(Signal::Terminate)
+    }
+
+    /// Stops the process at once; its exitcode becomes -9.
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.send(Signal::Kill)
+    }
+
+    fn send(&self, signal: Signal) -> Result<(), ProcessError> {
+        match (&self.object.role, &*self.object.state.lock().unwrap()) {
+            (Role::Child, State::Closed) => Err(ProcessError::Closed),
+            (Role::Parent(_) | Role::Current(_), _) => Err(ProcessError::SignalNotChild),
+            (Role::Child, State::Initial(_)) => Err(ProcessError::NotStarted),
+            (Role::Child, State::Started(node)) => {
+                node.signal(signal);
+                Ok(())
+            }
+        }
+    }
+
+    /// Releases the process object. Fails while the process runs; after
+    /// it, most methods fail with "process object is closed". Closing twice
+    /// is fine; closing the current or parent view does nothing.
+    pub fn close(&self) -> Result<(), ProcessError> {
+        if !matches!(self.object.role, Role::Child) {
+            return Ok(());
+        }
+        let mut state = self.object.state.lock().unwrap();
+        if let State::Started(node) = &*state
+            && !node.exit.is_set()
+        {
+            return Err(ProcessError::CloseRunning);
+        }
+        *state = State::Closed;
+        drop(state);
+        self.caller.forget_child(&self.object);
+        Ok(())
+    }
+
+    /// The pid: None before start.
+    pub fn pid(&self) -> Result<Option<Pid>, ProcessError> {
+        match (&self.object.role, &*self.object.state.lock().unwrap()) {
+            (Role::Current(node), _) => Ok(Some(node.pid)),
+            (Role::Parent(_), _) => Ok(self.caller.parent_pid),
+            (Role::Child, State::Closed) => Err(ProcessError::Closed),
+            (Role::Child, State::Initial(_)) => Ok(None),
+            (Role::Child, State::Started(node)) => Ok(Some(node.pid)),
+        }
+    }
+
+    /// Becomes ready when the process ends.
+    pub fn sentinel(&self) -> Result<Sentinel, ProcessError> {
+        match (&self.object.role, &*self.object.state.lock().unwrap()) {
+            (Role::Parent(weak), _) => match ProcessObject::parent_node(weak) {
+                Some(node) => Ok(self.sentinel_of(&node)),
+                None => Err(ProcessError::NotStarted),
+            },
+            (Role::Current(_), _) => Err(ProcessError::NotStarted),
+            (Role::Child, State::Closed) => Err(ProcessError::Closed),
+            (Role::Child, State::Initial(_)) => Err(ProcessError::NotStarted),
+            (Role::Child, State::Started(node)) => Ok(self.sentinel_of(node)),
+        }
+    }
+
+    fn sentinel_of(&self, node: &Node) -> Sentinel {
+        Sentinel { cell: node.exit.clone(), handle: self.object.shared.handle.clone() }
+    }
+
+    pub fn name(&self) -> String {
+        match &self.object.role {
+            Role::Current(node) => node.name(),
+            Role::Child | Role::Parent(_) => self.object.name.lock().unwrap().clone(),
+        }
+    }
+
+    /// Renames the object. Renaming a started child does not reach the
+    /// child; renaming the current process changes the name it reports.
+    pub fn set_name(&self, name: impl Into<String>) {
+        let name = name.into();
+        match &self.object.role {
+            Role::Current(node) => *node.name.lock().unwrap() = name,
+            Role::Child | Role::Parent(_) => *self.object.name.lock().unwrap() = name,
+        }
+    }
+
+    pub fn daemon(&self) -> bool {
+        self.object.daemon.load(Ordering::Relaxed)
+    }
+
+    /// Sets the daemon flag; only before start.
+    pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
+        let state = self.object.state.lock().unwrap();
+        let started = match &self.object.role {
+            Role::Child => matches!(*state, State::Started(_)),
+            Role::Current(_) | Role::Parent(_) => true,
+        };
+        if started {
+            return Err(ProcessError::AlreadyStarted);
+        }
+        self.object.daemon.store(daemon, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn authkey(&self) -> AuthKey {
+        match &self.object.role {
+            Role::Current(node) => node.authkey(),
+            Role::Child | Role::Parent(_) => self.object.authkey.lock().unwrap().clone(),
+        }
+    }
+
+    /// Sets the key a child starts with; on the current process, the key
+    /// of processes it creates from now on.
+    pub fn set_authkey(&self, key: AuthKey) {
+        match &self.object.role {
+            Role::Current(node) => *node.authkey.lock().unwrap() = key,
+            Role::Child | Role::Parent(_) => *self.object.authkey.lock().unwrap() = key,
+        }
+    }
+
+    /// The identity tuple: empty for the main process, `[1, 2]` for
+    /// `Process-1:2`.
+    pub fn identity(&self) -> &[u32] {
+        &self.object.identity
+    }
+
+    /// Pid of the process that created this object; None for main.
+    pub fn parent_pid(&self) -> Option<Pid> {
+        self.object.creator
+    }
+
+    /// CPython's status word for the repr.
+    fn status(&self) -> String {
+        let state = self.object.state.lock().unwrap();
+        match (&self.object.role, &*state) {
+            (Role::Current(_), _) => "started".into(),
+            (Role::Parent(_), _) => "unknown".into(),
+            (Role::Child, State::Closed) => "closed".into(),
+            (Role::Child, _) if self.object.creator != Some(self.caller.pid) => "unknown".into(),
+            (Role::Child, State::Initial(_)) => "initial".into(),
+            (Role::Child, State::Started(node)) => match node.exit.get() {
+                Some(reason) => format!("stopped exitcode={}", exitcode_display(reason.exitcode())),
+                None => "started".into(),
+            },
+        }
+    }
+
+    fn type_name(&self) -> &'static str {
+        match &self.object.role {
+            Role::Current(node) if node.is_main() => "_MainProcess",
+            Role::Parent(_) => "_ParentProcess",
+            Role::Current(_) | Role::Child => "Process",
+        }
+    }
+}
+
+/// CPython's repr: `<Process name='Process-1' pid=7 parent=1 started daemon>`.
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} name={}", self.type_name(), python_repr(&self.name()))?;
+        if matches!(self.object.role, Role::Child)
+            && let Ok(Some(pid)) = self.pid()
+        {
+            write!(f, " pid={pid}")?;
+        }
+        match self.object.creator {
+            Some(parent) if !matches!(self.object.role, Role::Parent(_)) => write!(f, " parent={parent}")?,
+            _ => f.write_str(" parent=None")?,
+        }
+        write!(f, " {}", self.status())?;
+        if self.daemon() {
+            f.write_str(" daemon")?;
+        }
+        f.write_str(">")
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

@@ -1,0 +1,126 @@
+//! Programs: WebAssembly core modules (WASI preview 1) and components
+//! (WASI preview 2 commands) compiled and pre-linked once, then
+//! instantiated for every process that runs them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::{Component, HasSelf};
+use wasmtime::{Engine, InstancePre, Module};
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::backend::wasm::{P1State, P2State};
+use crate::error::{Error, Result, one_line};
+use crate::guest_api::bindings::Guest;
+
+/// A compiled, pre-linked program, cheap to clone and to start many times.
+#[derive(Clone)]
+pub struct Program {
+    inner: Arc<ProgramInner>,
+}
+
+struct ProgramInner {
+    name: String,
+    code: Code,
+}
+
+pub(crate) enum Code {
+    Component(CommandPre<P2State>),
+    Module(InstancePre<P1State>),
+}
+
+/// Which kind of WebAssembly a program is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// A core module using WASI preview 1 (`wasm32-wasip1`).
+    Module,
+    /// A component of the `wasi:cli/command` world (`wasm32-wasip2`),
+    /// possibly importing `wmp:process`.
+    Component,
+}
+
+impl Program {
+    /// The name the program was loaded under (its path for files); also the
+    /// default `argv[0]`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn kind(&self) -> ProgramKind {
+        match self.inner.code {
+            Code::Component(_) => ProgramKind::Component,
+            Code::Module(_) => ProgramKind::Module,
+        }
+    }
+
+    pub(crate) fn code(&self) -> &Code {
+        &self.inner.code
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("name", &self.name()).field("kind", &self.kind()).finish()
+    }
+}
+
+/// The host functions every program is linked against: WASI p1 for modules;
+/// WASI p2 and `wmp:process` for components.
+pub(crate) struct Linkers {
+    component: wasmtime::component::Linker<P2State>,
+    module: wasmtime::Linker<P1State>,
+}
+
+impl Linkers {
+    pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Self> {
+        let mut component = wasmtime::component::Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        Guest::add_to_linker::<P2State, HasSelf<P2State>>(&mut component, |state| state)?;
+        let mut module = wasmtime::Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module, |state: &mut P1State| &mut state.wasi)?;
+        Ok(Self { component, module })
+    }
+}
+
+/// Reads a program file (binary or text format).
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })
+}
+
+/// Turns file contents into WebAssembly binary: binary passes through, the
+/// text format is parsed, anything else is refused.
+pub(crate) fn binary<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes.into());
+    }
+    let looks_like_text = std::str::from_utf8(bytes).is_ok_and(|text| {
+        let text = text.trim_start();
+        text.starts_with('(') || text.starts_with(";;")
+    });
+    if !looks_like_text {
+        return Err(invalid("not a WebAssembly module or component (no \\0asm header)".into()));
+    }
+    wat::parse_bytes(bytes).map_err(|e| invalid(e.to_string().replace('\n', " ")))
+}
+
+/// Compiles and links a program.
+pub(crate) fn compile(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u8]) -> Result<Program> {
+    let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
+    let bytes = binary(name, bytes)?;
+    let code = if wasmparser::Parser::is_component(&bytes) {
+        let component = Component::new(engine, &bytes).map_err(|e| invalid(one_line(&e)))?;
+        let pre = linkers.component.instantiate_pre(&component).map_err(|e| invalid(one_line(&e)))?;
+        let command = CommandPre::new(pre).map_err(|e| {
+            invalid(format!("not a WASI command component (it must export wasi:cli/run): {}", one_line(&e)))
+        })?;
+        Code::Component(command)
+    } else {
+        let module = Module::new(engine, &bytes).map_err(|e| invalid(one_line(&e)))?;
+        if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
+            return Err(invalid("the module exports no `_start` function (not a WASI command)".into()));
+        }
+        Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?)
+    };
+    Ok(Program { inner: Arc::new(ProgramInner { name: name.to_owned(), code }) })
+}

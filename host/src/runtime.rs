@@ -1,0 +1,285 @@
+//! The runtime: one wasmtime `Engine`, one tokio runtime that runs every
+//! guest as a task, the process table, and the main process that the
+//! embedding host (or, under `wmp run`, the main guest) is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine};
+use wmp_core::{AUTHKEY_LEN, AuthKey};
+
+use crate::error::{Error, Result};
+use crate::process::Process;
+use crate::program::{self, Linkers, Program};
+use crate::registry::{Node, Registry};
+use crate::sentinel::{Sentinel, wait_any, wait_blocking};
+use crate::spec::{Capabilities, LaunchSpec, ProcessBuilder};
+use crate::status::{ExitReason, Signal};
+
+/// How often running guests are interrupted to check for a stop request
+/// and to yield to other guests.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What the runtime's parts share; every process object holds it.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) registry: Registry,
+    pub(crate) linkers: Linkers,
+    shut_down: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+}
+
+/// Where compiled code is cached between runs.
+#[derive(Clone, Debug, Default)]
+pub enum CodeCache {
+    /// No cache: compile every time.
+    #[default]
+    Off,
+    /// wasmtime's default cache directory (as `wasmtime run` uses).
+    System,
+    /// A cache in this directory.
+    Directory(PathBuf),
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug, Default)]
+pub struct RuntimeBuilder {
+    worker_threads: Option<usize>,
+    cache: CodeCache,
+}
+
+impl RuntimeBuilder {
+    /// Threads that run guests (default: one per core).
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = Some(threads.max(1));
+        self
+    }
+
+    pub fn code_cache(mut self, cache: CodeCache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    pub fn build(self) -> Result<Runtime> {
+        let setup = |e: wasmtime::Error| Error::Setup(crate::error::one_line(&e));
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        match &self.cache {
+            CodeCache::Off => {}
+            CodeCache::System => {
+                config.cache(Some(wasmtime::Cache::from_file(None).map_err(setup)?));
+            }
+            CodeCache::Directory(dir) => {
+                let mut cache = wasmtime::CacheConfig::new();
+                cache.with_directory(dir);
+                config.cache(Some(wasmtime::Cache::new(cache).map_err(setup)?));
+            }
+        }
+        let engine = Engine::new(&config).map_err(setup)?;
+        start_epoch_ticker(&engine);
+        let mut tokio = tokio::runtime::Builder::new_multi_thread();
+        if let Some(threads) = self.worker_threads {
+            tokio.worker_threads(threads);
+        }
+        let tokio = tokio
+            .thread_name("wmp-worker")
+            .enable_time()
+            .build()
+            .map_err(|e| Error::Setup(format!("cannot start the tokio runtime: {e}")))?;
+        let linkers = Linkers::new(&engine).map_err(setup)?;
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            handle: tokio.handle().clone(),
+            registry: Registry::new(),
+            linkers,
+            shut_down: AtomicBool::new(false),
+        });
+        let main = Node::new(
+            &engine,
+            shared.registry.allocate_pid(),
+            None,
+            Vec::new(),
+            wmp_core::naming::default_name(&[]),
+            false,
+            random_authkey()?,
+        );
+        Ok(Runtime { shared, main, tokio: Some(tokio) })
+    }
+}
+
+fn random_authkey() -> Result<AuthKey> {
+    let mut key = [0u8; AUTHKEY_LEN];
+    getrandom::fill(&mut key).map_err(|e| Error::Setup(format!("no randomness for the authkey: {e}")))?;
+    Ok(AuthKey::new(key))
+}
+
+/// Bumps the engine's epoch every tick so running guests check in; the
+/// thread ends when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wmp-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// A wmp runtime: loads programs and runs them as processes.
+///
+/// The host that owns the runtime is the main process (`MainProcess`,
+/// identity `()`); processes it starts are its children. Dropping the
+/// runtime kills every process still running.
+///
+/// ```no_run
+/// # fn main() -> wmp_host::Result<()> {
+/// let rt = wmp_host::Runtime::new()?;
+/// let program = rt.load("guest.wasm")?;
+/// let p = rt.process(&program).name("worker").build();
+/// p.start()?;
+/// p.join(None)?;
+/// println!("{p}: exitcode {:?}", p.exitcode()?);
+/// # Ok(()) }
+/// ```
+pub struct Runtime {
+    shared: Arc<Shared>,
+    main: Arc<Node>,
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtime {
+    /// A runtime with default settings.
+    pub fn new() -> Result<Runtime> {
+        Runtime::builder().build()
+    }
+
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Loads a program from a `.wasm` (or `.wat`) file.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<Program> {
+        let path = path.as_ref();
+        let bytes = program::read(path)?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Loads a program from bytes; `name` names it in errors and is its
+    /// default `argv[0]`.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
+        program::compile(&self.shared.engine, &self.shared.linkers, name, bytes)
+    }
+
+    /// Starts building a child of the main process that runs `program`.
+    pub fn process(&self, program: &Program) -> ProcessBuilder {
+        ProcessBuilder::new(self.shared.clone(), self.main.clone(), program)
+    }
+
+    /// The main process, as the host sees itself.
+    pub fn current_process(&self) -> Process {
+        Process::current(self.shared.clone(), self.main.clone())
+    }
+
+    /// Children of the main process that have started and not ended;
+    /// finished ones are reaped first.
+    pub fn active_children(&self) -> Vec<Process> {
+        self.main.reap_finished_children();
+        let children = self.main.children.lock().unwrap().clone();
+        children.into_iter().map(|object| Process::seen_by(object, self.main.clone())).collect()
+    }
+
+    /// Every process object still alive anywhere in this runtime (CPython's
+    /// `_dangling`), for leak checks.
+    pub fn dangling(&self) -> Vec<Process> {
+        let objects = self.shared.registry.objects();
+        objects.into_iter().map(|object| Process::seen_by(object, self.main.clone())).collect()
+    }
+
+    /// Number of processes running now (instances alive) in this runtime.
+    pub fn live_process_count(&self) -> usize {
+        self.shared.registry.live_nodes().len()
+    }
+
+    /// Waits until a sentinel is ready or the timeout passes, and returns
+    /// the indices of the ready ones; empty on timeout.
+    pub fn wait(&self, sentinels: &[Sentinel], timeout: Option<Duration>) -> Vec<usize> {
+        wait_blocking(&self.shared.handle, sentinels, timeout)
+    }
+
+    pub async fn wait_async(&self, sentinels: &[Sentinel], timeout: Option<Duration>) -> Vec<usize> {
+        wait_any(&self.shared.handle, sentinels, timeout).await
+    }
+
+    /// Runs `program` as the main process itself (what `wmp run` does): it
+    /// is `MainProcess`, its children are the runtime's children, and when
+    /// it returns, its daemonic children are terminated and the others
+    /// joined. Returns how it ended.
+    pub fn run_main(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
+        let ended = self.start_main(program, caps)?;
+        Ok(self.shared.handle.block_on(ended))
+    }
+
+    pub async fn run_main_async(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
+        Ok(self.start_main(program, caps)?.await)
+    }
+
+    fn start_main(
+        &self,
+        program: &Program,
+        caps: Capabilities,
+    ) -> Result<impl std::future::Future<Output = ExitReason> + use<>> {
+        if self.main.exit.is_set() || self.shared.registry.live_nodes().iter().any(|n| n.pid == self.main.pid) {
+            return Err(Error::Setup("the main process of this runtime has already run".into()));
+        }
+        let spec = LaunchSpec { program: program.clone(), caps, target: None };
+        crate::backend::wasm::launch(&self.shared, self.main.clone(), spec)?;
+        let exit = self.main.exit.clone();
+        Ok(async move {
+            exit.ended().await;
+            exit.get().expect("ended() returns once the reason is set")
+        })
+    }
+
+    /// A sentinel for the main process run by [`run_main`](Self::run_main).
+    pub fn main_sentinel(&self) -> Sentinel {
+        Sentinel { cell: self.main.exit.clone(), handle: self.shared.handle.clone() }
+    }
+
+    /// Stops the main process run by [`run_main`](Self::run_main) (and with
+    /// it, its whole tree).
+    pub fn signal_main(&self, signal: Signal) {
+        self.main.signal(signal);
+    }
+}
+
+impl Drop for Runtime {
+    /// Kills every process still running: a sandbox leaves no orphans.
+    fn drop(&mut self) {
+        self.shared.shut_down.store(true, Ordering::Release);
+        let live = self.shared.registry.live_nodes();
+        for node in &live {
+            node.signal(Signal::Kill);
+        }
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+        // Tasks that never got to publish (dropped by the shutdown) would
+        // leave joins on outstanding handles waiting forever.
+        for node in live {
+            node.exit.publish(ExitReason::Killed);
+        }
+        self.main.children.lock().unwrap().clear();
+    }
+}

@@ -1,0 +1,174 @@
+//! Sentinels: the "has this process ended?" signal of every started process,
+//! awaitable from async code, waitable from blocking code, and pollable from
+//! an embedder's own event loop through a raw eventfd.
+
+use std::future::Future;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::status::ExitReason;
+
+/// Where a process publishes its end, exactly once.
+pub(crate) struct ExitCell {
+    reason: watch::Sender<Option<ExitReason>>,
+    /// Made on first request only: most processes are never polled from
+    /// outside, and an fd per process would cap how many can live.
+    eventfd: Mutex<Option<OwnedFd>>,
+}
+
+impl ExitCell {
+    pub(crate) fn new() -> Self {
+        Self { reason: watch::Sender::new(None), eventfd: Mutex::new(None) }
+    }
+
+    pub(crate) fn get(&self) -> Option<ExitReason> {
+        self.reason.borrow().clone()
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.reason.borrow().is_some()
+    }
+
+    /// Records the end; later calls are ignored.
+    pub(crate) fn publish(&self, reason: ExitReason) {
+        let first = self.reason.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(reason);
+            true
+        });
+        if first && let Some(fd) = self.eventfd.lock().unwrap().as_ref() {
+            signal_eventfd(fd);
+        }
+    }
+
+    pub(crate) async fn ended(&self) {
+        let mut rx = self.reason.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot fail.
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    fn raw_fd(&self) -> std::io::Result<RawFd> {
+        let mut slot = self.eventfd.lock().unwrap();
+        if let Some(fd) = slot.as_ref() {
+            return Ok(fd.as_raw_fd());
+        }
+        // SAFETY: eventfd has no memory-safety preconditions; the result is
+        // checked and owned from here on.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if self.is_set() {
+            signal_eventfd(&fd);
+        }
+        let raw = fd.as_raw_fd();
+        *slot = Some(fd);
+        Ok(raw)
+    }
+}
+
+fn signal_eventfd(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. A full
+    // counter (EAGAIN) still leaves the fd readable, which is all we need.
+    unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
+}
+
+/// Becomes ready when its process ends (`Process::sentinel`).
+///
+/// Wait for it with [`Sentinel::wait`] / [`Runtime::wait`](crate::Runtime::wait)
+/// (and their async twins), test it with [`Sentinel::is_ready`], or put
+/// [`Sentinel::raw_fd`] into your own `poll`/`epoll` loop: the fd becomes
+/// readable when the process ends.
+#[derive(Clone)]
+pub struct Sentinel {
+    pub(crate) cell: Arc<ExitCell>,
+    pub(crate) handle: tokio::runtime::Handle,
+}
+
+impl Sentinel {
+    pub fn is_ready(&self) -> bool {
+        self.cell.is_set()
+    }
+
+    /// An eventfd that becomes readable when the process ends. It stays
+    /// owned by the sentinel: do not close it or read from it.
+    pub fn raw_fd(&self) -> std::io::Result<RawFd> {
+        self.cell.raw_fd()
+    }
+
+    /// Waits until the process ends or the timeout passes; true if it ended.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        !wait_blocking(&self.handle, std::slice::from_ref(self), timeout).is_empty()
+    }
+
+    pub async fn wait_async(&self, timeout: Option<Duration>) -> bool {
+        !wait_any(&self.handle, std::slice::from_ref(self), timeout).await.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Sentinel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sentinel").field("ready", &self.is_ready()).finish()
+    }
+}
+
+/// Waits until at least one sentinel is ready or the timeout passes, and
+/// returns the indices of all that are ready (`multiprocessing.connection.wait`).
+/// An empty result means the timeout passed.
+pub(crate) async fn wait_any(
+    handle: &tokio::runtime::Handle,
+    sentinels: &[Sentinel],
+    timeout: Option<Duration>,
+) -> Vec<usize> {
+    let ready = || -> Vec<usize> {
+        sentinels.iter().enumerate().filter(|(_, s)| s.is_ready()).map(|(i, _)| i).collect()
+    };
+    let now = ready();
+    if !now.is_empty() || timeout == Some(Duration::ZERO) {
+        return now;
+    }
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+        sentinels.iter().map(|s| Box::pin(s.cell.ended()) as Pin<Box<_>>).collect();
+    let any_ended = std::future::poll_fn(|cx| {
+        if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    match timeout {
+        None => any_ended.await,
+        Some(limit) => {
+            // The timer must belong to the wmp runtime so that callers on
+            // any executor (or none) can await it.
+            let sleep = {
+                let _enter = handle.enter();
+                tokio::time::sleep(limit)
+            };
+            tokio::select! {
+                () = any_ended => {}
+                () = sleep => {}
+            }
+        }
+    }
+    ready()
+}
+
+/// The blocking form of [`wait_any`], for callers outside async code.
+pub(crate) fn wait_blocking(
+    handle: &tokio::runtime::Handle,
+    sentinels: &[Sentinel],
+    timeout: Option<Duration>,
+) -> Vec<usize> {
+    handle.block_on(wait_any(handle, sentinels, timeout))
+}

@@ -1,0 +1,202 @@
+//! What a process runs and with which rights: its [`Capabilities`] (argv,
+//! environment, preopened directories, stdio), and the [`ProcessBuilder`]
+//! that makes a process object from a program.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use wmp_core::AuthKey;
+
+use crate::process::Process;
+use crate::program::Program;
+use crate::registry::Node;
+use crate::runtime::Shared;
+use crate::stdio::{Stdio, Stream};
+
+/// A host directory made visible to the guest (`--dir HOST[::GUEST]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+impl FromStr for Preopen {
+    type Err = String;
+
+    /// Parses `wasmtime run`'s spelling: `HOST` (seen as the same path in
+    /// the guest) or `HOST::GUEST`.
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let (host, guest) = match spec.split_once("::") {
+            Some((host, guest)) => (host, guest),
+            None => (spec, spec),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!("invalid directory {spec:?}: expected HOST or HOST::GUEST"));
+        }
+        Ok(Preopen { host: host.into(), guest: guest.to_owned(), read_only: false })
+    }
+}
+
+/// The rights and surroundings a process runs with. A guest's children
+/// inherit their parent's capabilities.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) dirs: Vec<Preopen>,
+    pub(crate) inherit_stdin: bool,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+}
+
+impl Capabilities {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The guest's argv, program name first.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn preopen(mut self, dir: Preopen) -> Self {
+        self.dirs.push(dir);
+        self
+    }
+
+    /// Connect the guest's stdin to the host's (only the main process of
+    /// `wmp run` does this; children read an empty stdin, as in CPython).
+    pub fn inherit_stdin(mut self, inherit: bool) -> Self {
+        self.inherit_stdin = inherit;
+        self
+    }
+
+    pub fn stdout(mut self, stdio: Stdio) -> Self {
+        self.stdout = stdio;
+        self
+    }
+
+    pub fn stderr(mut self, stdio: Stdio) -> Self {
+        self.stderr = stdio;
+        self
+    }
+
+    /// What a child started by a guest gets: the same environment, dirs
+    /// and output streams, argv of just the program name, no stdin.
+    pub(crate) fn for_child(&self) -> Capabilities {
+        Capabilities {
+            args: self.args.iter().take(1).cloned().collect(),
+            inherit_stdin: false,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn wasi_builder(&self) -> std::io::Result<wasmtime_wasi::WasiCtxBuilder> {
+        let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+        builder.args(&self.args);
+        for (key, value) in &self.env {
+            builder.env(key, value);
+        }
+        for dir in &self.dirs {
+            let perms = if dir.read_only {
+                wasmtime_wasi::FsPerms::ReadOnly
+            } else {
+                wasmtime_wasi::FsPerms::ReadWrite
+            };
+            builder.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+                std::io::Error::other(format!("cannot open directory {}: {e}", dir.host.display()))
+            })?;
+        }
+        if self.inherit_stdin {
+            builder.inherit_stdin();
+        }
+        self.stdout.attach(&mut builder, Stream::Stdout);
+        self.stderr.attach(&mut builder, Stream::Stderr);
+        Ok(builder)
+    }
+}
+
+/// The named target a wmp-guest child runs instead of `main`, with its
+/// argument bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub args: Vec<u8>,
+}
+
+/// Everything needed to launch a process object once it is started.
+#[derive(Clone)]
+pub(crate) struct LaunchSpec {
+    pub(crate) program: Program,
+    pub(crate) caps: Capabilities,
+    pub(crate) target: Option<Target>,
+}
+
+/// Builds a process object (the analog of `multiprocessing.Process(...)`).
+/// Nothing runs until [`Process::start`].
+pub struct ProcessBuilder {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) creator: Arc<Node>,
+    pub(crate) spec: LaunchSpec,
+    pub(crate) name: Option<String>,
+    pub(crate) daemon: Option<bool>,
+    pub(crate) authkey: Option<AuthKey>,
+}
+
+impl ProcessBuilder {
+    pub(crate) fn new(shared: Arc<Shared>, creator: Arc<Node>, program: &Program) -> Self {
+        let caps = Capabilities::new().args([program.name().to_owned()]);
+        Self {
+            shared,
+            creator,
+            spec: LaunchSpec { program: program.clone(), caps, target: None },
+            name: None,
+            daemon: None,
+            authkey: None,
+        }
+    }
+
+    /// Replaces the capabilities (argv, env, dirs, stdio).
+    pub fn capabilities(mut self, caps: Capabilities) -> Self {
+        self.spec.caps = caps;
+        self
+    }
+
+    /// Run the named target of a wmp-guest program instead of its `main`.
+    pub fn target(mut self, name: impl Into<String>, args: impl Into<Vec<u8>>) -> Self {
+        self.spec.target = Some(Target { name: name.into(), args: args.into() });
+        self
+    }
+
+    /// The process name; empty keeps the default (`Process-N`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Daemon flag; by default a process inherits its creator's.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// Authkey; by default a process inherits its creator's.
+    pub fn authkey(mut self, key: AuthKey) -> Self {
+        self.authkey = Some(key);
+        self
+    }
+
+    /// Creates the process object; like CPython, this takes the next number
+    /// of the creator's child counter.
+    pub fn build(self) -> Process {
+        Process::construct(self.shared, self.creator, self.spec, self.name, self.daemon, self.authkey)
+    }
+}

@@ -1,0 +1,69 @@
+//! How a process ended: the exit reason the host sees and the exitcode
+//! CPython would report for it.
+
+use std::fmt;
+
+/// Why a process ended. CPython only reports an exit code; the host also
+/// knows the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The program returned from its entry point normally.
+    Returned,
+    /// The program called `exit(code)` (WASI `proc_exit`, wmp `exit`), or
+    /// its `main` returned an error (code 1).
+    Exit(i32),
+    /// The program trapped (a Rust panic, `unreachable`, a bad memory
+    /// access); the text is wasmtime's description of the trap.
+    Trap(String),
+    /// `terminate()` stopped it.
+    Terminated,
+    /// `kill()` stopped it, or its parent was stopped.
+    Killed,
+}
+
+/// `-SIGTERM` as CPython reports it.
+pub const TERMINATED_EXITCODE: i32 = -15;
+/// `-SIGKILL` as CPython reports it.
+pub const KILLED_EXITCODE: i32 = -9;
+
+impl ExitReason {
+    /// The `exitcode` CPython gives for this end: 0, n, 1 for a trap, -15,
+    /// -9.
+    pub fn exitcode(&self) -> i32 {
+        match self {
+            ExitReason::Returned => 0,
+            ExitReason::Exit(code) => *code,
+            ExitReason::Trap(_) => 1,
+            ExitReason::Terminated => TERMINATED_EXITCODE,
+            ExitReason::Killed => KILLED_EXITCODE,
+        }
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Returned => f.write_str("returned"),
+            ExitReason::Exit(code) => write!(f, "exit({code})"),
+            ExitReason::Trap(msg) => write!(f, "trap: {msg}"),
+            ExitReason::Terminated => f.write_str("terminated"),
+            ExitReason::Killed => f.write_str("killed"),
+        }
+    }
+}
+
+/// A request to stop a running process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Terminate,
+    Kill,
+}
+
+impl Signal {
+    pub(crate) fn reason(self) -> ExitReason {
+        match self {
+            Signal::Terminate => ExitReason::Terminated,
+            Signal::Kill => ExitReason::Killed,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Where a process's standard streams go: inherited from the host, thrown
+//! away, or captured into a buffer the host can read.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// The destination of a process's stdout or stderr.
+#[derive(Clone, Debug, Default)]
+pub enum Stdio {
+    /// The host's own stream (the default).
+    #[default]
+    Inherit,
+    /// Discarded.
+    Null,
+    /// Appended to a buffer the host reads with [`CaptureBuffer::contents`].
+    /// Children that inherit it write into the same buffer.
+    Capture(CaptureBuffer),
+}
+
+impl Stdio {
+    /// A fresh capture buffer, returned with the `Stdio` that fills it.
+    pub fn capture() -> (Stdio, CaptureBuffer) {
+        let buffer = CaptureBuffer::default();
+        (Stdio::Capture(buffer.clone()), buffer)
+    }
+}
+
+/// Output captured from processes; cheap to clone, all clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl CaptureBuffer {
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The contents as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+    }
+}
+
+impl IsTerminal for CaptureBuffer {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CaptureBuffer {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CaptureBuffer {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Which of the two output streams.
+#[derive(Clone, Copy)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stdio {
+    /// Writes a message from the host (such as `Process <name>:` after a
+    /// trap) into the stream, as if the process had written it.
+    pub(crate) fn write_host_message(&self, stream: Stream, text: &str) {
+        match self {
+            Stdio::Inherit => {
+                let _ = match stream {
+                    Stream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+                    Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+                };
+            }
+            Stdio::Null => {}
+            Stdio::Capture(buffer) => buffer.append(text.as_bytes()),
+        }
+    }
+
+    pub(crate) fn attach(&self, builder: &mut wasmtime_wasi::WasiCtxBuilder, stream: Stream) {
+        match (self, stream) {
+            (Stdio::Inherit, Stream::Stdout) => builder.inherit_stdout(),
+            (Stdio::Inherit, Stream::Stderr) => builder.inherit_stderr(),
+            (Stdio::Null, _) => builder, // WasiCtxBuilder's default sink discards
+            (Stdio::Capture(buffer), Stream::Stdout) => builder.stdout(buffer.clone()),
+            (Stdio::Capture(buffer), Stream::Stderr) => builder.stderr(buffer.clone()),
+        };
+    }
+}

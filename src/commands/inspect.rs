@@ -1,0 +1,30 @@
+//! `wmp inspect`: what a program is, without running it.
+
+use std::path::PathBuf;
+
+/// Show a program's kind (p1 module or p2 component), imports, exports and
+/// world.
+#[derive(clap::Args)]
+pub struct InspectCommand {
+    /// The .wasm or .wat file.
+    module: PathBuf,
+}
+
+impl InspectCommand {
+    pub fn execute(self) -> anyhow::Result<()> {
+        let bytes = std::fs::read(&self.module)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", self.module.display()))?;
+        let outline = wmp_host::inspect::inspect(&self.module.display().to_string(), &bytes)?;
+        let kind = match outline.kind {
+            wmp_host::ProgramKind::Module => "p1 (core module, WASI preview 1)",
+            wmp_host::ProgramKind::Component => "p2 (component, WASI preview 2)",
+        };
+        println!("kind: {kind}");
+        println!("world: {}", outline.world);
+        println!("imports:");
+        outline.imports.iter().for_each(|name| println!("  {name}"));
+        println!("exports:");
+        outline.exports.iter().for_each(|name| println!("  {name}"));
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per `wmp` subcommand, each a clap `Args` struct with an
+//! `execute()`.
+
+pub mod inspect;
+pub mod run;
+pub mod wit;

@@ -1,0 +1,27 @@
+//! `wmp`: run WebAssembly programs as processes with the semantics of
+//! Python's `multiprocessing.Process`. A thin CLI over `wmp-host`: each
+//! subcommand parses its arguments and calls the library.
+
+mod commands;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "wmp", version, about = "Run WebAssembly programs as processes (multiprocessing.Process semantics)")]
+enum Cli {
+    Run(commands::run::RunCommand),
+    Inspect(commands::inspect::InspectCommand),
+    Wit(commands::wit::WitCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("WMP_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse() {
+        Cli::Run(command) => command.execute(),
+        Cli::Inspect(command) => command.execute(),
+        Cli::Wit(command) => command.execute(),
+    }
+}

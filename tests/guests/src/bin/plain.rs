@@ -1,0 +1,40 @@
+//! A plain WASI program (no wmp imports), built for both wasip1 and
+//! wasip2, that `wmp run` must run exactly as `wasmtime run` does.
+//!
+//! Usage: plain COMMAND...
+//!   args                 print each argument on its own line
+//!   env NAME             print the variable's value (or "<unset>")
+//!   read PATH            print the file's contents
+//!   write PATH TEXT      write TEXT to the file
+//!   exit CODE            std::process::exit(CODE)
+//!   trap                 execute `unreachable`
+//!   stderr TEXT          print TEXT on stderr
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match arg(1).as_str() {
+        "args" => args.iter().for_each(|a| println!("{a}")),
+        "env" => println!("{}", std::env::var(arg(2)).unwrap_or_else(|_| "<unset>".into())),
+        "read" => match std::fs::read_to_string(arg(2)) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("read {}: {e}", arg(2));
+                std::process::exit(2);
+            }
+        },
+        "write" => {
+            if let Err(e) = std::fs::write(arg(2), arg(3)) {
+                eprintln!("write {}: {e}", arg(2));
+                std::process::exit(2);
+            }
+        }
+        "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
+        "trap" => core::arch::wasm32::unreachable(),
+        "stderr" => eprintln!("{}", arg(2)),
+        other => {
+            eprintln!("plain: unknown command {other:?}");
+            std::process::exit(2);
+        }
+    }
+}
