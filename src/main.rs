@@ -14,14 +14,20 @@ enum Cli {
     Wit(commands::wit::WitCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("WMP_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse() {
+    let result = match Cli::parse() {
         Cli::Run(command) => command.execute(),
         Cli::Inspect(command) => command.execute(),
         Cli::Wit(command) => command.execute(),
+    };
+    if let Err(err) = result {
+        // One line, no backtrace: these are user errors (a missing or
+        // malformed module, a bad directory), not bugs.
+        eprintln!("Error: {err:#}");
+        std::process::exit(1);
     }
 }

@@ -13,8 +13,8 @@ pub use wmp_core::ProcessError;
 pub enum Error {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     /// The bytes are not a WebAssembly module or component, or do not
     /// validate, or the program needs something wmp does not provide.
     #[error("invalid program {name}: {reason}")]
@@ -32,4 +32,19 @@ pub(crate) fn one_line(err: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = err.chain().map(|c| c.to_string()).collect();
     parts.dedup();
     parts.join(": ")
+}
+
+/// A wasmtime error as a multi-line report: the message (for a trap, with
+/// its wasm backtrace) and its causes, without any host backtrace.
+pub(crate) fn report(err: &wasmtime::Error) -> String {
+    let mut out = err.to_string();
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    if !causes.is_empty() {
+        out.push_str("\n\nCaused by:");
+        for cause in causes {
+            out.push_str("\n    ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }

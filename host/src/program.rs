@@ -84,7 +84,7 @@ impl Linkers {
 
 /// Reads a program file (binary or text format).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|error| Error::Read { path: path.to_owned(), error })
 }
 
 /// Turns file contents into WebAssembly binary: binary passes through, the

@@ -19,12 +19,12 @@ impl InspectCommand {
             wmp_host::ProgramKind::Module => "p1 (core module, WASI preview 1)",
             wmp_host::ProgramKind::Component => "p2 (component, WASI preview 2)",
         };
-        println!("kind: {kind}");
-        println!("world: {}", outline.world);
-        println!("imports:");
-        outline.imports.iter().for_each(|name| println!("  {name}"));
-        println!("exports:");
-        outline.exports.iter().for_each(|name| println!("  {name}"));
+        let mut text = format!("kind: {kind}\nworld: {}\nimports:\n", outline.world);
+        outline.imports.iter().for_each(|name| text.push_str(&format!("  {name}\n")));
+        text.push_str("exports:\n");
+        outline.exports.iter().for_each(|name| text.push_str(&format!("  {name}\n")));
+        // A closed pipe (`wmp inspect x | head`) is not an error.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         Ok(())
     }
 }

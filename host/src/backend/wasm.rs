@@ -191,7 +191,7 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
     {
         return (signal.reason(), None);
     }
-    (ExitReason::Trap(err.root_cause().to_string()), Some(format!("{err:?}")))
+    (ExitReason::Trap(err.root_cause().to_string()), Some(crate::error::report(&err)))
 }
 
 /// CPython's exit function for a process that ends: a process that was

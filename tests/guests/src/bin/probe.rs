@@ -108,7 +108,20 @@ fn spawn_and_spin(_: &[u8]) {
     spin(&[]);
 }
 
+/// Run as a program (`wmp run probe.wasm [exit N | spawn TARGET ARGS]`):
+/// prints its identity, then exits with N or starts a child.
+fn main_process() {
+    identity(&[]);
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("exit") => exit(args[2].parse().expect("exit code")),
+        Some("spawn") => nest(args[2..].join(" ").as_bytes()),
+        _ => {}
+    }
+}
+
 fn main() {
+    let main = main_process;
     wmp_guest::entry(
         &[
             ("identity", identity),
@@ -126,6 +139,6 @@ fn main() {
             ("nest", nest),
             ("spawn-and-spin", spawn_and_spin),
         ],
-        || identity(&[]),
+        main,
     );
 }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks (the wasm targets) and runs every test:
+# unit tests of each crate and the integration binary tests/all, whose guests
+# tests/guest-artifacts builds for wasm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
+cargo test --workspace --exclude wmp-example-hello --exclude wmp-test-guest-programs "$@"

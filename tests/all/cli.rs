@@ -1,0 +1,202 @@
+//! The `wmp` command line: `wmp run` behaves like `wasmtime run` on plain
+//! WASI programs (p1 modules and p2 components), runs wmp guests as the
+//! main process, and turns bad input into one-line errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use wmp_test_guests::{PLAIN_P1, PLAIN_P2, PROBE};
+
+fn wmp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wmp")).args(args).env_remove("RUST_BACKTRACE").output().expect("running wmp")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const PLAIN: [(&str, &str); 2] = [("p1", PLAIN_P1), ("p2", PLAIN_P2)];
+
+#[test]
+fn version() {
+    let out = wmp(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), format!("wmp {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn args_are_passed_through_with_the_file_name_as_argv0() {
+    for (kind, module) in PLAIN {
+        let out = wmp(&["run", module, "args", "--flag", "two words"]);
+        assert_eq!(out.status.code(), Some(0), "{kind}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "plain.wasm\nargs\n--flag\ntwo words\n", "{kind}");
+    }
+}
+
+#[test]
+fn env_vars_are_set_or_inherited() {
+    for (kind, module) in PLAIN {
+        let out = wmp(&["run", "--env", "GREETING=hello there", module, "env", "GREETING"]);
+        assert_eq!(stdout(&out), "hello there\n", "{kind}");
+        let out = Command::new(env!("CARGO_BIN_EXE_wmp"))
+            .args(["run", "--env", "FROM_HOST", module, "env", "FROM_HOST"])
+            .env("FROM_HOST", "inherited")
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&out), "inherited\n", "{kind}");
+        let out = wmp(&["run", module, "env", "HOME"]);
+        assert_eq!(stdout(&out), "<unset>\n", "{kind}: nothing leaks in unasked");
+    }
+}
+
+#[test]
+fn a_preopened_directory_can_be_read_and_written() {
+    for (kind, module) in PLAIN {
+        let dir = scratch(&format!("cli-dir-{kind}"));
+        std::fs::write(dir.join("in.txt"), "from the host\n").unwrap();
+        let mapping = format!("{}::/data", dir.display());
+        let out = wmp(&["run", "--dir", &mapping, module, "read", "/data/in.txt"]);
+        assert_eq!(stdout(&out), "from the host\n", "{kind}: {}", stderr(&out));
+        let out = wmp(&["run", "--dir", &mapping, module, "write", "/data/out.txt", "from the guest"]);
+        assert_eq!(out.status.code(), Some(0), "{kind}: {}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(dir.join("out.txt")).unwrap(), "from the guest");
+        // HOST alone maps the directory at the same path.
+        let same = dir.display().to_string();
+        let out = wmp(&["run", "--dir", &same, module, "read", &format!("{same}/in.txt")]);
+        assert_eq!(stdout(&out), "from the host\n", "{kind}");
+        // Without --dir the guest sees no files.
+        let out = wmp(&["run", module, "read", "/data/in.txt"]);
+        assert_ne!(out.status.code(), Some(0), "{kind}");
+        assert!(stderr(&out).starts_with("read /data/in.txt: "), "{kind}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn exit_codes_match_wasmtime_run() {
+    for (kind, module) in PLAIN {
+        assert_eq!(wmp(&["run", module, "args"]).status.code(), Some(0), "{kind}");
+    }
+    // WASI preview 1 carries any exit code; Rust's std on preview 2 can only
+    // say success or failure, so exit(3) arrives as 1, as under wasmtime.
+    assert_eq!(wmp(&["run", PLAIN_P1, "exit", "3"]).status.code(), Some(3));
+    assert_eq!(wmp(&["run", PLAIN_P2, "exit", "3"]).status.code(), Some(1));
+    // wmp guests exit with the real code through wmp:process.
+    assert_eq!(wmp(&["run", PROBE, "exit", "3"]).status.code(), Some(3));
+}
+
+#[test]
+fn a_trap_prints_the_error_and_exits_134() {
+    for (kind, module) in PLAIN {
+        let out = wmp(&["run", module, "trap"]);
+        assert_eq!(out.status.code(), Some(134), "{kind}");
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("Error: failed to run main module `{module}`")), "{kind}: {err}");
+        assert!(err.contains("wasm trap: wasm `unreachable` instruction executed"), "{kind}: {err}");
+        assert!(!err.contains("Stack backtrace"), "{kind}: no host backtrace: {err}");
+    }
+}
+
+#[test]
+fn stdout_and_stderr_are_inherited() {
+    let out = wmp(&["run", PLAIN_P2, "stderr", "to stderr"]);
+    assert_eq!(stderr(&out), "to stderr\n");
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn a_wmp_guest_is_the_main_process() {
+    let out = wmp(&["run", PROBE]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("name=MainProcess\n"), "{text}");
+    assert!(text.contains("pid=Some(1)\n"), "{text}");
+    assert!(text.contains("identity=[]\n"), "{text}");
+    assert!(text.contains("parent=None\n"), "{text}");
+    assert!(text.contains("repr=<_MainProcess name='MainProcess' parent=None started>\n"), "{text}");
+    let out = wmp(&["run", PROBE, "spawn", "identity"]);
+    let text = stdout(&out);
+    assert!(text.contains("name=Process-1\n"), "{text}");
+    assert!(text.contains("Process-1 exitcode=Some(0)"), "{text}");
+}
+
+#[test]
+fn bad_input_gives_a_one_line_error() {
+    let dir = scratch("cli-bad-input");
+    let garbage = dir.join("garbage.wasm");
+    std::fs::write(&garbage, "this is not wasm").unwrap();
+    let truncated = dir.join("truncated.wasm");
+    let bytes = std::fs::read(PLAIN_P1).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let no_start = dir.join("nostart.wat");
+    std::fs::write(&no_start, "(module (func (export \"main\")))").unwrap();
+    let cases = [
+        (dir.join("missing.wasm"), "cannot read"),
+        (garbage, "not a WebAssembly module or component"),
+        (truncated, "invalid program"),
+        (no_start, "no `_start` function"),
+    ];
+    for (path, expected) in cases {
+        let out = wmp(&["run", path.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", path.display());
+        assert!(err.starts_with("Error: ") && err.contains(expected), "{}: {err}", path.display());
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = wmp(&["run", "--dir", "/no/such/dir::/x", PLAIN_P1, "args"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot open directory /no/such/dir"), "{}", stderr(&out));
+}
+
+#[test]
+fn wat_text_runs_too() {
+    let dir = scratch("cli-wat");
+    let wat = dir.join("exit7.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (call $exit (i32.const 7))))"#,
+    )
+    .unwrap();
+    assert_eq!(wmp(&["run", wat.to_str().unwrap()]).status.code(), Some(7));
+}
+
+#[test]
+fn inspect_tells_kind_world_imports_and_exports() {
+    let out = wmp(&["inspect", PLAIN_P1]);
+    let text = stdout(&out);
+    assert!(text.starts_with("kind: p1"), "{text}");
+    assert!(text.contains("world: wasi preview 1 command"), "{text}");
+    assert!(text.contains("wasi_snapshot_preview1::fd_write"), "{text}");
+    assert!(text.contains("\n  _start\n"), "{text}");
+    let text = stdout(&wmp(&["inspect", PLAIN_P2]));
+    assert!(text.starts_with("kind: p2"), "{text}");
+    assert!(text.contains("world: wasi:cli/command"), "{text}");
+    assert!(text.contains("wasi:cli/run@0.2"), "{text}");
+    let text = stdout(&wmp(&["inspect", PROBE]));
+    assert!(text.contains("world: wmp:process/guest"), "{text}");
+    assert!(text.contains("wmp:process/process@0.1.0"), "{text}");
+}
+
+#[test]
+fn wit_prints_the_guest_interface() {
+    let out = wmp(&["wit"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("package wmp:process@0.1.0;"));
+    assert!(text.contains("world guest"));
+}

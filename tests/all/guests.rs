@@ -1,0 +1,57 @@
+//! What a guest sees of the process model through the WIT imports: its own
+//! identity, its parent, and the rules when it makes children of its own.
+
+use crate::{probe, run_child, runtime};
+
+#[test]
+fn a_child_sees_itself_and_its_parent() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = run_child(&rt, &program, "identity", "");
+    let pid = p.pid().unwrap().unwrap();
+    assert_eq!(out.value("name"), "Process-1");
+    assert_eq!(out.value("pid"), format!("Some({pid})"));
+    assert_eq!(out.value("identity"), "[1]");
+    assert_eq!(out.value("parent_pid"), "Some(1)");
+    assert_eq!(out.value("daemon"), "false");
+    assert_eq!(out.value("alive"), "true", "the current process is alive");
+    assert_eq!(out.value("exitcode"), "None");
+    assert_eq!(out.value("repr"), "<Process name='Process-1' parent=1 started>");
+    assert_eq!(out.value("join"), "Err(\"can only join a child process\")");
+    assert_eq!(out.value("start"), "Err(\"can only start a process object created by current process\")");
+    assert_eq!(out.value("sentinel"), "Some(\"process not started\")");
+    assert_eq!(out.value("parent_name"), "MainProcess");
+    assert_eq!(out.value("parent_alive"), "true");
+    assert_eq!(out.value("parent_repr"), "<_ParentProcess name='MainProcess' parent=None unknown>");
+}
+
+#[test]
+fn names_and_identities_nest_three_levels_deep() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = run_child(&rt, &program, "nest", "nest identity");
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    let stdout = out.stdout();
+    assert_eq!(out.value("name"), "Process-1:1:1", "{stdout}");
+    assert_eq!(out.value("identity"), "[1, 1, 1]");
+    assert_eq!(out.value("parent_name"), "Process-1:1");
+    assert!(stdout.contains("Process-1:1:1 exitcode=Some(0)"), "{stdout}");
+    assert!(stdout.contains("Process-1:1 exitcode=Some(0)"), "{stdout}");
+}
+
+#[test]
+fn a_child_reports_its_childs_exit_code() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (_, out) = run_child(&rt, &program, "nest", "exit 42");
+    assert!(out.stdout().contains("Process-1:1 exitcode=Some(42)"), "{}", out.stdout());
+}
+
+#[test]
+fn an_unknown_target_ends_the_child_with_a_clear_error() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = run_child(&rt, &program, "no-such-target", "");
+    assert_eq!(p.exitcode(), Ok(Some(1)));
+    assert!(out.stderr().contains("unknown target \"no-such-target\""), "{}", out.stderr());
+}

@@ -1,0 +1,349 @@
+//! The lifecycle of a process started by the host: identity and names,
+//! start, join, is_alive, exitcode, terminate/kill, close, daemon, the
+//! exit function and orphans.
+
+use std::time::{Duration, Instant};
+
+use wmp_host::{ExitReason, ProcessError};
+
+use crate::{PATIENCE, child, probe, run_child, runtime};
+
+#[test]
+fn the_host_is_the_main_process() {
+    let rt = runtime();
+    let main = rt.current_process();
+    assert_eq!(main.name(), "MainProcess");
+    assert_eq!(main.identity(), &[] as &[u32]);
+    assert_eq!(main.pid(), Ok(Some(1)));
+    assert_eq!(main.parent_pid(), None);
+    assert_eq!(main.is_alive(), Ok(true));
+    assert_eq!(main.exitcode(), Ok(None));
+    assert!(!main.daemon());
+    assert_eq!(main.join(None), Err(ProcessError::JoinNotChild));
+    assert_eq!(main.start(), Err(ProcessError::NotCreator));
+    assert_eq!(main.sentinel().err(), Some(ProcessError::NotStarted));
+    assert_eq!(main.terminate(), Err(ProcessError::SignalNotChild));
+    assert_eq!(main.close(), Ok(()), "closing the main process is a no-op");
+    assert_eq!(main.is_alive(), Ok(true));
+}
+
+#[test]
+fn every_constructed_object_takes_the_next_number() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let names: Vec<String> = (0..3).map(|_| rt.process(&program).build().name()).collect();
+    assert_eq!(names, ["Process-1", "Process-2", "Process-3"]);
+    let named = rt.process(&program).name("worker").build();
+    assert_eq!(named.name(), "worker");
+    assert_eq!(named.identity(), &[4]);
+    assert_eq!(rt.process(&program).name("").build().name(), "Process-5", "an empty name keeps the default");
+    let p = rt.process(&program).build();
+    p.set_name("renamed");
+    assert_eq!(p.name(), "renamed");
+}
+
+#[test]
+fn pid_is_none_before_start_and_unique_after() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (a, _) = child(&rt, &program, "return", "");
+    let (b, _) = child(&rt, &program, "return", "");
+    assert_eq!(a.pid(), Ok(None));
+    a.start().unwrap();
+    b.start().unwrap();
+    let (pa, pb) = (a.pid().unwrap().unwrap(), b.pid().unwrap().unwrap());
+    assert!(pa > 1 && pb > 1 && pa != pb, "pids {pa} {pb}");
+    a.join(None).unwrap();
+    assert_eq!(a.pid(), Ok(Some(pa)), "the pid stays after exit");
+    b.join(None).unwrap();
+}
+
+#[test]
+fn start_only_once() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = run_child(&rt, &program, "return", "");
+    assert_eq!(p.start(), Err(ProcessError::StartedTwice));
+    assert_eq!(p.start().unwrap_err().to_string(), "cannot start a process twice");
+}
+
+#[test]
+fn join_checks_and_timeout() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "spin", "");
+    assert_eq!(p.join(None), Err(ProcessError::JoinNotStarted));
+    assert_eq!(p.join(None).unwrap_err().to_string(), "can only join a started process");
+    assert_eq!(p.is_alive(), Ok(false), "not alive before start");
+    p.start().unwrap();
+    assert_eq!(p.join(Some(Duration::ZERO)), Ok(()), "join(0) returns at once");
+    let before = Instant::now();
+    assert_eq!(p.join(Some(Duration::from_millis(50))), Ok(()), "a timeout is not an error");
+    assert!(before.elapsed() >= Duration::from_millis(50));
+    assert_eq!(p.is_alive(), Ok(true));
+    assert_eq!(p.exitcode(), Ok(None), "no exitcode while running");
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.is_alive(), Ok(false));
+}
+
+#[test]
+fn exitcode_of_a_normal_return_and_of_exit() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "return", "");
+    assert_eq!(p.exitcode(), Ok(None), "no exitcode before start");
+    p.start().unwrap();
+    p.join(None).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Returned)));
+    for code in [3, 7, 255] {
+        let (p, _) = run_child(&rt, &program, "exit", &code.to_string());
+        assert_eq!(p.exitcode(), Ok(Some(code)));
+    }
+}
+
+#[test]
+fn a_trap_gives_exitcode_1_and_a_report_on_stderr() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = run_child(&rt, &program, "trap", "");
+    assert_eq!(p.exitcode(), Ok(Some(1)));
+    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Trap(ref m))) if m.contains("unreachable")));
+    let stderr = out.stderr();
+    assert!(stderr.starts_with("Process Process-1:\n"), "stderr: {stderr}");
+    assert!(stderr.contains("wasm trap: wasm `unreachable` instruction executed"), "stderr: {stderr}");
+}
+
+#[test]
+fn a_panic_gives_exitcode_1_with_its_message() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = child(&rt, &program, "panic", "bad thing");
+    p.set_name("boom");
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(1)));
+    let stderr = out.stderr();
+    assert!(stderr.contains("bad thing"), "stderr: {stderr}");
+    assert!(stderr.contains("Process boom:\n"), "the report uses the current name: {stderr}");
+}
+
+#[test]
+fn terminate_and_kill_stop_a_spinning_guest() {
+    let rt = runtime();
+    let program = probe(&rt);
+    for (signal, code, reason) in [("terminate", -15, ExitReason::Terminated), ("kill", -9, ExitReason::Killed)] {
+        let (p, _) = child(&rt, &program, "spin", "");
+        p.start().unwrap();
+        p.join(Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(p.is_alive(), Ok(true));
+        if signal == "terminate" { p.terminate().unwrap() } else { p.kill().unwrap() }
+        p.join(Some(PATIENCE)).unwrap();
+        assert_eq!(p.exitcode(), Ok(Some(code)), "{signal}");
+        assert_eq!(p.exit_reason(), Ok(Some(reason)));
+    }
+    assert_eq!(rt.live_process_count(), 0, "the stores are gone");
+}
+
+#[test]
+fn kill_stops_a_guest_blocked_in_a_host_call() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "sleep", "600000");
+    p.start().unwrap();
+    p.join(Some(Duration::from_millis(20))).unwrap();
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+}
+
+#[test]
+fn signals_before_start_fail_and_after_exit_do_nothing() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "return", "");
+    assert_eq!(p.terminate(), Err(ProcessError::NotStarted));
+    assert_eq!(p.kill(), Err(ProcessError::NotStarted));
+    p.start().unwrap();
+    p.join(None).unwrap();
+    p.terminate().unwrap();
+    p.kill().unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)), "a signal to an ended process changes nothing");
+}
+
+#[test]
+fn close_rules() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "spin", "");
+    p.start().unwrap();
+    assert_eq!(p.close(), Err(ProcessError::CloseRunning));
+    assert_eq!(
+        p.close().unwrap_err().to_string(),
+        "Cannot close a process while it is still running. You should first call join() or terminate()."
+    );
+    p.kill().unwrap();
+    // Ended but never joined: closing is allowed.
+    while rt.wait(&[p.sentinel().unwrap()], Some(PATIENCE)).is_empty() {}
+    assert_eq!(p.close(), Ok(()));
+    assert_eq!(p.close(), Ok(()), "closing twice is fine");
+    assert_eq!(p.start(), Err(ProcessError::Closed));
+    assert_eq!(p.join(None), Err(ProcessError::Closed));
+    assert_eq!(p.is_alive(), Err(ProcessError::Closed));
+    assert_eq!(p.terminate(), Err(ProcessError::Closed));
+    assert_eq!(p.kill(), Err(ProcessError::Closed));
+    assert_eq!(p.exitcode(), Err(ProcessError::Closed));
+    assert_eq!(p.pid(), Err(ProcessError::Closed));
+    assert_eq!(p.sentinel().err(), Some(ProcessError::Closed));
+    assert_eq!(p.exitcode().unwrap_err().to_string(), "process object is closed");
+    // What still works after close.
+    assert_eq!(p.name(), "Process-1");
+    assert!(!p.daemon());
+    assert_eq!(p.authkey(), rt.current_process().authkey());
+    assert!(p.to_string().ends_with(" closed>"));
+    assert!(rt.active_children().is_empty());
+}
+
+#[test]
+fn an_unstarted_object_can_be_closed() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let p = rt.process(&program).build();
+    assert_eq!(p.close(), Ok(()));
+    assert_eq!(p.start(), Err(ProcessError::Closed));
+}
+
+#[test]
+fn daemon_is_settable_only_before_start() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "spin", "");
+    assert!(!p.daemon(), "inherited from the main process");
+    p.set_daemon(true).unwrap();
+    assert!(p.daemon());
+    p.start().unwrap();
+    assert_eq!(p.set_daemon(false), Err(ProcessError::AlreadyStarted));
+    assert_eq!(p.set_daemon(false).unwrap_err().to_string(), "process has already started");
+    assert!(p.daemon());
+    p.kill().unwrap();
+    p.join(None).unwrap();
+}
+
+#[test]
+fn a_daemonic_process_may_not_start_children() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = child(&rt, &program, "spawn-child", "");
+    p.set_daemon(true).unwrap();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(out.value("start error"), "daemonic processes are not allowed to have children");
+    // A non-daemonic process may.
+    let (p, out) = run_child(&rt, &program, "spawn-child", "");
+    assert!(out.stdout().contains("started <Process name='Process-2:1' pid="), "{}", out.stdout());
+    assert_eq!(out.value("child exitcode"), "Some(-9)");
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+}
+
+#[test]
+fn an_ending_process_terminates_daemons_and_joins_the_rest() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let before = Instant::now();
+    let (p, out) = run_child(&rt, &program, "leave-children", "2 300");
+    assert!(out.stdout().contains("children started: 4"), "{}", out.stdout());
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    // The parent ended only after its sleeping children were joined ...
+    assert!(before.elapsed() >= Duration::from_millis(300), "ended after {:?}", before.elapsed());
+    // ... and the spinning daemons were stopped rather than left behind.
+    assert_eq!(rt.live_process_count(), 0);
+}
+
+#[test]
+fn killing_a_parent_kills_its_subtree() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = child(&rt, &program, "spawn-and-spin", "");
+    p.start().unwrap();
+    while !out.stdout().contains("grandchild pid=") {
+        p.join(Some(Duration::from_millis(5))).unwrap();
+    }
+    assert_eq!(rt.live_process_count(), 2);
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+    assert_eq!(rt.live_process_count(), 0, "no orphan left running");
+}
+
+#[test]
+fn active_children_lists_started_live_children_and_reaps_ended_ones() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (spinner, _) = child(&rt, &program, "spin", "");
+    let (quick, _) = child(&rt, &program, "return", "");
+    let unstarted = rt.process(&program).build();
+    assert!(rt.active_children().is_empty());
+    spinner.start().unwrap();
+    quick.start().unwrap();
+    // Wait for the quick one to end, without joining it.
+    while rt.wait(&[quick.sentinel().unwrap()], Some(PATIENCE)).is_empty() {}
+    let active: Vec<String> = rt.active_children().iter().map(|p| p.name()).collect();
+    assert_eq!(active, [spinner.name()], "ended children are reaped, unstarted ones not listed");
+    spinner.kill().unwrap();
+    spinner.join(None).unwrap();
+    assert!(rt.active_children().is_empty());
+    drop(unstarted);
+}
+
+#[test]
+fn nothing_dangles_once_handles_are_gone() {
+    let rt = runtime();
+    let program = probe(&rt);
+    {
+        let (p, _) = run_child(&rt, &program, "return", "");
+        let unstarted = rt.process(&program).build();
+        assert_eq!(rt.dangling().len(), 2);
+        drop((p, unstarted));
+    }
+    assert!(rt.dangling().is_empty(), "dangling: {:?}", rt.dangling());
+    // A started child that nobody joined is held by the main process until
+    // it is reaped, as CPython's _children holds it.
+    let (p, _) = child(&rt, &program, "return", "");
+    p.start().unwrap();
+    let sentinel = p.sentinel().unwrap();
+    drop(p);
+    rt.wait(&[sentinel], Some(PATIENCE));
+    assert_eq!(rt.dangling().len(), 1);
+    assert!(rt.active_children().is_empty());
+    assert!(rt.dangling().is_empty());
+}
+
+#[test]
+fn dropping_the_runtime_kills_what_still_runs() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "spin", "");
+    p.start().unwrap();
+    drop(rt);
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+    assert!(p.start().is_err());
+}
+
+#[tokio::test]
+async fn the_async_api_joins_and_waits_without_blocking() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, _) = child(&rt, &program, "sleep", "20");
+    p.start().unwrap();
+    p.join_async(Some(PATIENCE)).await.unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    let (q, _) = child(&rt, &program, "spin", "");
+    q.start().unwrap();
+    let s = q.sentinel().unwrap();
+    assert!(rt.wait_async(&[s.clone()], Some(Duration::from_millis(10))).await.is_empty());
+    q.kill().unwrap();
+    assert_eq!(rt.wait_async(&[s], Some(PATIENCE)).await, [0]);
+    // The runtime owns a tokio runtime; drop it outside this async context.
+    tokio::task::spawn_blocking(move || drop(rt)).await.unwrap();
+}
