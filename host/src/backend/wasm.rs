@@ -175,8 +175,9 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         report_to.write(&node, &report);
     }
     tracing::debug!(pid = node.pid, %reason, "process ended");
-    node.exit.publish(reason);
+    // Out of the table before anyone waiting on the end can look at it.
     shared.registry.remove_live(node.pid);
+    node.exit.publish(reason);
 }
 
 /// The exit reason of a finished run, and for a trap the full report
