@@ -5,7 +5,7 @@
 //! `multiprocessing.Process`. This crate is its view of that model, over the
 //! `wmp:process` WIT imports:
 //!
-//! ```no_run
+//! ```ignore
 //! fn main() {
 //!     let me = wmp_guest::current_process();
 //!     println!("{} pid={:?} identity={:?}", me.name(), me.pid(), me.identity());
@@ -17,7 +17,7 @@
 //! *target* instead of `main` (CPython's "spawn" start method). Write
 //! `main` through [`entry`], which dispatches a child to its target:
 //!
-//! ```no_run
+//! ```ignore
 //! fn work(args: &[u8]) { println!("child got {args:?}"); }
 //! fn main() {
 //!     wmp_guest::entry(&[("work", work)], || {
@@ -33,7 +33,9 @@
 //! an [`AuthKey`], which refuses to be serialized.
 //!
 //! This crate only works in a wmp guest on `wasm32`; on other targets it
-//! compiles to nothing but the shared types.
+//! compiles to nothing but the shared types (so the examples above are not
+//! compiled as doctests; `tests/guests` and `examples/hello` use every one
+//! of these calls and are built and run by the test suite and the demo).
 
 pub use wmp_core::{AuthKey, ProcessError};
 
