@@ -42,3 +42,30 @@ pub enum ProcessError {
     #[error("{0}")]
     SpawnFailed(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ProcessError as E;
+
+    #[test]
+    fn messages_are_cpythons_word_for_word() {
+        let expected = [
+            (E::Closed, "process object is closed"),
+            (E::StartedTwice, "cannot start a process twice"),
+            (E::NotCreator, "can only start a process object created by current process"),
+            (E::DaemonicChildren, "daemonic processes are not allowed to have children"),
+            (E::JoinNotChild, "can only join a child process"),
+            (E::JoinNotStarted, "can only join a started process"),
+            (E::TestNotChild, "can only test a child process"),
+            (E::AlreadyStarted, "process has already started"),
+            (E::NotStarted, "process not started"),
+            (
+                E::CloseRunning,
+                "Cannot close a process while it is still running. You should first call join() or terminate().",
+            ),
+        ];
+        for (error, message) in expected {
+            assert_eq!(error.to_string(), message);
+        }
+    }
+}

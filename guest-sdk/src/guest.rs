@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use wmp_core::{AuthKey, ProcessError};
 
 mod bindings {
@@ -40,98 +42,128 @@ fn nanos(timeout: Option<Duration>) -> Option<u64> {
 
 /// A process object: a child this process created, or the view of the
 /// current process or of its parent.
-pub struct Process(wit::Process);
+pub struct Process {
+    handle: wit::Process,
+    /// Arguments that could not be encoded: CPython raises the pickling
+    /// error from `start()`, and so does this.
+    encode_error: Option<ProcessError>,
+}
 
 impl Process {
-    /// A child that will run `target` with `args` (`Process(target=...)`).
-    /// Takes the next number of this process's child counter.
-    pub fn new(target: &str, args: Vec<u8>) -> Process {
+    /// A child that will run the target registered as `target` (see
+    /// [`main!`](crate::main)) with `args`, encoded as JSON
+    /// (`Process(target=..., args=...)`). Takes the next number of this
+    /// process's child counter.
+    pub fn new<T: Serialize + ?Sized>(target: &str, args: &T) -> Process {
         Process::with(target, args, None, None)
     }
 
     /// [`Process::new`] with an explicit name and daemon flag (None keeps
     /// the default name / inherits this process's daemon flag).
-    pub fn with(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
+    pub fn with<T: Serialize + ?Sized>(target: &str, args: &T, name: Option<&str>, daemon: Option<bool>) -> Process {
+        match serde_json::to_vec(args) {
+            Ok(bytes) => Process::with_bytes(target, bytes, name, daemon),
+            Err(err) => {
+                let message = format!("cannot encode the arguments of target {target:?}: {err}");
+                let mut process = Process::with_bytes(target, Vec::new(), name, daemon);
+                process.encode_error = Some(ProcessError::SpawnFailed(message));
+                process
+            }
+        }
+    }
+
+    /// A child whose target gets `args` as raw bytes (for targets written
+    /// with [`entry`], or in another language).
+    pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
         let spec = wit::Spec { target: target.to_owned(), args, name: name.map(str::to_owned), daemon };
-        Process(wit::Process::new(&spec))
+        Process::from(wit::Process::new(&spec))
     }
 
     pub fn start(&self) -> Result<(), ProcessError> {
-        self.0.start().map_err(process_error)
+        if let Some(err) = &self.encode_error {
+            return Err(err.clone());
+        }
+        self.handle.start().map_err(process_error)
     }
 
     /// Waits until the process ends or the timeout passes (no error on
     /// timeout).
     pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
-        self.0.join(nanos(timeout)).map_err(process_error)
+        self.handle.join(nanos(timeout)).map_err(process_error)
     }
 
     pub fn is_alive(&self) -> Result<bool, ProcessError> {
-        self.0.is_alive().map_err(process_error)
+        self.handle.is_alive().map_err(process_error)
     }
 
     pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
-        self.0.exitcode().map_err(process_error)
+        self.handle.exitcode().map_err(process_error)
     }
 
     pub fn terminate(&self) -> Result<(), ProcessError> {
-        self.0.terminate().map_err(process_error)
+        self.handle.terminate().map_err(process_error)
     }
 
     pub fn kill(&self) -> Result<(), ProcessError> {
-        self.0.kill().map_err(process_error)
+        self.handle.kill().map_err(process_error)
     }
 
     pub fn close(&self) -> Result<(), ProcessError> {
-        self.0.close().map_err(process_error)
+        self.handle.close().map_err(process_error)
     }
 
     pub fn pid(&self) -> Result<Option<Pid>, ProcessError> {
-        self.0.pid().map_err(process_error)
+        self.handle.pid().map_err(process_error)
     }
 
     pub fn name(&self) -> String {
-        self.0.name()
+        self.handle.name()
     }
 
     pub fn set_name(&self, name: &str) {
-        self.0.set_name(name)
+        self.handle.set_name(name)
     }
 
     pub fn daemon(&self) -> bool {
-        self.0.daemon()
+        self.handle.daemon()
     }
 
     pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
-        self.0.set_daemon(daemon).map_err(process_error)
+        self.handle.set_daemon(daemon).map_err(process_error)
     }
 
     pub fn authkey(&self) -> AuthKey {
-        AuthKey::new(self.0.authkey())
+        AuthKey::new(self.handle.authkey())
     }
 
     pub fn set_authkey(&self, key: &AuthKey) {
-        self.0.set_authkey(key.as_bytes())
+        self.handle.set_authkey(key.as_bytes())
     }
 
     /// `[]` for the main process, `[2, 1]` for `Process-2:1`.
     pub fn identity(&self) -> Vec<u32> {
-        self.0.identity()
+        self.handle.identity()
     }
 
     pub fn parent_pid(&self) -> Option<Pid> {
-        self.0.parent_pid()
+        self.handle.parent_pid()
     }
 
     pub fn sentinel(&self) -> Result<Sentinel, ProcessError> {
-        self.0.sentinel().map(Sentinel).map_err(process_error)
+        self.handle.sentinel().map(Sentinel).map_err(process_error)
+    }
+}
+
+impl From<wit::Process> for Process {
+    fn from(handle: wit::Process) -> Self {
+        Process { handle, encode_error: None }
     }
 }
 
 /// CPython's repr of the process.
 impl fmt::Display for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.display())
+        f.write_str(&self.handle.display())
     }
 }
 
@@ -159,17 +191,17 @@ pub fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
 
 /// The process running this code.
 pub fn current_process() -> Process {
-    Process(wit::current_process())
+    Process::from(wit::current_process())
 }
 
 /// The process that started this one; None in the main process.
 pub fn parent_process() -> Option<Process> {
-    wit::parent_process().map(Process)
+    wit::parent_process().map(Process::from)
 }
 
 /// Started children that have not ended (finished ones are reaped first).
 pub fn active_children() -> Vec<Process> {
-    wit::active_children().into_iter().map(Process).collect()
+    wit::active_children().into_iter().map(Process::from).collect()
 }
 
 /// The current process's authkey.
@@ -184,9 +216,44 @@ pub fn exit(code: i32) -> ! {
     unreachable!("the host ends the process in exit()")
 }
 
-/// A named function a child can run: it gets the argument bytes given to
-/// [`Process::new`].
+/// A named function a child can run, taking the argument bytes given to
+/// [`Process::with_bytes`]. [`main!`](crate::main) makes these for typed
+/// targets.
 pub type Target = (&'static str, fn(&[u8]));
+
+/// Decodes a child's JSON arguments and runs a typed target with them; a
+/// child whose arguments do not decode exits with code 1 and says why.
+pub fn run_target<T: DeserializeOwned>(target: fn(T), args: &[u8]) {
+    match serde_json::from_slice(args) {
+        Ok(args) => target(args),
+        Err(err) => {
+            eprintln!("cannot decode the arguments of {}: {err}", current_process().name());
+            exit(1);
+        }
+    }
+}
+
+/// Defines `fn main()` for a guest whose children run named targets:
+///
+/// ```ignore
+/// fn worker(n: u64) { println!("worker got {n}"); }
+/// fn start() { let p = wmp_guest::Process::new("worker", &7u64); p.start().unwrap(); p.join(None).unwrap(); }
+/// wmp_guest::main!(start, worker);
+/// ```
+///
+/// Each target is a `fn(T)` with `T: serde::de::DeserializeOwned`, started
+/// by its function name.
+#[macro_export]
+macro_rules! main {
+    ($main:path $(, $target:ident)* $(,)?) => {
+        fn main() {
+            $crate::entry(
+                &[$((stringify!($target), |args: &[u8]| $crate::run_target($target, args))),*],
+                $main,
+            )
+        }
+    };
+}
 
 /// The program's entry point: runs `main` in a process started normally,
 /// or the requested target in a child. A child asking for a target that is

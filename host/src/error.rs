@@ -21,8 +21,8 @@ pub enum Error {
     InvalidProgram { name: String, reason: String },
     #[error("cannot set up the runtime: {0}")]
     Setup(String),
-    #[error("cannot set up process {name}: {reason}")]
-    Capability { name: String, reason: String },
+    #[error("no running process has pid {0}")]
+    NoSuchProcess(crate::registry::Pid),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

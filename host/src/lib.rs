@@ -49,7 +49,7 @@ pub use error::{Error, ProcessError, Result};
 pub use process::Process;
 pub use program::{Program, ProgramKind};
 pub use registry::Pid;
-pub use runtime::{CodeCache, Runtime, RuntimeBuilder};
+pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
 pub use sentinel::Sentinel;
 pub use spec::{Capabilities, Preopen, ProcessBuilder, Target};
 pub use status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};

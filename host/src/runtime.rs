@@ -13,7 +13,7 @@ use wmp_core::{AUTHKEY_LEN, AuthKey};
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::program::{self, Linkers, Program};
-use crate::registry::{Node, Registry};
+use crate::registry::{Node, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::spec::{Capabilities, LaunchSpec, ProcessBuilder};
 use crate::status::{ExitReason, Signal};
@@ -34,6 +34,31 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::Acquire)
+    }
+}
+
+/// One running process, as [`Runtime::process_tree`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: Pid,
+    pub parent_pid: Option<Pid>,
+    pub name: String,
+    pub identity: Vec<u32>,
+    pub daemon: bool,
+    /// A stop (terminate or kill) was asked for and is under way.
+    pub stopping: bool,
+}
+
+impl ProcessInfo {
+    fn of(node: &Node) -> ProcessInfo {
+        ProcessInfo {
+            pid: node.pid,
+            parent_pid: node.parent_pid,
+            name: node.name(),
+            identity: node.identity.clone(),
+            daemon: node.daemon,
+            stopping: node.stop_requested().is_some(),
+        }
     }
 }
 
@@ -210,6 +235,29 @@ impl Runtime {
     /// Number of processes running now (instances alive) in this runtime.
     pub fn live_process_count(&self) -> usize {
         self.shared.registry.live_nodes().len()
+    }
+
+    /// The live process tree: the main process, then every running process
+    /// with its parent, in pid order (a parent before its children).
+    pub fn process_tree(&self) -> Vec<ProcessInfo> {
+        let mut nodes = self.shared.registry.live_nodes();
+        if !nodes.iter().any(|n| n.pid == self.main.pid) && !self.main.exit.is_set() {
+            nodes.push(self.main.clone());
+        }
+        nodes.sort_by_key(|n| n.pid);
+        nodes.iter().map(|n| ProcessInfo::of(n)).collect()
+    }
+
+    /// Kills the process `pid` and its whole subtree (for the embedding
+    /// host's own main process: every process it started).
+    pub fn kill_tree(&self, pid: Pid) -> Result<()> {
+        if pid == self.main.pid && !self.shared.registry.live_nodes().iter().any(|n| n.pid == pid) {
+            self.main.child_nodes().iter().for_each(|(child, _)| child.signal(Signal::Kill));
+            return Ok(());
+        }
+        let node = self.shared.registry.live_nodes().into_iter().find(|n| n.pid == pid);
+        node.ok_or(Error::NoSuchProcess(pid))?.signal(Signal::Kill);
+        Ok(())
     }
 
     /// Waits until a sentinel is ready or the timeout passes, and returns

@@ -50,6 +50,10 @@ fn serde_refuses_the_key_in_host_and_guest() {
     let err = serde_json::to_string(&rt.current_process().authkey()).unwrap_err();
     assert_eq!(err.to_string(), "Pickling an AuthenticationString object is disallowed for security reasons");
     let program = probe(&rt);
-    let (_, out) = run_child(&rt, &program, "authkey-serde", "");
+    let (_, out) = run_child(&rt, &program, "authkey_serde", "");
     assert_eq!(out.value("refused"), "Pickling an AuthenticationString object is disallowed for security reasons");
+    assert_eq!(
+        out.value("as_args"),
+        "Err(\"cannot encode the arguments of target \\\"print\\\": Pickling an AuthenticationString object is disallowed for security reasons\")"
+    );
 }

@@ -200,3 +200,27 @@ fn wit_prints_the_guest_interface() {
     assert!(text.contains("package wmp:process@0.1.0;"));
     assert!(text.contains("world guest"));
 }
+
+#[test]
+fn the_demo_guest_says_who_it_is_and_exits_3() {
+    let out = wmp(&["run", wmp_test_guests::HELLO, "x"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("hello from <_MainProcess name='MainProcess' parent=None started>"), "{text}");
+    assert!(text.contains("identity = []"), "{text}");
+    assert!(text.contains("args     = [\"hello.wasm\", \"x\"]"), "{text}");
+}
+
+#[test]
+fn the_tree_example_splits_the_work_and_cleans_up() {
+    let out = wmp(&["run", wmp_test_guests::TREE, "20000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("primes below 20000: 2262 (checked in one process: 2262)"), "{text}");
+    for name in ["Process-3:1", "Process-3:2", "Process-4:1", "Process-4:2"] {
+        assert!(text.contains(&format!("[{name:<13}] pid=")), "{name} did not run: {text}");
+    }
+    assert!(text.contains("killed it: <Process name='Process-2'"), "{text}");
+    assert!(text.contains("stopped exitcode=-SIGKILL>"), "{text}");
+    assert!(text.contains("active children at exit: [<Process name='watchdog'"), "{text}");
+}

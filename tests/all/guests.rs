@@ -1,6 +1,8 @@
 //! What a guest sees of the process model through the WIT imports: its own
 //! identity, its parent, and the rules when it makes children of its own.
 
+use wmp_host::ProcessError;
+
 use crate::{probe, run_child, runtime};
 
 #[test]
@@ -22,6 +24,8 @@ fn a_child_sees_itself_and_its_parent() {
     assert_eq!(out.value("sentinel"), "Some(\"process not started\")");
     assert_eq!(out.value("parent_name"), "MainProcess");
     assert_eq!(out.value("parent_alive"), "true");
+    assert_eq!(out.value("parent_join"), "Ok(())", "joining the parent view times out without error");
+    assert_eq!(out.value("parent_pid_view"), "Some(1)");
     assert_eq!(out.value("parent_repr"), "<_ParentProcess name='MainProcess' parent=None unknown>");
 }
 
@@ -43,7 +47,7 @@ fn names_and_identities_nest_three_levels_deep() {
 fn a_child_reports_its_childs_exit_code() {
     let rt = runtime();
     let program = probe(&rt);
-    let (_, out) = run_child(&rt, &program, "nest", "exit 42");
+    let (_, out) = run_child(&rt, &program, "nest", "exit_with 42");
     assert!(out.stdout().contains("Process-1:1 exitcode=Some(42)"), "{}", out.stdout());
 }
 
@@ -54,4 +58,23 @@ fn an_unknown_target_ends_the_child_with_a_clear_error() {
     let (p, out) = run_child(&rt, &program, "no-such-target", "");
     assert_eq!(p.exitcode(), Ok(Some(1)));
     assert!(out.stderr().contains("unknown target \"no-such-target\""), "{}", out.stderr());
+}
+
+#[test]
+fn only_the_creator_may_start_join_or_test_an_object() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (p, out) = crate::child(&rt, &program, "spawn_and_spin", "");
+    p.start().unwrap();
+    crate::wait_for_output(&p, &out, "grandchild pid=");
+    // The host reaches the guest's own child object through the dangling
+    // view; it is not the host's child.
+    let grandchild = rt.dangling().into_iter().find(|q| q.name() == "Process-1:1").expect("grandchild object");
+    assert_eq!(grandchild.start(), Err(ProcessError::StartedTwice));
+    assert_eq!(grandchild.join(None), Err(ProcessError::JoinNotChild));
+    assert_eq!(grandchild.is_alive(), Err(ProcessError::TestNotChild));
+    assert_eq!(grandchild.is_alive().unwrap_err().to_string(), "can only test a child process");
+    assert!(grandchild.to_string().ends_with(" unknown>"), "{grandchild}");
+    p.kill().unwrap();
+    p.join(None).unwrap();
 }

@@ -46,8 +46,8 @@ fn every_constructed_object_takes_the_next_number() {
 fn pid_is_none_before_start_and_unique_after() {
     let rt = runtime();
     let program = probe(&rt);
-    let (a, _) = child(&rt, &program, "return", "");
-    let (b, _) = child(&rt, &program, "return", "");
+    let (a, _) = child(&rt, &program, "noop", "");
+    let (b, _) = child(&rt, &program, "noop", "");
     assert_eq!(a.pid(), Ok(None));
     a.start().unwrap();
     b.start().unwrap();
@@ -62,7 +62,7 @@ fn pid_is_none_before_start_and_unique_after() {
 fn start_only_once() {
     let rt = runtime();
     let program = probe(&rt);
-    let (p, _) = run_child(&rt, &program, "return", "");
+    let (p, _) = run_child(&rt, &program, "noop", "");
     assert_eq!(p.start(), Err(ProcessError::StartedTwice));
     assert_eq!(p.start().unwrap_err().to_string(), "cannot start a process twice");
 }
@@ -91,14 +91,14 @@ fn join_checks_and_timeout() {
 fn exitcode_of_a_normal_return_and_of_exit() {
     let rt = runtime();
     let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "return", "");
+    let (p, _) = child(&rt, &program, "noop", "");
     assert_eq!(p.exitcode(), Ok(None), "no exitcode before start");
     p.start().unwrap();
     p.join(None).unwrap();
     assert_eq!(p.exitcode(), Ok(Some(0)));
     assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Returned)));
     for code in [3, 7, 255] {
-        let (p, _) = run_child(&rt, &program, "exit", &code.to_string());
+        let (p, _) = run_child(&rt, &program, "exit_with", &code.to_string());
         assert_eq!(p.exitcode(), Ok(Some(code)));
     }
 }
@@ -162,7 +162,7 @@ fn kill_stops_a_guest_blocked_in_a_host_call() {
 fn signals_before_start_fail_and_after_exit_do_nothing() {
     let rt = runtime();
     let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "return", "");
+    let (p, _) = child(&rt, &program, "noop", "");
     assert_eq!(p.terminate(), Err(ProcessError::NotStarted));
     assert_eq!(p.kill(), Err(ProcessError::NotStarted));
     p.start().unwrap();
@@ -234,13 +234,13 @@ fn daemon_is_settable_only_before_start() {
 fn a_daemonic_process_may_not_start_children() {
     let rt = runtime();
     let program = probe(&rt);
-    let (p, out) = child(&rt, &program, "spawn-child", "");
+    let (p, out) = child(&rt, &program, "spawn_child", "");
     p.set_daemon(true).unwrap();
     p.start().unwrap();
     p.join(Some(PATIENCE)).unwrap();
     assert_eq!(out.value("start error"), "daemonic processes are not allowed to have children");
     // A non-daemonic process may.
-    let (p, out) = run_child(&rt, &program, "spawn-child", "");
+    let (p, out) = run_child(&rt, &program, "spawn_child", "");
     assert!(out.stdout().contains("started <Process name='Process-2:1' pid="), "{}", out.stdout());
     assert_eq!(out.value("child exitcode"), "Some(-9)");
     assert_eq!(p.exitcode(), Ok(Some(0)));
@@ -251,7 +251,7 @@ fn an_ending_process_terminates_daemons_and_joins_the_rest() {
     let rt = runtime();
     let program = probe(&rt);
     let before = Instant::now();
-    let (p, out) = run_child(&rt, &program, "leave-children", "2 300");
+    let (p, out) = run_child(&rt, &program, "leave_children", "2 300");
     assert!(out.stdout().contains("children started: 4"), "{}", out.stdout());
     assert_eq!(p.exitcode(), Ok(Some(0)));
     // The parent ended only after its sleeping children were joined ...
@@ -261,27 +261,11 @@ fn an_ending_process_terminates_daemons_and_joins_the_rest() {
 }
 
 #[test]
-fn killing_a_parent_kills_its_subtree() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, out) = child(&rt, &program, "spawn-and-spin", "");
-    p.start().unwrap();
-    while !out.stdout().contains("grandchild pid=") {
-        p.join(Some(Duration::from_millis(5))).unwrap();
-    }
-    assert_eq!(rt.live_process_count(), 2);
-    p.kill().unwrap();
-    p.join(Some(PATIENCE)).unwrap();
-    assert_eq!(p.exitcode(), Ok(Some(-9)));
-    assert_eq!(rt.live_process_count(), 0, "no orphan left running");
-}
-
-#[test]
 fn active_children_lists_started_live_children_and_reaps_ended_ones() {
     let rt = runtime();
     let program = probe(&rt);
     let (spinner, _) = child(&rt, &program, "spin", "");
-    let (quick, _) = child(&rt, &program, "return", "");
+    let (quick, _) = child(&rt, &program, "noop", "");
     let unstarted = rt.process(&program).build();
     assert!(rt.active_children().is_empty());
     spinner.start().unwrap();
@@ -301,7 +285,7 @@ fn nothing_dangles_once_handles_are_gone() {
     let rt = runtime();
     let program = probe(&rt);
     {
-        let (p, _) = run_child(&rt, &program, "return", "");
+        let (p, _) = run_child(&rt, &program, "noop", "");
         let unstarted = rt.process(&program).build();
         assert_eq!(rt.dangling().len(), 2);
         drop((p, unstarted));
@@ -309,7 +293,7 @@ fn nothing_dangles_once_handles_are_gone() {
     assert!(rt.dangling().is_empty(), "dangling: {:?}", rt.dangling());
     // A started child that nobody joined is held by the main process until
     // it is reaped, as CPython's _children holds it.
-    let (p, _) = child(&rt, &program, "return", "");
+    let (p, _) = child(&rt, &program, "noop", "");
     p.start().unwrap();
     let sentinel = p.sentinel().unwrap();
     drop(p);
@@ -346,4 +330,22 @@ async fn the_async_api_joins_and_waits_without_blocking() {
     assert_eq!(rt.wait_async(&[s], Some(PATIENCE)).await, [0]);
     // The runtime owns a tokio runtime; drop it outside this async context.
     tokio::task::spawn_blocking(move || drop(rt)).await.unwrap();
+}
+
+#[test]
+fn start_reaps_ended_children_first() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (first, _) = child(&rt, &program, "noop", "");
+    first.start().unwrap();
+    let sentinel = first.sentinel().unwrap();
+    drop(first);
+    rt.wait(&[sentinel], Some(PATIENCE));
+    assert_eq!(rt.dangling().len(), 1, "the ended, unjoined child is still held");
+    let (second, _) = child(&rt, &program, "spin", "");
+    second.start().unwrap();
+    let names: Vec<String> = rt.dangling().iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["Process-2"], "start() dropped the ended child");
+    second.kill().unwrap();
+    second.join(None).unwrap();
 }

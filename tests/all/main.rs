@@ -9,6 +9,7 @@ mod guests;
 mod lifecycle;
 mod repr;
 mod sentinels;
+mod trees;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,13 +56,14 @@ impl Output {
     }
 }
 
-/// A child of the main process running the probe's `target`, with its
-/// output captured.
+/// A child of the main process running the probe's `target` with `args`
+/// (a JSON string, as `wmp_guest::main!` targets take it), with its output
+/// captured.
 pub fn child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (Process, Output) {
     let (stdout_stdio, stdout) = Stdio::capture();
     let (stderr_stdio, stderr) = Stdio::capture();
     let caps = Capabilities::new().args(["probe"]).stdout(stdout_stdio).stderr(stderr_stdio);
-    let process = rt.process(program).capabilities(caps).target(target, args.as_bytes().to_vec()).build();
+    let process = rt.process(program).capabilities(caps).target(target, serde_json::to_vec(args).unwrap()).build();
     (process, Output { stdout, stderr })
 }
 
@@ -72,4 +74,12 @@ pub fn run_child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (
     process.join(Some(PATIENCE)).expect("join");
     assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
     (process, output)
+}
+
+/// Waits until a running process has printed `text` on its stdout.
+pub fn wait_for_output(process: &Process, output: &Output, text: &str) {
+    while !output.stdout().contains(text) {
+        assert!(process.is_alive().unwrap(), "{process} ended before printing {text:?}: {}", output.stdout());
+        process.join(Some(Duration::from_millis(5))).unwrap();
+    }
 }

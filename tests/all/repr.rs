@@ -36,7 +36,7 @@ fn repr_of_exit_codes_and_names() {
     let p = rt
         .process(&program)
         .capabilities(Capabilities::new().stdout(wmp_host::Stdio::Null))
-        .target("exit", b"3".to_vec())
+        .target("exit_with", b"\"3\"".to_vec())
         .name("it's")
         .build();
     p.start().unwrap();

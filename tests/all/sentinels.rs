@@ -30,7 +30,7 @@ fn wait_returns_the_ready_ones() {
     let rt = runtime();
     let program = probe(&rt);
     let (spinner, _) = child(&rt, &program, "spin", "");
-    let (quick, _) = child(&rt, &program, "return", "");
+    let (quick, _) = child(&rt, &program, "noop", "");
     spinner.start().unwrap();
     quick.start().unwrap();
     let sentinels = [spinner.sentinel().unwrap(), quick.sentinel().unwrap()];
@@ -60,7 +60,7 @@ fn the_raw_fd_becomes_readable_when_the_process_ends() {
     assert!(readable(30_000));
     assert_eq!(s.raw_fd().unwrap(), fd, "the same fd each time");
     // A sentinel asked for its fd only after the end is readable at once.
-    let (q, _) = child(&rt, &program, "return", "");
+    let (q, _) = child(&rt, &program, "noop", "");
     q.start().unwrap();
     q.join(None).unwrap();
     let fd = q.sentinel().unwrap().raw_fd().unwrap();

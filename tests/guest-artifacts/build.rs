@@ -1,35 +1,34 @@
-//! Builds the test guests (tests/guests) for wasm and writes their paths as
+//! Builds the test guests (tests/guests) and the example guests for wasm,
+//! and writes their paths as
 //! constants, so the tests find them without knowing how they are built
 //! (as wasmtime's test-programs/artifacts does).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (constant name, binary, target triple)
-const GUESTS: &[(&str, &str, &str)] = &[
-    ("PROBE", "probe", "wasm32-wasip2"),
-    ("PLAIN_P2", "plain", "wasm32-wasip2"),
-    ("PLAIN_P1", "plain", "wasm32-wasip1"),
+/// (constant name, package, binary, target triple)
+const GUESTS: &[(&str, &str, &str, &str)] = &[
+    ("PROBE", "wmp-test-guest-programs", "probe", "wasm32-wasip2"),
+    ("PLAIN_P2", "wmp-test-guest-programs", "plain", "wasm32-wasip2"),
+    ("PLAIN_P1", "wmp-test-guest-programs", "plain", "wasm32-wasip1"),
+    ("HELLO", "wmp-example-hello", "hello", "wasm32-wasip2"),
+    ("TREE", "wmp-example-tree", "tree", "wasm32-wasip2"),
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().and_then(Path::parent).unwrap().to_owned();
-    for watched in ["tests/guests", "guest-sdk", "core", "wit"] {
+    for watched in ["tests/guests", "examples", "guest-sdk", "core", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // A target dir of its own: the outer cargo holds the lock on target/.
     let target_dir = root.join("target").join("wasm-guests");
     let mut code = String::new();
     for triple in ["wasm32-wasip2", "wasm32-wasip1"] {
-        let bins: Vec<&str> = GUESTS.iter().filter(|g| g.2 == triple).map(|g| g.1).collect();
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(&root)
-            .args(["build", "--release", "--package", "wmp-test-guest-programs", "--target", triple])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        for bin in bins {
-            cmd.args(["--bin", bin]);
+        cmd.current_dir(&root).args(["build", "--release", "--target", triple]).arg("--target-dir").arg(&target_dir);
+        for (_, package, bin, _) in GUESTS.iter().filter(|g| g.3 == triple) {
+            cmd.args(["--package", package, "--bin", bin]);
         }
         for (key, _) in std::env::vars() {
             if key.starts_with("CARGO_PROFILE_")
@@ -45,7 +44,7 @@ fn main() {
             "building the test guests for {triple} failed (is the target installed? `rustup target add {triple}`)"
         );
     }
-    for (constant, bin, triple) in GUESTS {
+    for (constant, _, bin, triple) in GUESTS {
         let path = target_dir.join(triple).join("release").join(format!("{bin}.wasm"));
         assert!(path.exists(), "{} was not built", path.display());
         code.push_str(&format!("pub const {constant}: &str = {:?};\n", path.display().to_string()));

@@ -1,17 +1,31 @@
-//! The wmp guest the tests drive: each target is one behaviour, run as a
+//! The wmp guest the tests drive. Each target is one behaviour, run as a
 //! child through `Process::target(name, args)` from the host or from
-//! another guest. Run without a target (`main`), it prints its identity.
+//! another guest; its argument is a JSON string (often "TARGET ARGS" for
+//! targets that start a child running TARGET, so trees of any depth can be
+//! described: "nest nest identity"). Run as a program, it prints its
+//! identity (`wmp run probe.wasm [exit N | spawn TARGET ARGS]`).
 
 use std::time::Duration;
 
-use wmp_guest::{Process, current_process, exit, parent_process};
+use wmp_guest::{AuthKey, Process, active_children, current_process, exit, parent_process};
 
-fn text(args: &[u8]) -> String {
-    String::from_utf8_lossy(args).into_owned()
+/// Splits "TARGET REST" into the target and the rest.
+fn split(args: &str) -> (&str, &str) {
+    args.split_once(' ').unwrap_or((args, ""))
+}
+
+/// Starts `args`' TARGET with REST as a child (daemonic or not), joins it,
+/// and prints its exit code.
+fn run_child(args: &str, daemon: Option<bool>) {
+    let (target, rest) = split(args);
+    let child = Process::with(target, rest, None, daemon);
+    child.start().unwrap();
+    child.join(None).unwrap();
+    println!("{} exitcode={:?}", child.name(), child.exitcode().unwrap());
 }
 
 /// Prints what a process knows about itself, one `key=value` per line.
-fn identity(_: &[u8]) {
+fn identity(_: String) {
     let me = current_process();
     println!("name={}", me.name());
     println!("pid={:?}", me.pid().unwrap());
@@ -30,39 +44,62 @@ fn identity(_: &[u8]) {
         Some(parent) => {
             println!("parent_name={}", parent.name());
             println!("parent_alive={}", parent.is_alive().unwrap());
+            println!("parent_join={:?}", parent.join(Some(Duration::from_millis(1))).map_err(|e| e.to_string()));
+            println!("parent_pid_view={:?}", parent.pid().unwrap());
             println!("parent_repr={parent}");
         }
         None => println!("parent=None"),
     }
 }
 
-fn exit_with(args: &[u8]) {
-    exit(text(args).parse().expect("exit code"));
+fn noop(_: String) {}
+
+fn exit_with(code: String) {
+    exit(code.parse().expect("exit code"));
 }
 
-fn spin(_: &[u8]) {
+fn spin(_: String) {
     let mut x: u64 = 0;
     loop {
         x = std::hint::black_box(x.wrapping_add(1));
     }
 }
 
-fn sleep(args: &[u8]) {
-    std::thread::sleep(Duration::from_millis(text(args).parse().expect("milliseconds")));
+fn sleep(ms: String) {
+    std::thread::sleep(Duration::from_millis(ms.parse().expect("milliseconds")));
 }
 
-/// Serializes the authkey with serde and prints the outcome.
-fn authkey_serde(_: &[u8]) {
-    match serde_json::to_string(&current_process().authkey()) {
+fn print(text: String) {
+    println!("{text}");
+}
+
+fn env(name: String) {
+    println!("env {name}={}", std::env::var(&name).unwrap_or_else(|_| "<unset>".into()));
+}
+
+fn panic(message: String) {
+    panic!("{message}");
+}
+
+fn trap(_: String) {
+    core::arch::wasm32::unreachable()
+}
+
+/// Serializes the authkey with serde, and passes it as a child's
+/// arguments, and prints what each gave.
+fn authkey_serde(_: String) {
+    let key = current_process().authkey();
+    match serde_json::to_string(&key) {
         Ok(json) => println!("serialized={json}"),
         Err(e) => println!("refused={e}"),
     }
+    println!("as_args={:?}", Process::new("print", &key).start().map_err(|e| e.to_string()));
 }
 
-/// Starts a child (which spins) and reports what happened; used to test
-/// that daemonic processes may not have children.
-fn spawn_child(_: &[u8]) {
-    let child = Process::new("spin", Vec::new());
+/// Starts a spinning child and reports what happened; in a daemonic
+/// process, start must fail.
+fn spawn_child(_: String) {
+    let child = Process::new("spin", "");
     match child.start() {
         Ok(()) => {
             println!("started {child}");
@@ -74,71 +111,102 @@ fn spawn_child(_: &[u8]) {
     }
 }
 
-/// Starts children that outlive it: `N` daemonic spinners and `N` sleepers
-/// (args: "N SLEEP_MS"), then returns; the runtime must terminate the
-/// daemons and join the sleepers before this process ends.
-fn leave_children(args: &[u8]) {
-    let text = text(args);
-    let mut parts = text.split_whitespace();
-    let n: usize = parts.next().unwrap().parse().unwrap();
-    let sleep_ms = parts.next().unwrap().to_owned();
-    for _ in 0..n {
-        Process::with("spin", Vec::new(), None, Some(true)).start().unwrap();
-        Process::new("sleep", sleep_ms.clone().into_bytes()).start().unwrap();
+/// Starts N daemonic spinners and N sleepers ("N SLEEP_MS"), then returns:
+/// the runtime must terminate the daemons and join the sleepers before
+/// this process ends.
+fn leave_children(args: String) {
+    let (n, sleep_ms) = split(&args);
+    for _ in 0..n.parse::<usize>().unwrap() {
+        Process::with("spin", "", None, Some(true)).start().unwrap();
+        Process::new("sleep", sleep_ms).start().unwrap();
     }
-    println!("children started: {}", wmp_guest::active_children().len());
+    println!("children started: {}", active_children().len());
 }
 
-/// Starts a child running `target` with the rest of args, waits for it,
-/// and prints its exit code (a tree of any depth: "nest nest identity").
-fn nest(args: &[u8]) {
-    let text = text(args);
-    let (target, rest) = text.split_once(' ').unwrap_or((&text, ""));
-    let child = Process::new(target, rest.as_bytes().to_vec());
+/// Starts a child running "TARGET ARGS", waits, prints its exit code.
+fn nest(args: String) {
+    run_child(&args, None);
+}
+
+/// Like `nest`, with a daemonic child.
+fn daemon(args: String) {
+    run_child(&args, Some(true));
+}
+
+/// Runs "TARGET ARGS" as two children in turn (counters count per process).
+fn twice(args: String) {
+    run_child(&args, None);
+    run_child(&args, None);
+}
+
+/// Sets this process's authkey to the hex KEY, then runs "KEY TARGET ARGS"'s
+/// TARGET as a child: the key reaches its subtree.
+fn set_authkey(args: String) {
+    let (hex, rest) = split(&args);
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    current_process().set_authkey(&AuthKey::new(bytes));
+    run_child(rest, None);
+}
+
+/// Starts a quick child, waits for its end without joining it, and shows
+/// that `active_children()` has reaped it.
+fn reap(_: String) {
+    let child = Process::new("sleep", "0");
     child.start().unwrap();
-    child.join(None).unwrap();
-    println!("{} exitcode={:?}", child.name(), child.exitcode().unwrap());
+    println!("active_before={}", active_children().len());
+    let sentinel = child.sentinel().unwrap();
+    wmp_guest::wait(&[&sentinel], None);
+    println!("active_after={}", active_children().len());
+}
+
+/// Starts and joins N children that return at once ("N").
+fn spawn_many(n: String) {
+    for _ in 0..n.parse::<usize>().unwrap() {
+        let child = Process::new("sleep", "0");
+        child.start().unwrap();
+        child.join(None).unwrap();
+        assert_eq!(child.exitcode().unwrap(), Some(0));
+    }
+    println!("spawned={n} active={}", active_children().len());
 }
 
 /// Starts a spinning grandchild, prints its pid, then spins itself.
-fn spawn_and_spin(_: &[u8]) {
-    let child = Process::new("spin", Vec::new());
+fn spawn_and_spin(_: String) {
+    let child = Process::new("spin", "");
     child.start().unwrap();
     println!("grandchild pid={}", child.pid().unwrap().unwrap());
-    spin(&[]);
+    spin(String::new());
 }
 
-/// Run as a program (`wmp run probe.wasm [exit N | spawn TARGET ARGS]`):
-/// prints its identity, then exits with N or starts a child.
 fn main_process() {
-    identity(&[]);
+    identity(String::new());
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("exit") => exit(args[2].parse().expect("exit code")),
-        Some("spawn") => nest(args[2..].join(" ").as_bytes()),
+        Some("spawn") => nest(args[2..].join(" ")),
         _ => {}
     }
 }
 
-fn main() {
-    let main = main_process;
-    wmp_guest::entry(
-        &[
-            ("identity", identity),
-            ("return", |_| {}),
-            ("exit", exit_with),
-            ("trap", |_| core::arch::wasm32::unreachable()),
-            ("panic", |args| panic!("{}", text(args))),
-            ("spin", spin),
-            ("sleep", sleep),
-            ("print", |args| println!("{}", text(args))),
-            ("stderr", |args| eprintln!("{}", text(args))),
-            ("authkey-serde", authkey_serde),
-            ("spawn-child", spawn_child),
-            ("leave-children", leave_children),
-            ("nest", nest),
-            ("spawn-and-spin", spawn_and_spin),
-        ],
-        main,
-    );
-}
+wmp_guest::main!(
+    main_process,
+    identity,
+    noop,
+    exit_with,
+    spin,
+    sleep,
+    print,
+    env,
+    panic,
+    trap,
+    authkey_serde,
+    spawn_child,
+    leave_children,
+    nest,
+    daemon,
+    twice,
+    set_authkey,
+    reap,
+    spawn_many,
+    spawn_and_spin,
+);

@@ -1,0 +1,110 @@
+//! A process tree inside one sandbox: the main process counts the primes
+//! below a bound by splitting the range across two children, each of which
+//! splits its half across two grandchildren. A daemonic watchdog runs
+//! beside them (and is terminated when main ends), and a child that spins
+//! forever is killed. Every process says who it is.
+//!
+//! Results travel up as exit codes (a count fits in an i32): the Queue of
+//! the connections issue is the proper channel once it lands.
+//!
+//!     cargo build -p wmp-example-tree --target wasm32-wasip2
+//!     cargo run -- run target/wasm32-wasip2/debug/tree.wasm 200000
+
+use std::time::Duration;
+
+use wmp_guest::{Process, current_process, exit};
+
+fn introduce(task: &str) {
+    let me = current_process();
+    println!(
+        "[{:<13}] pid={:<3} parent={:<3} {task}",
+        me.name(),
+        me.pid().unwrap().unwrap(),
+        me.parent_pid().map_or("-".to_string(), |p| p.to_string())
+    );
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+/// Starts one child per part of `range`, running `target`, and returns the
+/// sum of their exit codes.
+fn fan_out(target: &str, range: (u64, u64), parts: u64) -> i32 {
+    let step = (range.1 - range.0).div_ceil(parts);
+    let children: Vec<Process> = (0..parts)
+        .map(|i| {
+            let part = (range.0 + i * step, (range.0 + (i + 1) * step).min(range.1));
+            let child = Process::new(target, &part);
+            child.start().unwrap();
+            child
+        })
+        .collect();
+    children
+        .iter()
+        .map(|child| {
+            child.join(None).unwrap();
+            let code = child.exitcode().unwrap().unwrap();
+            println!("[{:<13}] {child} -> {code}", current_process().name());
+            code
+        })
+        .sum()
+}
+
+/// Level 2: count the primes in [a, b) and return the count.
+fn count(range: (u64, u64)) {
+    introduce(&format!("counting primes in [{}, {})", range.0, range.1));
+    exit((range.0..range.1).filter(|&n| is_prime(n)).count() as i32);
+}
+
+/// Level 1: split [a, b) across two grandchildren.
+fn split(range: (u64, u64)) {
+    introduce(&format!("splitting [{}, {}) in two", range.0, range.1));
+    exit(fan_out("count", range, 2));
+}
+
+/// A daemonic watchdog: reports every period until its parent ends.
+fn watchdog(period_ms: u64) {
+    introduce("watchdog (daemon)");
+    loop {
+        std::thread::sleep(Duration::from_millis(period_ms));
+        println!("[watchdog     ] still watching");
+    }
+}
+
+/// A runaway: computes forever until killed.
+fn spinner(_: ()) {
+    introduce("spinning until killed");
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
+fn start() {
+    let bound: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    introduce(&format!("counting primes below {bound}"));
+
+    let dog = Process::with("watchdog", &250u64, Some("watchdog"), Some(true));
+    dog.start().unwrap();
+
+    let runaway = Process::new("spinner", &());
+    runaway.start().unwrap();
+
+    let total = fan_out("split", (0, bound), 2);
+
+    runaway.join(Some(Duration::from_millis(20))).unwrap();
+    println!("[MainProcess  ] {runaway} is still alive: {}", runaway.is_alive().unwrap());
+    runaway.kill().unwrap();
+    runaway.join(None).unwrap();
+    println!("[MainProcess  ] killed it: {runaway}");
+
+    let expected = (0..bound).filter(|&n| is_prime(n)).count() as i32;
+    println!("[MainProcess  ] primes below {bound}: {total} (checked in one process: {expected})");
+    println!("[MainProcess  ] active children at exit: {:?}", wmp_guest::active_children());
+    if total != expected {
+        exit(1);
+    }
+}
+
+wmp_guest::main!(start, count, split, watchdog, spinner);
