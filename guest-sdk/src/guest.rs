@@ -61,21 +61,48 @@ impl Process {
     /// [`Process::new`] with an explicit name and daemon flag (None keeps
     /// the default name / inherits this process's daemon flag).
     pub fn with<T: Serialize + ?Sized>(target: &str, args: &T, name: Option<&str>, daemon: Option<bool>) -> Process {
+        Process::encoded(None, target, args, name, daemon)
+    }
+
+    /// A child running `target` (its `main` if empty) of another program
+    /// that the host has shared with guests under the name `program`.
+    /// Starting it fails if the host has not shared it.
+    pub fn in_program<T: Serialize + ?Sized>(program: &str, target: &str, args: &T) -> Process {
+        Process::encoded(Some(program), target, args, None, None)
+    }
+
+    /// A child whose target gets `args` as raw bytes (for targets written
+    /// with [`entry`], or in another language).
+    pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
+        Process::create(None, target, args, name, daemon)
+    }
+
+    fn encoded<T: Serialize + ?Sized>(
+        program: Option<&str>,
+        target: &str,
+        args: &T,
+        name: Option<&str>,
+        daemon: Option<bool>,
+    ) -> Process {
         match serde_json::to_vec(args) {
-            Ok(bytes) => Process::with_bytes(target, bytes, name, daemon),
+            Ok(bytes) => Process::create(program, target, bytes, name, daemon),
             Err(err) => {
                 let message = format!("cannot encode the arguments of target {target:?}: {err}");
-                let mut process = Process::with_bytes(target, Vec::new(), name, daemon);
+                let mut process = Process::create(program, target, Vec::new(), name, daemon);
                 process.encode_error = Some(ProcessError::SpawnFailed(message));
                 process
             }
         }
     }
 
-    /// A child whose target gets `args` as raw bytes (for targets written
-    /// with [`entry`], or in another language).
-    pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
-        let spec = wit::Spec { target: target.to_owned(), args, name: name.map(str::to_owned), daemon };
+    fn create(program: Option<&str>, target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
+        let spec = wit::Spec {
+            target: target.to_owned(),
+            args,
+            name: name.map(str::to_owned),
+            daemon,
+            program: program.map(str::to_owned),
+        };
         Process::from(wit::Process::new(&spec))
     }
 
@@ -233,6 +260,19 @@ pub fn run_target<T: DeserializeOwned>(target: fn(T), args: &[u8]) {
     }
 }
 
+/// The bytes of the `wmp:targets` custom section: the target names, one
+/// per line (used by [`main!`](crate::main)).
+pub const fn target_section<const N: usize>(list: &str) -> [u8; N] {
+    let mut section = [0u8; N];
+    let bytes = list.as_bytes();
+    let mut i = 0;
+    while i < N {
+        section[i] = bytes[i];
+        i += 1;
+    }
+    section
+}
+
 /// Defines `fn main()` for a guest whose children run named targets:
 ///
 /// ```ignore
@@ -243,9 +283,17 @@ pub fn run_target<T: DeserializeOwned>(target: fn(T), args: &[u8]) {
 ///
 /// Each target is a `fn(T)` with `T: serde::de::DeserializeOwned`, started
 /// by its function name.
+///
+/// The target names are also recorded in the custom section `wmp:targets`
+/// of the program, so the host refuses to start an unknown target with a
+/// clear error instead of launching a child that cannot run.
 #[macro_export]
 macro_rules! main {
     ($main:path $(, $target:ident)* $(,)?) => {
+        const __WMP_TARGET_LIST: &str = concat!($(stringify!($target), "\n"),*);
+        #[unsafe(link_section = "wmp:targets")]
+        #[used]
+        static __WMP_TARGETS: [u8; __WMP_TARGET_LIST.len()] = $crate::target_section(__WMP_TARGET_LIST);
         fn main() {
             $crate::entry(
                 &[$((stringify!($target), |args: &[u8]| $crate::run_target($target, args))),*],

@@ -45,6 +45,15 @@ fn wit_error(err: ProcessError) -> WitError {
     }
 }
 
+/// The argv a guest passes to another program's `main`.
+fn main_args(args: &[u8]) -> Result<Vec<String>, String> {
+    if args.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(args)
+        .map_err(|e| format!("the arguments of a program's main must be a JSON list of strings: {e}"))
+}
+
 type WitResult<T> = wasmtime::Result<Result<T, WitError>>;
 
 fn nanos(timeout: Option<u64>) -> Option<Duration> {
@@ -124,10 +133,30 @@ impl wit::HostSentinel for P2State {
 impl wit::HostProcess for P2State {
     async fn new(&mut self, spec: wit::Spec) -> wasmtime::Result<Resource<Process>> {
         let guest = &self.guest;
-        let launch = LaunchSpec {
-            program: guest.program.clone(),
-            caps: guest.caps.for_child(),
-            target: Some(Target { name: spec.target, args: spec.args }),
+        let caps = guest.caps.for_child();
+        let refuse = |why: String| LaunchSpec {
+            refusal: Some(ProcessError::SpawnFailed(why)),
+            ..LaunchSpec::new(guest.program.clone(), caps.clone(), None)
+        };
+        let program = match &spec.program {
+            None => Some(guest.program.clone()),
+            Some(name) => guest.shared.shared_program(name),
+        };
+        let argv0 = spec.program.clone().unwrap_or_else(|| caps.args.first().cloned().unwrap_or_default());
+        let launch = match (program, spec.target.is_empty()) {
+            (None, _) => refuse(format!(
+                "program {:?} is not available to guests (the host has not shared it)",
+                spec.program.unwrap_or_default()
+            )),
+            (Some(program), false) => {
+                LaunchSpec::new(program, caps.args([argv0]), Some(Target { name: spec.target, args: spec.args }))
+            }
+            // An empty target runs `main`; the arguments are its argv after
+            // argv[0], as a JSON list of strings.
+            (Some(program), true) => match main_args(&spec.args) {
+                Ok(args) => LaunchSpec::new(program, caps.args(std::iter::once(argv0).chain(args)), None),
+                Err(why) => refuse(why),
+            },
         };
         let child = Process::construct(guest.shared.clone(), guest.node.clone(), launch, spec.name, spec.daemon, None);
         self.push(child)

@@ -196,6 +196,7 @@ impl Process {
         if self.caller.daemon {
             return Err(ProcessError::DaemonicChildren);
         }
+        spec.check()?;
         let shared = &object.shared;
         let node = Node::new(
             &shared.engine,

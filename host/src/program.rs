@@ -10,7 +10,10 @@ use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::backend::wasm::{P1State, P2State};
+use wmp_core::ProcessError;
+
 use crate::error::{Error, Result, one_line};
+use crate::spec::Target;
 use crate::guest_api::bindings::Guest;
 
 /// A compiled, pre-linked program, cheap to clone and to start many times.
@@ -22,7 +25,13 @@ pub struct Program {
 struct ProgramInner {
     name: String,
     code: Code,
+    /// The targets the program declares (the `wmp:targets` custom section
+    /// that `wmp_guest::main!` writes); None if it declares none.
+    targets: Option<Vec<String>>,
 }
+
+/// The custom section in which a guest lists its targets, one per line.
+const TARGETS_SECTION: &str = "wmp:targets";
 
 pub(crate) enum Code {
     Component(CommandPre<P2State>),
@@ -56,6 +65,46 @@ impl Program {
     pub(crate) fn code(&self) -> &Code {
         &self.inner.code
     }
+
+    /// The targets the program declares, if it declares them.
+    pub fn targets(&self) -> Option<&[String]> {
+        self.inner.targets.as_deref()
+    }
+
+    /// Whether a child of this program can run `target`.
+    pub(crate) fn check_target(&self, target: Option<&Target>) -> Result<(), ProcessError> {
+        let Some(target) = target else { return Ok(()) };
+        let known = match (&self.inner.code, &self.inner.targets) {
+            (Code::Module(_), _) => {
+                return Err(ProcessError::UnknownTarget(format!(
+                    "unknown target {:?}: {} is a core module, and only wmp guest components have targets",
+                    target.name,
+                    self.name()
+                )));
+            }
+            (Code::Component(_), None) => return Ok(()),
+            (Code::Component(_), Some(known)) => known,
+        };
+        if known.contains(&target.name) {
+            return Ok(());
+        }
+        Err(ProcessError::UnknownTarget(format!(
+            "unknown target {:?}: {} has {known:?}",
+            target.name,
+            self.name()
+        )))
+    }
+}
+
+/// Reads the `wmp:targets` section, wherever in the program it stands.
+fn declared_targets(bytes: &[u8]) -> Option<Vec<String>> {
+    wasmparser::Parser::new(0).parse_all(bytes).find_map(|payload| match payload {
+        Ok(wasmparser::Payload::CustomSection(section)) if section.name() == TARGETS_SECTION => {
+            let text = String::from_utf8_lossy(section.data());
+            Some(text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        }
+        _ => None,
+    })
 }
 
 impl std::fmt::Debug for Program {
@@ -122,5 +171,6 @@ pub(crate) fn compile(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u
         }
         Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?)
     };
-    Ok(Program { inner: Arc::new(ProgramInner { name: name.to_owned(), code }) })
+    let targets = declared_targets(&bytes);
+    Ok(Program { inner: Arc::new(ProgramInner { name: name.to_owned(), code, targets }) })
 }

@@ -2,8 +2,9 @@
 //! guest as a task, the process table, and the main process that the
 //! embedding host (or, under `wmp run`, the main guest) is.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -28,12 +29,18 @@ pub(crate) struct Shared {
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) registry: Registry,
     pub(crate) linkers: Linkers,
+    /// Programs guests may start by name besides their own.
+    shared_programs: Mutex<HashMap<String, Program>>,
     shut_down: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn shared_program(&self, name: &str) -> Option<Program> {
+        self.shared_programs.lock().unwrap().get(name).cloned()
     }
 }
 
@@ -125,6 +132,7 @@ impl RuntimeBuilder {
             handle: tokio.handle().clone(),
             registry: Registry::new(),
             linkers,
+            shared_programs: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
         });
         let main = Node::new(
@@ -205,6 +213,13 @@ impl Runtime {
     /// default `argv[0]`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
         program::compile(&self.shared.engine, &self.shared.linkers, name, bytes)
+    }
+
+    /// Lets guests start `program` as a child by `name` (the `program` field
+    /// of a spec). Guests can start no program but their own unless it is
+    /// shared here.
+    pub fn share_program(&self, name: &str, program: &Program) {
+        self.shared.shared_programs.lock().unwrap().insert(name.to_owned(), program.clone());
     }
 
     /// Starts building a child of the main process that runs `program`.
@@ -291,7 +306,7 @@ impl Runtime {
         if self.main.exit.is_set() || self.shared.registry.live_nodes().iter().any(|n| n.pid == self.main.pid) {
             return Err(Error::Setup("the main process of this runtime has already run".into()));
         }
-        let spec = LaunchSpec { program: program.clone(), caps, target: None };
+        let spec = LaunchSpec::new(program.clone(), caps, None);
         crate::backend::wasm::launch(&self.shared, self.main.clone(), spec)?;
         let exit = self.main.exit.clone();
         Ok(async move {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use wmp_core::AuthKey;
+use wmp_core::{AuthKey, ProcessError};
 
 use crate::process::Process;
 use crate::program::Program;
@@ -138,6 +138,25 @@ pub(crate) struct LaunchSpec {
     pub(crate) program: Program,
     pub(crate) caps: Capabilities,
     pub(crate) target: Option<Target>,
+    /// Why this spec can never start (a guest asked for a program the host
+    /// has not shared); reported by `start()`, as CPython reports a child's
+    /// arguments that cannot be pickled.
+    pub(crate) refusal: Option<ProcessError>,
+}
+
+impl LaunchSpec {
+    pub(crate) fn new(program: Program, caps: Capabilities, target: Option<Target>) -> Self {
+        LaunchSpec { program, caps, target, refusal: None }
+    }
+
+    /// Whether the spec can start: the program is allowed and knows the
+    /// target.
+    pub(crate) fn check(&self) -> Result<(), ProcessError> {
+        match &self.refusal {
+            Some(refusal) => Err(refusal.clone()),
+            None => self.program.check_target(self.target.as_ref()),
+        }
+    }
 }
 
 /// Builds a process object (the analog of `multiprocessing.Process(...)`).
@@ -157,7 +176,7 @@ impl ProcessBuilder {
         Self {
             shared,
             creator,
-            spec: LaunchSpec { program: program.clone(), caps, target: None },
+            spec: LaunchSpec::new(program.clone(), caps, None),
             name: None,
             daemon: None,
             authkey: None,

@@ -52,12 +52,38 @@ fn a_child_reports_its_childs_exit_code() {
 }
 
 #[test]
-fn an_unknown_target_ends_the_child_with_a_clear_error() {
+fn an_unknown_target_fails_to_start_with_a_clear_error() {
     let rt = runtime();
     let program = probe(&rt);
-    let (p, out) = run_child(&rt, &program, "no-such-target", "");
-    assert_eq!(p.exitcode(), Ok(Some(1)));
-    assert!(out.stderr().contains("unknown target \"no-such-target\""), "{}", out.stderr());
+    assert!(program.targets().unwrap().iter().any(|t| t == "identity"), "targets: {:?}", program.targets());
+    let (p, _) = crate::child(&rt, &program, "no_such_target", "");
+    let err = p.start().unwrap_err();
+    assert!(matches!(err, ProcessError::UnknownTarget(_)));
+    assert!(err.to_string().starts_with("unknown target \"no_such_target\": "), "{err}");
+    assert_eq!(p.pid(), Ok(None), "it did not start");
+    // The same from inside a guest.
+    let (_, out) = run_child(&rt, &program, "unknown_target", "");
+    assert!(out.value("start error").starts_with("unknown target \"no_such_target\": "), "{}", out.stdout());
+    // A core module has no targets at all.
+    let module = rt.load(wmp_test_guests::PLAIN_P1).unwrap();
+    let err = rt.process(&module).target("x", Vec::new()).build().start().unwrap_err();
+    assert!(err.to_string().contains("is a core module"), "{err}");
+}
+
+#[test]
+fn a_guest_starts_another_program_only_if_the_host_shared_it() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (_, out) = run_child(&rt, &program, "other_program", "plain - exit 0");
+    assert_eq!(out.value("start error"), "program \"plain\" is not available to guests (the host has not shared it)");
+    rt.share_program("plain", &rt.load(wmp_test_guests::PLAIN_P1).unwrap());
+    let (_, out) = run_child(&rt, &program, "other_program", "plain - exit 0");
+    assert_eq!(out.value("plain exitcode"), "Some(0)");
+    // A shared wmp guest runs its targets, three levels down.
+    rt.share_program("probe-too", &program);
+    let (_, out) = run_child(&rt, &program, "nest", "other_program probe-too identity");
+    assert_eq!(out.value("name"), "Process-3:1:1");
+    assert_eq!(out.value("probe-too exitcode"), "Some(0)");
 }
 
 #[test]

@@ -108,13 +108,6 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, spec: LaunchSpec) -> Result<G
             }))
         }
         Code::Module(pre) => {
-            if let Some(target) = spec.target {
-                return Err(format!(
-                    "cannot run target {:?}: {} is a core module, and only wmp guest components have targets",
-                    target.name,
-                    spec.program.name()
-                ));
-            }
             let pre = pre.clone();
             let mut store = new_store(&shared.engine, P1State { guest, wasi: wasi.build_p1() });
             Ok(Box::pin(async move {

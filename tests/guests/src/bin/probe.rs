@@ -170,6 +170,29 @@ fn spawn_many(n: String) {
     println!("spawned={n} active={}", active_children().len());
 }
 
+/// Starts a child of another program ("PROGRAM TARGET ARGS"; TARGET "-"
+/// runs its main with ARGS as argv), joins it and prints its exit code or
+/// the start error.
+fn other_program(args: String) {
+    let (program, rest) = split(&args);
+    let child = match split(rest) {
+        ("-", argv) => Process::in_program(program, "", &argv.split_whitespace().collect::<Vec<_>>()),
+        (target, rest) => Process::in_program(program, target, rest),
+    };
+    match child.start() {
+        Ok(()) => {
+            child.join(None).unwrap();
+            println!("{program} exitcode={:?}", child.exitcode().unwrap());
+        }
+        Err(e) => println!("start error={e}"),
+    }
+}
+
+/// Starts a child running a target this program does not have.
+fn unknown_target(_: String) {
+    println!("start error={}", Process::new("no_such_target", "").start().unwrap_err());
+}
+
 /// Starts a spinning grandchild, prints its pid, then spins itself.
 fn spawn_and_spin(_: String) {
     let child = Process::new("spin", "");
@@ -209,4 +232,6 @@ wmp_guest::main!(
     reap,
     spawn_many,
     spawn_and_spin,
+    other_program,
+    unknown_target,
 );
