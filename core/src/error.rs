@@ -41,6 +41,10 @@ pub enum ProcessError {
     /// The host could not launch the process; the text says why.
     #[error("{0}")]
     SpawnFailed(String),
+    /// Starting the process would break a limit of the tree (process count,
+    /// spawn depth); the text says which.
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 #[cfg(test)]

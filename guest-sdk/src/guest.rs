@@ -33,6 +33,7 @@ fn process_error(err: wit::Error) -> ProcessError {
         E::SignalNotChild(_) => ProcessError::SignalNotChild,
         E::UnknownTarget(message) => ProcessError::UnknownTarget(message),
         E::SpawnFailed(message) => ProcessError::SpawnFailed(message),
+        E::LimitReached(message) => ProcessError::LimitReached(message),
     }
 }
 

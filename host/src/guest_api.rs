@@ -42,6 +42,7 @@ fn wit_error(err: ProcessError) -> WitError {
         ProcessError::SignalNotChild => WitError::SignalNotChild(message),
         ProcessError::UnknownTarget(_) => WitError::UnknownTarget(message),
         ProcessError::SpawnFailed(_) => WitError::SpawnFailed(message),
+        ProcessError::LimitReached(_) => WitError::LimitReached(message),
     }
 }
 

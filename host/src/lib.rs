@@ -28,12 +28,14 @@
 //! `wmp-guest` crate). Errors of the state machine are [`ProcessError`],
 //! whose messages are CPython's, word for word.
 //!
-//! What this crate does not do: it does not run native programs yet, and it
-//! sets no resource limits of its own beyond wasmtime's defaults.
+//! Every process can be given [`Limits`] (memory, fuel, wall-clock time,
+//! process count, spawn depth); children inherit them and can only narrow
+//! them. What this crate does not do yet: run native programs.
 
 mod backend;
 mod error;
 mod guest_api;
+mod limits;
 mod process;
 mod program;
 mod registry;
@@ -46,6 +48,7 @@ mod stdio;
 pub mod inspect;
 
 pub use error::{Error, ProcessError, Result};
+pub use limits::{Limit, Limits};
 pub use process::Process;
 pub use program::{Program, ProgramKind};
 pub use registry::Pid;

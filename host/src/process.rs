@@ -15,7 +15,7 @@ use std::time::Duration;
 use wmp_core::naming::{default_name, exitcode_display, python_repr};
 use wmp_core::{AuthKey, ProcessError};
 
-use crate::registry::{Node, Pid};
+use crate::registry::{Node, NodeSpec, Pid};
 use crate::runtime::Shared;
 use crate::sentinel::{Sentinel, wait_any};
 use crate::spec::LaunchSpec;
@@ -197,17 +197,31 @@ impl Process {
             return Err(ProcessError::DaemonicChildren);
         }
         spec.check()?;
+        if let Err((limit, message)) = self.caller.admit_child(&object.identity) {
+            // The caller hit a limit of its tree: like any limit, that ends
+            // it (unless it is the embedding host itself).
+            if object.shared.registry.is_live(self.caller.pid) {
+                self.caller.stop(ExitReason::Limit(limit));
+            }
+            return Err(ProcessError::LimitReached(message));
+        }
         let shared = &object.shared;
         let node = Node::new(
             &shared.engine,
-            shared.registry.allocate_pid(),
             Some(&self.caller),
-            object.identity.clone(),
-            object.name.lock().unwrap().clone(),
-            object.daemon.load(Ordering::Relaxed),
-            object.authkey.lock().unwrap().clone(),
+            NodeSpec {
+                pid: shared.registry.allocate_pid(),
+                identity: object.identity.clone(),
+                name: object.name.lock().unwrap().clone(),
+                daemon: object.daemon.load(Ordering::Relaxed),
+                authkey: object.authkey.lock().unwrap().clone(),
+                limits: spec.limits.clone(),
+            },
         );
-        crate::backend::wasm::launch(shared, node.clone(), spec.clone())?;
+        if let Err(err) = crate::backend::wasm::launch(shared, node.clone(), spec.clone()) {
+            node.release_budgets();
+            return Err(err);
+        }
         // The target and its arguments are not kept once launched (bpo-30775).
         *state = State::Started(node);
         drop(state);

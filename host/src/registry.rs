@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 use wmp_core::AuthKey;
 
+use crate::limits::{Limit, Limits, ProcessBudget};
 use crate::process::ProcessObject;
 use crate::sentinel::ExitCell;
-use crate::status::Signal;
+use crate::status::{ExitReason, Signal};
 
 /// A process id, unique within one runtime and never reused.
 pub type Pid = u32;
@@ -34,34 +35,77 @@ pub(crate) struct Node {
     /// start or close finds it finished.
     pub(crate) children: Mutex<Vec<Arc<ProcessObject>>>,
     pub(crate) exit: Arc<ExitCell>,
-    stop: watch::Sender<Option<Signal>>,
+    /// Why the process is being stopped (a signal or a limit), once asked.
+    stop: watch::Sender<Option<ExitReason>>,
     engine: wasmtime::Engine,
+    /// The limits in force for this process (its parent's, narrowed).
+    pub(crate) limits: Limits,
+    /// The longest identity a process of this subtree may have.
+    max_identity_len: Option<usize>,
+    /// The process-count budgets of the subtrees this process is in, and
+    /// which of them it takes a place in (all but its own).
+    budgets: Vec<Arc<ProcessBudget>>,
+    counted_in: Vec<Arc<ProcessBudget>>,
+}
+
+/// Who a new node is: its place in the tree and what it inherits.
+pub(crate) struct NodeSpec {
+    pub(crate) pid: Pid,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) authkey: AuthKey,
+    /// The limits its creator asked for (narrowed by the parent's).
+    pub(crate) limits: Limits,
 }
 
 impl Node {
-    pub(crate) fn new(
-        engine: &wasmtime::Engine,
-        pid: Pid,
-        parent: Option<&Arc<Node>>,
-        identity: Vec<u32>,
-        name: String,
-        daemon: bool,
-        authkey: AuthKey,
-    ) -> Arc<Node> {
+    pub(crate) fn new(engine: &wasmtime::Engine, parent: Option<&Arc<Node>>, spec: NodeSpec) -> Arc<Node> {
+        let inherited = parent.map(|p| p.limits.clone()).unwrap_or_default();
+        let limits = inherited.narrowed_by(&spec.limits);
+        let own_depth = spec.limits.max_depth.map(|depth| spec.identity.len() + depth);
+        let max_identity_len = match (parent.and_then(|p| p.max_identity_len), own_depth) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let counted_in = parent.map(|p| p.budgets.clone()).unwrap_or_default();
+        let mut budgets = counted_in.clone();
+        budgets.extend(spec.limits.max_processes.map(ProcessBudget::new));
         Arc::new(Node {
-            pid,
+            pid: spec.pid,
             parent: parent.map(Arc::downgrade),
             parent_pid: parent.map(|p| p.pid),
-            identity,
-            name: Mutex::new(name),
-            daemon,
-            authkey: Mutex::new(authkey),
+            identity: spec.identity,
+            name: Mutex::new(spec.name),
+            daemon: spec.daemon,
+            authkey: Mutex::new(spec.authkey),
             child_counter: AtomicU32::new(1),
             children: Mutex::new(Vec::new()),
             exit: Arc::new(ExitCell::new()),
             stop: watch::Sender::new(None),
             engine: engine.clone(),
+            limits,
+            max_identity_len,
+            budgets,
+            counted_in,
         })
+    }
+
+    /// Checks that this process may start a child with `identity`, and
+    /// takes the child's place in the process-count budgets.
+    pub(crate) fn admit_child(&self, identity: &[u32]) -> Result<(), (Limit, String)> {
+        if let Some(max) = self.max_identity_len
+            && identity.len() > max
+        {
+            return Err((Limit::Depth, format!("spawn depth limit reached: {max} levels")));
+        }
+        ProcessBudget::acquire_all(&self.budgets)
+            .map_err(|limit| (Limit::Processes, format!("process count limit reached: {limit} live processes")))
+    }
+
+    /// Gives back the places this process took in the budgets.
+    pub(crate) fn release_budgets(&self) {
+        ProcessBudget::release_all(&self.counted_in);
     }
 
     pub(crate) fn is_main(&self) -> bool {
@@ -81,32 +125,37 @@ impl Node {
         self.child_counter.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Asks the process to stop. A kill overrides an earlier terminate that
-    /// has not taken effect; signals to an ended process are ignored.
     pub(crate) fn signal(&self, signal: Signal) {
+        self.stop(signal.reason());
+    }
+
+    /// Asks the process to stop, for `reason`. A kill or a limit overrides
+    /// an earlier terminate that has not taken effect; a stop asked of an
+    /// ended process is ignored.
+    pub(crate) fn stop(&self, reason: ExitReason) {
         if self.exit.is_set() {
             return;
         }
-        self.stop.send_if_modified(|slot| match (*slot, signal) {
-            (None, _) | (Some(Signal::Terminate), Signal::Kill) => {
-                *slot = Some(signal);
+        self.stop.send_if_modified(|slot| match slot {
+            None | Some(ExitReason::Terminated) => {
+                *slot = Some(reason);
                 true
             }
-            _ => false,
+            Some(_) => false,
         });
         // A spinning guest notices at its next epoch check: make that now.
         self.engine.increment_epoch();
     }
 
-    pub(crate) fn stop_requested(&self) -> Option<Signal> {
-        *self.stop.borrow()
+    pub(crate) fn stop_requested(&self) -> Option<ExitReason> {
+        self.stop.borrow().clone()
     }
 
-    /// Resolves when a stop has been requested.
-    pub(crate) async fn stopped(&self) -> Signal {
+    /// Resolves when a stop has been requested, with its reason.
+    pub(crate) async fn stopped(&self) -> ExitReason {
         let mut rx = self.stop.subscribe();
         match rx.wait_for(Option::is_some).await {
-            Ok(signal) => signal.expect("wait_for checked is_some"),
+            Ok(reason) => reason.clone().expect("wait_for checked is_some"),
             Err(_) => unreachable!("the sender lives in self"),
         }
     }
@@ -156,6 +205,10 @@ impl Registry {
 
     pub(crate) fn remove_live(&self, pid: Pid) {
         self.live.lock().unwrap().remove(&pid);
+    }
+
+    pub(crate) fn is_live(&self, pid: Pid) -> bool {
+        self.live.lock().unwrap().contains_key(&pid)
     }
 
     pub(crate) fn live_nodes(&self) -> Vec<Arc<Node>> {

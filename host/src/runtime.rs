@@ -14,7 +14,8 @@ use wmp_core::{AUTHKEY_LEN, AuthKey};
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::program::{self, Linkers, Program};
-use crate::registry::{Node, Pid, Registry};
+use crate::limits::Limits;
+use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::spec::{Capabilities, LaunchSpec, ProcessBuilder};
 use crate::status::{ExitReason, Signal};
@@ -29,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) registry: Registry,
     pub(crate) linkers: Linkers,
+    pub(crate) fuel_metering: bool,
     /// Programs guests may start by name besides their own.
     shared_programs: Mutex<HashMap<String, Program>>,
     shut_down: AtomicBool,
@@ -86,6 +88,9 @@ pub enum CodeCache {
 pub struct RuntimeBuilder {
     worker_threads: Option<usize>,
     cache: CodeCache,
+    limits: Limits,
+    fuel_metering: bool,
+    max_wasm_stack: Option<usize>,
 }
 
 impl RuntimeBuilder {
@@ -100,10 +105,37 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Limits of the main process, and so of every process in the runtime
+    /// (each child inherits its parent's and can only narrow them).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Count fuel in every guest, so that [`Limits::fuel`] can be used
+    /// (on whenever the runtime's own limits have fuel). Metering costs
+    /// some speed in all guests.
+    pub fn fuel_metering(mut self, on: bool) -> Self {
+        self.fuel_metering = on;
+        self
+    }
+
+    /// Most bytes of native stack wasm code may use; deeper recursion ends
+    /// the process with [`Limit::Stack`](crate::Limit::Stack).
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = Some(bytes);
+        self
+    }
+
     pub fn build(self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::error::one_line(&e));
+        let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(true).consume_fuel(fuel_metering);
+        if let Some(stack) = self.max_wasm_stack {
+            // Guests run on fiber stacks, which must hold the wasm stack.
+            config.max_wasm_stack(stack).async_stack_size(stack + (1 << 20));
+        }
         match &self.cache {
             CodeCache::Off => {}
             CodeCache::System => {
@@ -132,17 +164,21 @@ impl RuntimeBuilder {
             handle: tokio.handle().clone(),
             registry: Registry::new(),
             linkers,
+            fuel_metering,
             shared_programs: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
         });
         let main = Node::new(
             &engine,
-            shared.registry.allocate_pid(),
             None,
-            Vec::new(),
-            wmp_core::naming::default_name(&[]),
-            false,
-            random_authkey()?,
+            NodeSpec {
+                pid: shared.registry.allocate_pid(),
+                identity: Vec::new(),
+                name: wmp_core::naming::default_name(&[]),
+                daemon: false,
+                authkey: random_authkey()?,
+                limits: self.limits,
+            },
         );
         Ok(Runtime { shared, main, tokio: Some(tokio) })
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use wmp_core::{AuthKey, ProcessError};
 
+use crate::limits::Limits;
 use crate::process::Process;
 use crate::program::Program;
 use crate::registry::Node;
@@ -138,6 +139,8 @@ pub(crate) struct LaunchSpec {
     pub(crate) program: Program,
     pub(crate) caps: Capabilities,
     pub(crate) target: Option<Target>,
+    /// Limits asked for this process, on top of those it inherits.
+    pub(crate) limits: Limits,
     /// Why this spec can never start (a guest asked for a program the host
     /// has not shared); reported by `start()`, as CPython reports a child's
     /// arguments that cannot be pickled.
@@ -146,7 +149,7 @@ pub(crate) struct LaunchSpec {
 
 impl LaunchSpec {
     pub(crate) fn new(program: Program, caps: Capabilities, target: Option<Target>) -> Self {
-        LaunchSpec { program, caps, target, refusal: None }
+        LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None }
     }
 
     /// Whether the spec can start: the program is allowed and knows the
@@ -204,6 +207,13 @@ impl ProcessBuilder {
     /// Daemon flag; by default a process inherits its creator's.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = Some(daemon);
+        self
+    }
+
+    /// Limits for this process, on top of those it inherits from its
+    /// creator (it can only be narrowed).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.spec.limits = limits;
         self
     }
 

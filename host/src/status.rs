@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::limits::Limit;
+
 /// Why a process ended. CPython only reports an exit code; the host also
 /// knows the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub enum ExitReason {
     Terminated,
     /// `kill()` stopped it, or its parent was stopped.
     Killed,
+    /// It hit one of its limits and was stopped like a kill.
+    Limit(Limit),
 }
 
 /// `-SIGTERM` as CPython reports it.
@@ -35,8 +39,16 @@ impl ExitReason {
             ExitReason::Exit(code) => *code,
             ExitReason::Trap(_) => 1,
             ExitReason::Terminated => TERMINATED_EXITCODE,
-            ExitReason::Killed => KILLED_EXITCODE,
+            ExitReason::Killed | ExitReason::Limit(_) => KILLED_EXITCODE,
         }
+    }
+}
+
+impl ExitReason {
+    /// Whether the process was stopped from outside (signal or limit)
+    /// rather than ending by itself.
+    pub fn is_stop(&self) -> bool {
+        matches!(self, ExitReason::Terminated | ExitReason::Killed | ExitReason::Limit(_))
     }
 }
 
@@ -48,6 +60,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Trap(msg) => write!(f, "trap: {msg}"),
             ExitReason::Terminated => f.write_str("terminated"),
             ExitReason::Killed => f.write_str("killed"),
+            ExitReason::Limit(limit) => write!(f, "stopped by its {limit}"),
         }
     }
 }

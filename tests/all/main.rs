@@ -7,14 +7,16 @@ mod authkey;
 mod cli;
 mod guests;
 mod lifecycle;
+mod limits;
 mod repr;
 mod sentinels;
+mod state_machine;
 mod trees;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wmp_host::{Capabilities, CaptureBuffer, CodeCache, Process, Program, Runtime, Stdio};
+use wmp_host::{Capabilities, CaptureBuffer, CodeCache, Process, ProcessBuilder, Program, Runtime, Stdio};
 
 /// Long enough that a correct process always ends within it; only a hang
 /// or a broken kill hits it.
@@ -56,15 +58,21 @@ impl Output {
     }
 }
 
-/// A child of the main process running the probe's `target` with `args`
-/// (a JSON string, as `wmp_guest::main!` targets take it), with its output
-/// captured.
-pub fn child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (Process, Output) {
+/// A builder for a child of the main process running the probe's `target`
+/// with `args` (a JSON string, as `wmp_guest::main!` targets take it), with
+/// its output captured.
+pub fn child_builder(rt: &Runtime, program: &Program, target: &str, args: &str) -> (ProcessBuilder, Output) {
     let (stdout_stdio, stdout) = Stdio::capture();
     let (stderr_stdio, stderr) = Stdio::capture();
     let caps = Capabilities::new().args(["probe"]).stdout(stdout_stdio).stderr(stderr_stdio);
-    let process = rt.process(program).capabilities(caps).target(target, serde_json::to_vec(args).unwrap()).build();
-    (process, Output { stdout, stderr })
+    let builder = rt.process(program).capabilities(caps).target(target, serde_json::to_vec(args).unwrap());
+    (builder, Output { stdout, stderr })
+}
+
+/// [`child_builder`], built.
+pub fn child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (Process, Output) {
+    let (builder, output) = child_builder(rt, program, target, args);
+    (builder.build(), output)
 }
 
 /// Starts a child, waits for it, and returns it with its output.

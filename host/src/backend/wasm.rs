@@ -17,6 +17,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wmp_core::ProcessError;
 
+use crate::limits::Limit;
 use crate::program::{Code, Program};
 use crate::registry::Node;
 use crate::runtime::Shared;
@@ -25,12 +26,41 @@ use crate::status::{ExitReason, Signal};
 use crate::stdio::{Stdio, Stream};
 
 /// What every guest store carries besides its WASI context: the process
-/// it is, and what its children inherit.
+/// it is, what its children inherit, and the guard of its memory limits.
 pub(crate) struct GuestCtx {
     pub(crate) node: Arc<Node>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) program: Program,
     pub(crate) caps: Capabilities,
+    limiter: MemoryGuard,
+}
+
+/// Enforces a process's memory and table limits; growing past one stops
+/// the process with that limit as its exit reason.
+struct MemoryGuard {
+    node: Arc<Node>,
+}
+
+impl MemoryGuard {
+    fn check(&self, limit: Limit, max: Option<usize>, desired: usize) -> wasmtime::Result<bool> {
+        match max {
+            Some(max) if desired > max => {
+                self.node.stop(ExitReason::Limit(limit));
+                Err(wasmtime::format_err!("{limit} of {max} reached (asked for {desired})"))
+            }
+            _ => Ok(true),
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryGuard {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.check(Limit::Memory, self.node.limits.max_memory, desired)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.check(Limit::Table, self.node.limits.max_table_elements, desired)
+    }
 }
 
 /// Store data of a component (WASI preview 2) guest.
@@ -55,17 +85,26 @@ pub(crate) struct P1State {
 
 trait HasGuest: Send + 'static {
     fn guest(&self) -> &GuestCtx;
+    fn guest_mut(&mut self) -> &mut GuestCtx;
 }
 
 impl HasGuest for P2State {
     fn guest(&self) -> &GuestCtx {
         &self.guest
     }
+
+    fn guest_mut(&mut self) -> &mut GuestCtx {
+        &mut self.guest
+    }
 }
 
 impl HasGuest for P1State {
     fn guest(&self) -> &GuestCtx {
         &self.guest
+    }
+
+    fn guest_mut(&mut self) -> &mut GuestCtx {
+        &mut self.guest
     }
 }
 
@@ -87,18 +126,22 @@ pub(crate) fn launch(shared: &Arc<Shared>, node: Arc<Node>, spec: LaunchSpec) ->
 }
 
 fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, spec: LaunchSpec) -> Result<GuestRun, String> {
+    if node.limits.fuel.is_some() && !shared.fuel_metering {
+        return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
+    }
     let mut wasi = spec.caps.wasi_builder().map_err(|e| e.to_string())?;
     let guest = GuestCtx {
         node: node.clone(),
         shared: shared.clone(),
         program: spec.program.clone(),
         caps: spec.caps,
+        limiter: MemoryGuard { node: node.clone() },
     };
     match spec.program.code() {
         Code::Component(pre) => {
             let pre = pre.clone();
             let state = P2State { guest, wasi: wasi.build(), table: ResourceTable::new(), target: spec.target };
-            let mut store = new_store(&shared.engine, state);
+            let mut store = new_store(shared, state)?;
             Ok(Box::pin(async move {
                 let command = pre.instantiate_async(&mut store).await?;
                 match command.wasi_cli_run().call_run(&mut store).await? {
@@ -109,7 +152,7 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, spec: LaunchSpec) -> Result<G
         }
         Code::Module(pre) => {
             let pre = pre.clone();
-            let mut store = new_store(&shared.engine, P1State { guest, wasi: wasi.build_p1() });
+            let mut store = new_store(shared, P1State { guest, wasi: wasi.build_p1() })?;
             Ok(Box::pin(async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -119,8 +162,13 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, spec: LaunchSpec) -> Result<G
     }
 }
 
-fn new_store<T: HasGuest>(engine: &wasmtime::Engine, state: T) -> Store<T> {
-    let mut store = Store::new(engine, state);
+fn new_store<T: HasGuest>(shared: &Shared, state: T) -> Result<Store<T>, String> {
+    let fuel = state.guest().node.limits.fuel;
+    let mut store = Store::new(&shared.engine, state);
+    store.limiter(|state| &mut state.guest_mut().limiter);
+    if shared.fuel_metering {
+        store.set_fuel(fuel.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;
+    }
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
         if ctx.data().guest().node.stop_requested().is_some() {
@@ -130,7 +178,7 @@ fn new_store<T: HasGuest>(engine: &wasmtime::Engine, state: T) -> Store<T> {
         // while this one computes (a plain Yield starves them).
         Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
     });
-    store
+    Ok(store)
 }
 
 /// Where and how a trap is reported: on the process's stderr, as CPython
@@ -155,15 +203,24 @@ impl TrapReport {
 /// Runs the guest, then does what CPython does when a process ends: deal
 /// with its children, report a trap, publish the end.
 async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, run: GuestRun) {
+    let timeout = node.limits.timeout;
+    let timer = async move {
+        match timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let (mut reason, report) = tokio::select! {
         biased;
-        signal = node.stopped() => (signal.reason(), None),
+        reason = node.stopped() => (reason, None),
+        () = timer => (ExitReason::Limit(Limit::Timeout), None),
         result = run => classify(result, &node),
     };
     // The store was dropped with `run` when the select ended.
-    if let Some(signal) = end_children(&node, &reason).await {
-        reason = signal.reason();
+    if let Some(stop) = end_children(&node, &reason).await {
+        reason = stop;
     }
+    node.release_budgets();
     if let Some(report) = report {
         report_to.write(&node, &report);
     }
@@ -180,22 +237,25 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
     if let Some(I32Exit(code)) = err.downcast_ref::<I32Exit>() {
         return (ExitReason::Exit(*code), None);
     }
-    if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>()
-        && let Some(signal) = node.stop_requested()
-    {
-        return (signal.reason(), None);
+    // Stopped by a signal or a limit: the run failed because of it.
+    if let Some(reason) = node.stop_requested() {
+        return (reason, None);
     }
-    (ExitReason::Trap(err.root_cause().to_string()), Some(crate::error::report(&err)))
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => (ExitReason::Limit(Limit::Stack), None),
+        Some(Trap::OutOfFuel) => (ExitReason::Limit(Limit::Fuel), None),
+        _ => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::error::report(&err))),
+    }
 }
 
 /// CPython's exit function for a process that ends: a process that was
 /// stopped takes its whole subtree with it; one that ended by itself
 /// terminates its daemonic children and joins the others. Returns the
-/// signal if the process was stopped while joining.
-async fn end_children(node: &Node, reason: &ExitReason) -> Option<Signal> {
+/// stop reason if the process was stopped while joining.
+async fn end_children(node: &Node, reason: &ExitReason) -> Option<ExitReason> {
     let children = node.child_nodes();
     let mut stopped_by = None;
-    if matches!(reason, ExitReason::Terminated | ExitReason::Killed) {
+    if reason.is_stop() {
         children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
     } else {
         for (child, daemon) in &children {
@@ -210,9 +270,9 @@ async fn end_children(node: &Node, reason: &ExitReason) -> Option<Signal> {
         };
         tokio::select! {
             () = join_all => {}
-            signal = node.stopped() => {
+            stop = node.stopped() => {
                 children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
-                stopped_by = Some(signal);
+                stopped_by = Some(stop);
             }
         }
     }

@@ -193,6 +193,22 @@ fn unknown_target(_: String) {
     println!("start error={}", Process::new("no_such_target", "").start().unwrap_err());
 }
 
+/// Allocates and touches MIB mebibytes, then prints how much it holds.
+fn alloc(mib: String) {
+    let mib: usize = mib.parse().unwrap();
+    let block = vec![1u8; mib << 20];
+    println!("holding {} MiB", std::hint::black_box(block).len() >> 20);
+}
+
+/// Starts children running this same target, forever.
+fn fork_bomb(_: String) {
+    loop {
+        if let Err(e) = Process::new("fork_bomb", "").start() {
+            println!("{}: {e}", current_process().name());
+        }
+    }
+}
+
 /// Starts a spinning grandchild, prints its pid, then spins itself.
 fn spawn_and_spin(_: String) {
     let child = Process::new("spin", "");
@@ -234,4 +250,6 @@ wmp_guest::main!(
     spawn_and_spin,
     other_program,
     unknown_target,
+    alloc,
+    fork_bomb,
 );

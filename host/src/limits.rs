@@ -1,0 +1,148 @@
+//! Per-process resource limits: what a process may use, how its children
+//! inherit them (and may only narrow them), and how hitting one is
+//! recorded. A process that hits a limit ends like a kill (exitcode -9),
+//! with an exit reason naming the limit.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Limits of one process. `None` means "no limit of our own" (the
+/// runtime's defaults and the parent's limits still apply).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of each linear memory.
+    pub max_memory: Option<usize>,
+    /// Elements of each table.
+    pub max_table_elements: Option<usize>,
+    /// Fuel (about one unit per wasm instruction); needs a runtime built
+    /// with [`fuel_metering`](crate::RuntimeBuilder::fuel_metering).
+    pub fuel: Option<u64>,
+    /// Wall-clock time from start.
+    pub timeout: Option<Duration>,
+    /// Live processes in the subtree of the process that has this limit,
+    /// itself included (a fork-bomb guard).
+    pub max_processes: Option<usize>,
+    /// Levels of descendants below the process that has this limit.
+    pub max_depth: Option<usize>,
+}
+
+fn narrowest<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Limits {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These limits, narrowed by `other`: each limit is the stricter of
+    /// the two. (Limits only ever narrow down a tree.)
+    pub fn narrowed_by(&self, other: &Limits) -> Limits {
+        Limits {
+            max_memory: narrowest(self.max_memory, other.max_memory),
+            max_table_elements: narrowest(self.max_table_elements, other.max_table_elements),
+            fuel: narrowest(self.fuel, other.fuel),
+            timeout: narrowest(self.timeout, other.timeout),
+            max_processes: narrowest(self.max_processes, other.max_processes),
+            max_depth: narrowest(self.max_depth, other.max_depth),
+        }
+    }
+}
+
+/// Which limit a process hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Memory,
+    Table,
+    Fuel,
+    Timeout,
+    /// The wasm stack overflowed (the runtime's `max_wasm_stack`).
+    Stack,
+    /// It tried to start more processes than its tree may have.
+    Processes,
+    /// It tried to start a process deeper than its tree may go.
+    Depth,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Memory => "memory limit",
+            Limit::Table => "table limit",
+            Limit::Fuel => "fuel limit",
+            Limit::Timeout => "timeout",
+            Limit::Stack => "stack overflow",
+            Limit::Processes => "process count limit",
+            Limit::Depth => "spawn depth limit",
+        })
+    }
+}
+
+/// A count of the live processes in one subtree, against its limit. Every
+/// process holds the budgets of all its ancestors that have one.
+#[derive(Debug)]
+pub(crate) struct ProcessBudget {
+    limit: usize,
+    live: AtomicUsize,
+}
+
+impl ProcessBudget {
+    /// A budget for a subtree whose root is already running (counted).
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(ProcessBudget { limit, live: AtomicUsize::new(1) })
+    }
+
+    /// Takes one place in every budget, or none if any is full; returns
+    /// the limit that was hit.
+    pub(crate) fn acquire_all(budgets: &[Arc<ProcessBudget>]) -> Result<(), usize> {
+        for (i, budget) in budgets.iter().enumerate() {
+            let taken = budget.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < budget.limit).then_some(live + 1)
+            });
+            if taken.is_err() {
+                Self::release_all(&budgets[..i]);
+                return Err(budget.limit);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn release_all(budgets: &[Arc<ProcessBudget>]) {
+        for budget in budgets {
+            budget.live.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrowing_keeps_the_stricter_limit() {
+        let parent = Limits { max_memory: Some(10), fuel: Some(5), ..Limits::new() };
+        let asked = Limits { max_memory: Some(20), timeout: Some(Duration::from_secs(1)), ..Limits::new() };
+        let child = parent.narrowed_by(&asked);
+        assert_eq!(child.max_memory, Some(10), "a child cannot widen");
+        assert_eq!(child.fuel, Some(5), "inherited");
+        assert_eq!(child.timeout, Some(Duration::from_secs(1)), "narrowed");
+        assert_eq!(child.max_processes, None);
+    }
+
+    #[test]
+    fn budgets_are_all_or_nothing() {
+        let outer = ProcessBudget::new(3);
+        let inner = ProcessBudget::new(2);
+        let chain = [outer.clone(), inner.clone()];
+        assert_eq!(ProcessBudget::acquire_all(&chain), Ok(()));
+        assert_eq!(ProcessBudget::acquire_all(&chain), Err(2), "the inner budget is full");
+        assert_eq!(outer.live.load(Ordering::Relaxed), 2, "nothing kept from a failed acquire");
+        ProcessBudget::release_all(&chain);
+        assert_eq!(ProcessBudget::acquire_all(&chain), Ok(()));
+    }
+}
