@@ -4,12 +4,66 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
-use anyhow::Context;
-use wmp_host::{Capabilities, CodeCache, ExitReason, Preopen, Runtime};
+use anyhow::{Context, bail};
+use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, Preopen, Runtime};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_EXIT_STATUS: i32 = 134;
+
+/// Exit status for a main process stopped like a kill (a limit): 128 + SIGKILL.
+const KILLED_EXIT_STATUS: i32 = 137;
+
+/// Exit status for a main process terminated: 128 + SIGTERM.
+const TERMINATED_EXIT_STATUS: i32 = 143;
+
+/// A `-W` option, spelled as `wasmtime run` spells it.
+#[derive(Clone, Debug)]
+enum WasmOption {
+    MaxMemorySize(usize),
+    MaxTableElements(usize),
+    Fuel(u64),
+    Timeout(Duration),
+    MaxWasmStack(usize),
+}
+
+impl FromStr for WasmOption {
+    type Err = anyhow::Error;
+
+    fn from_str(option: &str) -> anyhow::Result<Self> {
+        let (key, value) = option.split_once('=').with_context(|| format!("-W {option}: expected KEY=VALUE"))?;
+        let number = || value.parse().with_context(|| format!("-W {key}: {value:?} is not a number"));
+        Ok(match key {
+            "max-memory-size" => WasmOption::MaxMemorySize(number()?),
+            "max-table-elements" => WasmOption::MaxTableElements(number()?),
+            "fuel" => WasmOption::Fuel(value.parse().with_context(|| format!("-W fuel: {value:?} is not a number"))?),
+            "timeout" => WasmOption::Timeout(parse_duration(value)?),
+            "max-wasm-stack" => WasmOption::MaxWasmStack(number()?),
+            other => bail!(
+                "-W {other}: unknown option (known: max-memory-size, max-table-elements, fuel, timeout, max-wasm-stack)"
+            ),
+        })
+    }
+}
+
+/// `5s`, `100ms`, `2m`, `1h`, `250us`, `10ns`; a bare number is seconds.
+fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().with_context(|| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1e3,
+        "us" => number / 1e6,
+        "ns" => number / 1e9,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => bail!("invalid duration {text:?}: the unit must be one of ns, us, ms, s, m, h"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 /// Run a WebAssembly module or component as the main process.
 #[derive(clap::Args)]
@@ -24,6 +78,20 @@ pub struct RunCommand {
     #[arg(long = "env", value_name = "NAME[=VAL]")]
     envs: Vec<String>,
 
+    /// Limits, as `wasmtime run` spells them: `-W max-memory-size=BYTES`,
+    /// `-W max-table-elements=N`, `-W fuel=N`, `-W timeout=5s`,
+    /// `-W max-wasm-stack=BYTES`. Every process inherits them.
+    #[arg(short = 'W', value_name = "KEY=VALUE")]
+    wasm_options: Vec<WasmOption>,
+
+    /// Most processes alive at once in the whole tree (a fork-bomb guard).
+    #[arg(long, value_name = "N")]
+    max_processes: Option<usize>,
+
+    /// Most levels of descendants below the main process.
+    #[arg(long, value_name = "N")]
+    max_depth: Option<usize>,
+
     /// Do not use the on-disk compilation cache.
     #[arg(long)]
     disable_cache: bool,
@@ -37,15 +105,41 @@ impl RunCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let module = PathBuf::from(&self.module_and_args[0]);
         let cache = if self.disable_cache { CodeCache::Off } else { CodeCache::System };
-        let runtime = Runtime::builder().code_cache(cache).build()?;
+        let mut builder = Runtime::builder().code_cache(cache).limits(self.limits());
+        for option in &self.wasm_options {
+            if let WasmOption::MaxWasmStack(bytes) = option {
+                builder = builder.max_wasm_stack(*bytes);
+            }
+        }
+        let runtime = builder.build()?;
         let program = runtime.load(&module)?;
         let reason = runtime.run_main(&program, self.capabilities(&module)?)?;
         drop(runtime);
         std::process::exit(match reason {
             ExitReason::Returned => 0,
+            ExitReason::Exit(code) => code,
             ExitReason::Trap(_) => TRAP_EXIT_STATUS,
-            other => other.exitcode(),
+            ExitReason::Terminated => TERMINATED_EXIT_STATUS,
+            ExitReason::Killed => KILLED_EXIT_STATUS,
+            ExitReason::Limit(limit) => {
+                eprintln!("Error: {} was stopped by its {limit}", module.display());
+                KILLED_EXIT_STATUS
+            }
         });
+    }
+
+    fn limits(&self) -> Limits {
+        let mut limits = Limits { max_processes: self.max_processes, max_depth: self.max_depth, ..Limits::new() };
+        for option in &self.wasm_options {
+            match *option {
+                WasmOption::MaxMemorySize(bytes) => limits.max_memory = Some(bytes),
+                WasmOption::MaxTableElements(n) => limits.max_table_elements = Some(n),
+                WasmOption::Fuel(fuel) => limits.fuel = Some(fuel),
+                WasmOption::Timeout(timeout) => limits.timeout = Some(timeout),
+                WasmOption::MaxWasmStack(_) => {}
+            }
+        }
+        limits
     }
 
     fn capabilities(&self, module: &std::path::Path) -> anyhow::Result<Capabilities> {

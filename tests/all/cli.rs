@@ -224,3 +224,25 @@ fn the_tree_example_splits_the_work_and_cleans_up() {
     assert!(text.contains("stopped exitcode=-SIGKILL>"), "{text}");
     assert!(text.contains("active children at exit: [<Process name='watchdog'"), "{text}");
 }
+
+#[test]
+fn limits_are_set_with_wasmtime_flags() {
+    let dir = scratch("cli-limits");
+    let spin = dir.join("spin.wat");
+    std::fs::write(&spin, r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#).unwrap();
+    let spin = spin.to_str().unwrap();
+    let out = wmp(&["run", "-W", "timeout=50ms", spin]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was stopped by its timeout"), "{}", stderr(&out));
+    let out = wmp(&["run", "-W", "fuel=100000", spin]);
+    assert_eq!(out.status.code(), Some(137));
+    assert!(stderr(&out).contains("was stopped by its fuel limit"), "{}", stderr(&out));
+    let out = wmp(&["run", "-W", "max-memory-size=65536", PROBE]);
+    assert_eq!(out.status.code(), Some(137));
+    assert!(stderr(&out).contains("was stopped by its memory limit"), "{}", stderr(&out));
+    let out = wmp(&["run", "--max-depth", "1", PROBE, "spawn", "nest identity"]);
+    assert!(stdout(&out).contains("Process-1 exitcode=Some(-9)"), "{}", stdout(&out));
+    let out = wmp(&["run", "-W", "bogus=1", spin]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects it: {}", stderr(&out));
+    assert!(stderr(&out).contains("-W bogus: unknown option"), "{}", stderr(&out));
+}
