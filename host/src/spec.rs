@@ -16,6 +16,7 @@ use crate::runtime::Shared;
 use crate::stdio::{Stdio, Stream};
 
 /// A host directory made visible to the guest (`--dir HOST[::GUEST]`).
+/// The guest cannot reach outside it, by `..` or by symlinks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Preopen {
     pub host: PathBuf,
@@ -23,11 +24,19 @@ pub struct Preopen {
     pub read_only: bool,
 }
 
+impl Preopen {
+    /// The same directory, but the guest can only read it.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+}
+
 impl FromStr for Preopen {
     type Err = String;
 
     /// Parses `wasmtime run`'s spelling: `HOST` (seen as the same path in
-    /// the guest) or `HOST::GUEST`.
+    /// the guest) or `HOST::GUEST`; read-write. (See [`Preopen::read_only`].)
     fn from_str(spec: &str) -> Result<Self, String> {
         let (host, guest) = match spec.split_once("::") {
             Some((host, guest)) => (host, guest),
@@ -48,6 +57,7 @@ pub struct Capabilities {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) dirs: Vec<Preopen>,
     pub(crate) inherit_stdin: bool,
+    pub(crate) network: bool,
     pub(crate) stdout: Stdio,
     pub(crate) stderr: Stdio,
 }
@@ -77,6 +87,13 @@ impl Capabilities {
     /// `wmp run` does this; children read an empty stdin, as in CPython).
     pub fn inherit_stdin(mut self, inherit: bool) -> Self {
         self.inherit_stdin = inherit;
+        self
+    }
+
+    /// Grant network access (TCP, UDP, name lookup) as the host has it.
+    /// Without it, every address is refused.
+    pub fn network(mut self, granted: bool) -> Self {
+        self.network = granted;
         self
     }
 
@@ -118,6 +135,9 @@ impl Capabilities {
         }
         if self.inherit_stdin {
             builder.inherit_stdin();
+        }
+        if self.network {
+            builder.inherit_network().allow_ip_name_lookup(true);
         }
         self.stdout.attach(&mut builder, Stream::Stdout);
         self.stderr.attach(&mut builder, Stream::Stderr);

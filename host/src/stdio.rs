@@ -21,30 +21,56 @@ pub enum Stdio {
     Capture(CaptureBuffer),
 }
 
+/// How much a capture buffer keeps unless told otherwise.
+pub const DEFAULT_CAPTURE_LIMIT: usize = 64 << 20;
+
 impl Stdio {
-    /// A fresh capture buffer, returned with the `Stdio` that fills it.
+    /// A fresh capture buffer keeping up to [`DEFAULT_CAPTURE_LIMIT`] bytes,
+    /// returned with the `Stdio` that fills it.
     pub fn capture() -> (Stdio, CaptureBuffer) {
-        let buffer = CaptureBuffer::default();
+        Stdio::capture_up_to(DEFAULT_CAPTURE_LIMIT)
+    }
+
+    /// A capture buffer that keeps the first `limit` bytes and drops the
+    /// rest, so a guest flooding its output cannot exhaust the host.
+    pub fn capture_up_to(limit: usize) -> (Stdio, CaptureBuffer) {
+        let buffer = CaptureBuffer(Arc::new(Mutex::new(Captured { bytes: Vec::new(), limit, dropped: 0 })));
         (Stdio::Capture(buffer.clone()), buffer)
     }
 }
 
+#[derive(Debug)]
+struct Captured {
+    bytes: Vec<u8>,
+    limit: usize,
+    dropped: u64,
+}
+
 /// Output captured from processes; cheap to clone, all clones share it.
-#[derive(Clone, Debug, Default)]
-pub struct CaptureBuffer(Arc<Mutex<Vec<u8>>>);
+#[derive(Clone, Debug)]
+pub struct CaptureBuffer(Arc<Mutex<Captured>>);
 
 impl CaptureBuffer {
     pub fn contents(&self) -> Vec<u8> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap().bytes.clone()
     }
 
     /// The contents as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.0.lock().unwrap().bytes).into_owned()
+    }
+
+    /// How many bytes were dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.0.lock().unwrap().dropped
     }
 
     fn append(&self, bytes: &[u8]) {
-        self.0.lock().unwrap().extend_from_slice(bytes);
+        let mut captured = self.0.lock().unwrap();
+        let room = captured.limit.saturating_sub(captured.bytes.len());
+        let kept = bytes.len().min(room);
+        captured.bytes.extend_from_slice(&bytes[..kept]);
+        captured.dropped += (bytes.len() - kept) as u64;
     }
 }
 

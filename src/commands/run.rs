@@ -73,6 +73,15 @@ pub struct RunCommand {
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<Preopen>,
 
+    /// Like --dir, but the guest can only read the directory.
+    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]")]
+    read_only_dirs: Vec<Preopen>,
+
+    /// Let the guest use the network as wmp can (TCP, UDP, name lookup);
+    /// without it every address is refused.
+    #[arg(long)]
+    inherit_network: bool,
+
     /// Pass an environment variable; without `=VAL` the value is taken
     /// from wmp's own environment.
     #[arg(long = "env", value_name = "NAME[=VAL]")]
@@ -164,6 +173,9 @@ impl RunCommand {
         for dir in &self.dirs {
             caps = caps.preopen(dir.clone());
         }
-        Ok(caps)
+        for dir in &self.read_only_dirs {
+            caps = caps.preopen(dir.clone().read_only());
+        }
+        Ok(caps.network(self.inherit_network))
     }
 }

@@ -6,8 +6,10 @@
 mod authkey;
 mod cli;
 mod guests;
+mod hostile;
 mod lifecycle;
 mod limits;
+mod load;
 mod repr;
 mod sentinels;
 mod state_machine;

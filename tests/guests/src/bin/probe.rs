@@ -200,6 +200,14 @@ fn alloc(mib: String) {
     println!("holding {} MiB", std::hint::black_box(block).len() >> 20);
 }
 
+/// Writes to stdout forever.
+fn flood(_: String) {
+    let line = "x".repeat(1023);
+    loop {
+        println!("{line}");
+    }
+}
+
 /// Starts children running this same target, forever.
 fn fork_bomb(_: String) {
     loop {
@@ -252,4 +260,5 @@ wmp_guest::main!(
     unknown_target,
     alloc,
     fork_bomb,
+    flood,
 );
