@@ -2,6 +2,7 @@
 //! WASI programs (p1 modules and p2 components), runs wmp guests as the
 //! main process, and turns bad input into one-line errors.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -155,6 +156,10 @@ fn bad_input_gives_a_one_line_error() {
         assert_eq!(err.lines().count(), 1, "one line: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    let invalid = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let out = Command::new(env!("CARGO_BIN_EXE_wmp")).arg("run").arg(PLAIN_P1).arg(invalid).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not valid UTF-8"), "{}", stderr(&out));
     let out = wmp(&["run", "--dir", "/no/such/dir::/x", PLAIN_P1, "args"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot open directory /no/such/dir"), "{}", stderr(&out));

@@ -50,6 +50,16 @@ fn memory_growth_past_the_limit() {
 }
 
 #[test]
+fn table_growth_past_the_limit() {
+    let rt = runtime();
+    let grow = r#"(module (table 1 funcref) (memory (export "memory") 1)
+        (func (export "_start") (drop (table.grow (ref.null func) (i32.const 1000)))))"#;
+    let grow = rt.load_bytes("table.wat", grow.as_bytes()).unwrap();
+    let p = run_limited(&rt, &grow, Limits { max_table_elements: Some(100), ..Limits::new() });
+    assert_limit(&p, Limit::Table);
+}
+
+#[test]
 fn an_instance_too_big_for_its_limit_cannot_start_running() {
     let rt = runtime();
     let program = probe(&rt);
