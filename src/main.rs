@@ -10,6 +10,7 @@ use clap::Parser;
 #[command(name = "wmp", version, about = "Run WebAssembly programs as processes (multiprocessing.Process semantics)")]
 enum Cli {
     Run(commands::run::RunCommand),
+    Compile(commands::compile::CompileCommand),
     Inspect(commands::inspect::InspectCommand),
     Wit(commands::wit::WitCommand),
 }
@@ -21,6 +22,7 @@ fn main() {
         .init();
     let result = match Cli::parse() {
         Cli::Run(command) => command.execute(),
+        Cli::Compile(command) => command.execute(),
         Cli::Inspect(command) => command.execute(),
         Cli::Wit(command) => command.execute(),
     };

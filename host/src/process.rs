@@ -67,10 +67,6 @@ impl ProcessObject {
         }
     }
 
-    fn is_closed(&self) -> bool {
-        matches!(*self.state.lock().unwrap(), State::Closed)
-    }
-
     /// The node a parent-process view refers to, while it exists.
     fn parent_node(weak: &Weak<Node>) -> Option<Arc<Node>> {
         weak.upgrade()
@@ -177,9 +173,6 @@ impl Process {
         // the caller.
         if !matches!(object.role, Role::Child) {
             return Err(ProcessError::NotCreator);
-        }
-        if object.is_closed() {
-            return Err(ProcessError::Closed);
         }
         // CPython's _cleanup(); done before taking the state lock so that
         // the lock order is always children → state.

@@ -153,24 +153,69 @@ pub(crate) fn binary<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow
     wat::parse_bytes(bytes).map_err(|e| invalid(e.to_string().replace('\n', " ")))
 }
 
-/// Compiles and links a program.
+/// Code compiled for this engine, not linked yet.
+enum Compiled {
+    Component(Component),
+    Module(Module),
+}
+
+/// Compiles and links a program from WebAssembly (binary or text).
 pub(crate) fn compile(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u8]) -> Result<Program> {
-    let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
+    let invalid = |e: wasmtime::Error| Error::InvalidProgram { name: name.to_owned(), reason: one_line(&e) };
     let bytes = binary(name, bytes)?;
-    let code = if wasmparser::Parser::is_component(&bytes) {
-        let component = Component::new(engine, &bytes).map_err(|e| invalid(one_line(&e)))?;
-        let pre = linkers.component.instantiate_pre(&component).map_err(|e| invalid(one_line(&e)))?;
-        let command = CommandPre::new(pre).map_err(|e| {
-            invalid(format!("not a WASI command component (it must export wasi:cli/run): {}", one_line(&e)))
-        })?;
-        Code::Component(command)
+    let compiled = if wasmparser::Parser::is_component(&bytes) {
+        Compiled::Component(Component::new(engine, &bytes).map_err(invalid)?)
     } else {
-        let module = Module::new(engine, &bytes).map_err(|e| invalid(one_line(&e)))?;
-        if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
-            return Err(invalid("the module exports no `_start` function (not a WASI command)".into()));
-        }
-        Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?)
+        Compiled::Module(Module::new(engine, &bytes).map_err(invalid)?)
     };
-    let targets = declared_targets(&bytes);
+    link(linkers, name, compiled, declared_targets(&bytes))
+}
+
+/// Compiles WebAssembly to a `.cwasm` artifact for this engine's settings.
+pub(crate) fn precompile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    let bytes = binary(name, bytes)?;
+    let compiled = if wasmparser::Parser::is_component(&bytes) {
+        engine.precompile_component(&bytes)
+    } else {
+        engine.precompile_module(&bytes)
+    };
+    compiled.map_err(|e| Error::InvalidProgram { name: name.to_owned(), reason: one_line(&e) })
+}
+
+/// Links a program from a `.cwasm` artifact made by [`precompile`].
+///
+/// # Safety
+///
+/// The bytes must come from `precompile` (of a compatible engine): wasmtime
+/// runs the machine code in them as it is.
+pub(crate) unsafe fn deserialize(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u8]) -> Result<Program> {
+    let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
+    // SAFETY: the caller vouches for the bytes (see above).
+    let compiled = match Engine::detect_precompiled(bytes) {
+        Some(wasmtime::Precompiled::Component) => unsafe { Component::deserialize(engine, bytes) }.map(Compiled::Component),
+        Some(wasmtime::Precompiled::Module) => unsafe { Module::deserialize(engine, bytes) }.map(Compiled::Module),
+        None => return Err(invalid("not a precompiled (.cwasm) program".into())),
+    };
+    // An artifact keeps no custom sections, so its targets are not known.
+    link(linkers, name, compiled.map_err(|e| invalid(one_line(&e)))?, None)
+}
+
+fn link(linkers: &Linkers, name: &str, compiled: Compiled, targets: Option<Vec<String>>) -> Result<Program> {
+    let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
+    let code = match compiled {
+        Compiled::Component(component) => {
+            let pre = linkers.component.instantiate_pre(&component).map_err(|e| invalid(one_line(&e)))?;
+            let command = CommandPre::new(pre).map_err(|e| {
+                invalid(format!("not a WASI command component (it must export wasi:cli/run): {}", one_line(&e)))
+            })?;
+            Code::Component(command)
+        }
+        Compiled::Module(module) => {
+            if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
+                return Err(invalid("the module exports no `_start` function (not a WASI command)".into()));
+            }
+            Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?)
+        }
+    };
     Ok(Program { inner: Arc::new(ProgramInner { name: name.to_owned(), code, targets }) })
 }

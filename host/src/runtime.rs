@@ -251,6 +251,26 @@ impl Runtime {
         program::compile(&self.shared.engine, &self.shared.linkers, name, bytes)
     }
 
+    /// Compiles a program to a `.cwasm` artifact that
+    /// [`load_precompiled`](Self::load_precompiled) loads without compiling
+    /// (on a runtime built with the same settings).
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        program::precompile(&self.shared.engine, name, bytes)
+    }
+
+    /// Loads a `.cwasm` artifact made by [`precompile`](Self::precompile).
+    ///
+    /// # Safety
+    ///
+    /// wasmtime runs the machine code in the file as it is: it must come
+    /// from `precompile` and must not have been tampered with.
+    pub unsafe fn load_precompiled(&self, path: impl AsRef<Path>) -> Result<Program> {
+        let path = path.as_ref();
+        let bytes = program::read(path)?;
+        // SAFETY: passed on to the caller.
+        unsafe { program::deserialize(&self.shared.engine, &self.shared.linkers, &path.display().to_string(), &bytes) }
+    }
+
     /// Lets guests start `program` as a child by `name` (the `program` field
     /// of a spec). Guests can start no program but their own unless it is
     /// shared here.

@@ -1,6 +1,7 @@
 //! One module per `wmp` subcommand, each a clap `Args` struct with an
 //! `execute()`.
 
+pub mod compile;
 pub mod inspect;
 pub mod run;
 pub mod wit;

@@ -48,6 +48,12 @@ impl FromStr for WasmOption {
     }
 }
 
+/// Whether the file is a `.cwasm` artifact (an ELF object) rather than wasm.
+fn is_precompiled(path: &std::path::Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && magic == *b"\x7fELF"
+}
+
 /// `5s`, `100ms`, `2m`, `1h`, `250us`, `10ns`; a bare number is seconds.
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
@@ -101,6 +107,11 @@ pub struct RunCommand {
     #[arg(long, value_name = "N")]
     max_depth: Option<usize>,
 
+    /// Allow MODULE to be a precompiled .cwasm (from `wmp compile`). Its
+    /// machine code runs as it is, so only use files you made.
+    #[arg(long)]
+    allow_precompiled: bool,
+
     /// Do not use the on-disk compilation cache.
     #[arg(long)]
     disable_cache: bool,
@@ -121,7 +132,12 @@ impl RunCommand {
             }
         }
         let runtime = builder.build()?;
-        let program = runtime.load(&module)?;
+        let program = if self.allow_precompiled && is_precompiled(&module) {
+            // SAFETY: the user vouched for the file with --allow-precompiled.
+            unsafe { runtime.load_precompiled(&module)? }
+        } else {
+            runtime.load(&module)?
+        };
         let reason = runtime.run_main(&program, self.capabilities(&module)?)?;
         drop(runtime);
         std::process::exit(match reason {

@@ -251,3 +251,17 @@ fn limits_are_set_with_wasmtime_flags() {
     assert_eq!(out.status.code(), Some(2), "clap rejects it: {}", stderr(&out));
     assert!(stderr(&out).contains("-W bogus: unknown option"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_precompiled_program_runs_only_when_allowed() {
+    let dir = scratch("cli-compile");
+    let artifact = dir.join("probe.cwasm");
+    let out = wmp(&["compile", PROBE, "-o", artifact.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wmp(&["run", "--allow-precompiled", artifact.to_str().unwrap(), "exit", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("name=MainProcess"));
+    let out = wmp(&["run", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "refused without --allow-precompiled");
+    assert!(stderr(&out).contains("not a WebAssembly module or component"), "{}", stderr(&out));
+}
