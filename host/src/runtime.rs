@@ -91,6 +91,7 @@ pub struct RuntimeBuilder {
     limits: Limits,
     fuel_metering: bool,
     max_wasm_stack: Option<usize>,
+    pooling: Option<u32>,
 }
 
 impl RuntimeBuilder {
@@ -120,6 +121,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Pre-allocate slots for up to `max_live` processes alive at once
+    /// (wasmtime's pooling allocator): instances start faster, and a start
+    /// past the pool's size fails.
+    pub fn pooling(mut self, max_live: u32) -> Self {
+        self.pooling = Some(max_live);
+        self
+    }
+
     /// Most bytes of native stack wasm code may use; deeper recursion ends
     /// the process with [`Limit::Stack`](crate::Limit::Stack).
     pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
@@ -135,6 +144,24 @@ impl RuntimeBuilder {
         if let Some(stack) = self.max_wasm_stack {
             // Guests run on fiber stacks, which must hold the wasm stack.
             config.max_wasm_stack(stack).async_stack_size(stack + (1 << 20));
+        }
+        if let Some(max_memory) = self.limits.max_memory {
+            // No memory may grow past the limit, so reserve no more address
+            // space than that: many more processes then fit.
+            config.memory_reservation(max_memory as u64).memory_guard_size(64 << 10);
+        }
+        if let Some(max_live) = self.pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            // A Rust wasip2 component holds several core instances (its
+            // module and the WASI adapter's), each with tables.
+            pool.total_component_instances(max_live)
+                .total_core_instances(max_live.saturating_mul(8))
+                .total_memories(max_live.saturating_mul(2))
+                .total_tables(max_live.saturating_mul(8))
+                .total_stacks(max_live)
+                .max_tables_per_module(8)
+                .max_memory_size(self.limits.max_memory.unwrap_or(1 << 32).min(1 << 32));
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         match &self.cache {
             CodeCache::Off => {}

@@ -1,0 +1,244 @@
+//! The side-by-side comparison: one run, one table of medians and ratios.
+//!
+//! Rows: raw wasmtime (the floor), wmp processes (host-started,
+//! guest-started, pooled), `std::process::Command`, Python
+//! `multiprocessing` (fork / forkserver / spawn, through
+//! `../shared/bench/python_mp_baseline.py` when it and python3 are there),
+//! `wmp run` end to end (and `wasmtime run` when a `wasmtime` binary is on
+//! PATH), kill latency, and the memory of many live guests.
+//!
+//! Run: `cargo bench --bench compare` (add `-- quick` for fewer samples).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wmp_host::{Capabilities, Limits, Program, Runtime, Stdio};
+
+use common::{Floor, MINIMAL_MODULE, QUIET_EXIT};
+
+/// Median and 99th percentile of a sample, in microseconds.
+struct Timing {
+    p50: f64,
+    p99: f64,
+}
+
+fn measure(samples: usize, mut run: impl FnMut()) -> Timing {
+    for _ in 0..samples / 10 + 1 {
+        run(); // warm up
+    }
+    let mut times: Vec<f64> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Timing { p50: times[times.len() / 2], p99: times[(times.len() * 99 / 100).min(times.len() - 1)] }
+}
+
+struct Table {
+    rows: Vec<(String, Timing, Option<f64>)>,
+}
+
+impl Table {
+    /// A row, with its ratio to `floor` (a p50) if given.
+    fn add(&mut self, name: &str, timing: Timing, floor: Option<f64>) {
+        let ratio = floor.map(|f| timing.p50 / f);
+        self.rows.push((name.to_owned(), timing, ratio));
+    }
+
+    fn print(&self) {
+        println!("\n| what | p50 µs | p99 µs | × its floor |");
+        println!("|---|---:|---:|---:|");
+        for (name, t, ratio) in &self.rows {
+            let ratio = ratio.map_or("".to_owned(), |r| format!("{r:.2}"));
+            println!("| {name} | {:.1} | {:.1} | {ratio} |", t.p50, t.p99);
+        }
+    }
+}
+
+fn quiet() -> Capabilities {
+    Capabilities::new().stdout(Stdio::Null).stderr(Stdio::Null)
+}
+
+fn start_join(rt: &Runtime, program: &Program, caps: Capabilities, target: Option<&str>) {
+    let mut builder = rt.process(program).capabilities(caps);
+    if let Some(target) = target {
+        builder = builder.target(target, br#""""#.to_vec());
+    }
+    let p = builder.build();
+    p.start().unwrap();
+    p.join(None).unwrap();
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Python multiprocessing start+join per start method, as the baseline
+/// script prints it (`method=fork n=200 p50_us=1640.2 p90_us=1900.1`).
+fn python_rows(samples: usize) -> Vec<(String, f64, f64)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/python_mp_baseline.py");
+    let Ok(out) = Command::new("python3").arg(&script).arg(samples.to_string()).output() else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|line| {
+            let field = |key: &str| line.split_whitespace().find_map(|f| f.strip_prefix(key)).map(str::to_owned);
+            Some((field("method=")?, field("p50_us=")?.parse().ok()?, field("p90_us=")?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let n = if quick { 200 } else { 2000 };
+    let floor = Floor::new();
+    let rt = Runtime::new().unwrap();
+    let pooled = Runtime::builder().pooling(1000).build().unwrap();
+    let mut table = Table { rows: Vec::new() };
+
+    // A minimal core module.
+    let module_floor = measure(n, || floor.run_minimal_module());
+    let f = module_floor.p50;
+    table.add("wasmtime instantiate+run, minimal module (floor)", module_floor, Some(f));
+    let minimal = rt.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
+    table.add("wmp start+join, minimal module", measure(n, || start_join(&rt, &minimal, quiet(), None)), Some(f));
+    let minimal_pooled = pooled.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
+    table.add(
+        "wmp start+join, minimal module, pooling",
+        measure(n, || start_join(&pooled, &minimal_pooled, quiet(), None)),
+        Some(f),
+    );
+
+    // A Rust wasip2 component.
+    let component_floor = measure(n, || floor.run_rust_component());
+    let f = component_floor.p50;
+    table.add("wasmtime instantiate+run, Rust p2 component (floor)", component_floor, Some(f));
+    let plain = rt.load(wmp_test_guests::PLAIN_P2).unwrap();
+    table.add(
+        "wmp start+join, Rust p2 component",
+        measure(n, || start_join(&rt, &plain, quiet().args(QUIET_EXIT), None)),
+        Some(f),
+    );
+    let plain_pooled = pooled.load(wmp_test_guests::PLAIN_P2).unwrap();
+    table.add(
+        "wmp start+join, Rust p2 component, pooling",
+        measure(n, || start_join(&pooled, &plain_pooled, quiet().args(QUIET_EXIT), None)),
+        Some(f),
+    );
+    let probe = rt.load(wmp_test_guests::PROBE).unwrap();
+    table.add(
+        "wmp start+join, Rust SDK component (target noop)",
+        measure(n, || start_join(&rt, &probe, quiet(), Some("noop"))),
+        Some(f),
+    );
+    // Guest-started: one guest starts and joins `children` children; the
+    // row is the time per child (the parent's own start amortized).
+    let children = if quick { 200 } else { 1000 };
+    let per_child = measure(10, || {
+        let p = rt.process(&probe).capabilities(quiet()).target("spawn_many", serde_json::to_vec(&children.to_string()).unwrap()).build();
+        p.start().unwrap();
+        p.join(None).unwrap();
+    });
+    let scale = |t: f64| t / children as f64;
+    table.add(
+        "wmp guest-started child start+join (per child)",
+        Timing { p50: scale(per_child.p50), p99: scale(per_child.p99) },
+        Some(f),
+    );
+
+    // Native processes and Python.
+    let native = measure(n / 4, || {
+        Command::new("true").status().unwrap();
+    });
+    table.add("std::process::Command `true` spawn+wait", native, None);
+    for (method, p50, p90) in python_rows(if quick { 50 } else { 200 }) {
+        table.add(&format!("Python multiprocessing {method} start+join (p90 in the p99 column)"), Timing { p50, p99: p90 }, None);
+    }
+
+    // Kill latency of a guest spinning in a tight loop.
+    let spin = rt.load(wmp_test_guests::PROBE).unwrap();
+    let mut kills = Vec::new();
+    for _ in 0..(if quick { 50 } else { 200 }) {
+        let p = rt.process(&spin).capabilities(quiet()).target("spin", br#""""#.to_vec()).build();
+        p.start().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let start = Instant::now();
+        p.kill().unwrap();
+        p.join(None).unwrap();
+        kills.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    kills.sort_by(f64::total_cmp);
+    table.add(
+        "wmp kill→joined, spinning guest",
+        Timing { p50: kills[kills.len() / 2], p99: kills[kills.len() * 99 / 100] },
+        None,
+    );
+
+    // End to end: a process of the wmp binary running the demo guest.
+    let wmp = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wmp");
+    if wmp.exists() {
+        let run = |cmd: &Path| {
+            measure(if quick { 10 } else { 40 }, || {
+                Command::new(cmd).args(["run", wmp_test_guests::HELLO]).output().unwrap();
+            })
+        };
+        let wmp_run = run(&wmp);
+        let peer = Command::new("wasmtime").arg("--version").output().is_ok().then(|| run(Path::new("wasmtime")));
+        let f = peer.as_ref().map(|t| t.p50);
+        if let Some(peer) = peer {
+            table.add("wasmtime run hello.wasm (warm cache)", peer, f);
+        }
+        table.add("wmp run hello.wasm (warm cache)", wmp_run, f);
+    }
+    table.print();
+
+    // Many live guests at once, each parked in a host call: RSS per guest.
+    let sleeping_module = r#"(module
+        (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+            (i32.store (i32.const 16) (i32.const 1))               ;; clock: monotonic
+            (i64.store (i32.const 24) (i64.const 600000000000))    ;; timeout: 600 s
+            (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+    let limited = Runtime::builder().limits(Limits { max_memory: Some(1 << 20), ..Limits::new() }).build().unwrap();
+    let sleeper = limited.load_bytes("sleep.wat", sleeping_module.as_bytes()).unwrap();
+    let cases = [
+        ("Rust SDK guests", if quick { 500 } else { 10_000 }, &rt, &probe, Some("sleep")),
+        ("minimal modules (1 MiB memory limit)", if quick { 2000 } else { 100_000 }, &limited, &sleeper, None),
+    ];
+    for (label, count, runtime, program, target) in cases {
+        let before = rss_bytes();
+        let started = Instant::now();
+        let live: Vec<_> = (0..count)
+            .map(|_| {
+                let mut builder = runtime.process(program).capabilities(quiet());
+                if let Some(target) = target {
+                    builder = builder.target(target, serde_json::to_vec("600000").unwrap());
+                }
+                let p = builder.build();
+                p.start().unwrap();
+                p
+            })
+            .collect();
+        // Let every task instantiate and park.
+        std::thread::sleep(Duration::from_secs(2));
+        let alive = live.iter().filter(|p| p.is_alive().unwrap()).count();
+        let per_guest = rss_bytes().saturating_sub(before) as f64 / count as f64;
+        println!(
+            "{count} live {label}: {alive} alive, {:.0} KiB RSS each, {:.0} MiB in all (started in {:.2} s)",
+            per_guest / 1024.0,
+            per_guest * count as f64 / (1 << 20) as f64,
+            started.elapsed().as_secs_f64() - 2.0
+        );
+        live.iter().for_each(|p| p.kill().unwrap());
+        live.iter().for_each(|p| p.join(None).unwrap());
+    }
+}
