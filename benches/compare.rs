@@ -238,6 +238,9 @@ fn main() {
             per_guest * count as f64 / (1 << 20) as f64,
             started.elapsed().as_secs_f64() - 2.0
         );
+        if let Some(ended) = live.iter().find(|p| !p.is_alive().unwrap()) {
+            println!("  first to end early: {:?}", ended.exit_reason().unwrap());
+        }
         live.iter().for_each(|p| p.kill().unwrap());
         live.iter().for_each(|p| p.join(None).unwrap());
     }

@@ -3,7 +3,7 @@
 //! objects that are still alive.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
@@ -34,6 +34,10 @@ pub(crate) struct Node {
     /// reference keeps each alive until join, is_alive, active_children,
     /// start or close finds it finished.
     pub(crate) children: Mutex<Vec<Arc<ProcessObject>>>,
+    /// How many of `children` have ended (counted just before each child
+    /// publishes its end), so that reaping, done on every start, costs
+    /// nothing while no child has ended.
+    ended_children: AtomicIsize,
     pub(crate) exit: Arc<ExitCell>,
     /// Why the process is being stopped (a signal or a limit), once asked.
     stop: watch::Sender<Option<ExitReason>>,
@@ -81,6 +85,7 @@ impl Node {
             authkey: Mutex::new(spec.authkey),
             child_counter: AtomicU32::new(1),
             children: Mutex::new(Vec::new()),
+            ended_children: AtomicIsize::new(0),
             exit: Arc::new(ExitCell::new()),
             stop: watch::Sender::new(None),
             engine: engine.clone(),
@@ -162,11 +167,27 @@ impl Node {
 
     /// Drops finished children from the active set (CPython's `_cleanup`).
     pub(crate) fn reap_finished_children(&self) {
-        self.children.lock().unwrap().retain(|child| !child.has_ended());
+        if self.ended_children.load(Ordering::Acquire) <= 0 {
+            return;
+        }
+        let mut children = self.children.lock().unwrap();
+        let before = children.len();
+        children.retain(|child| !child.has_ended());
+        self.ended_children.fetch_sub((before - children.len()) as isize, Ordering::AcqRel);
     }
 
+    /// Removes an ended (or closed) child from the active set.
     pub(crate) fn forget_child(&self, object: &ProcessObject) {
-        self.children.lock().unwrap().retain(|child| !std::ptr::eq(Arc::as_ptr(child), object));
+        let mut children = self.children.lock().unwrap();
+        if let Some(at) = children.iter().position(|child| std::ptr::eq(Arc::as_ptr(child), object)) {
+            children.swap_remove(at);
+            self.ended_children.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Called by a child just before it publishes its end.
+    pub(crate) fn child_ending(&self) {
+        self.ended_children.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The started children's nodes, for the exit and kill paths.

@@ -225,8 +225,12 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         report_to.write(&node, &report);
     }
     tracing::debug!(pid = node.pid, %reason, "process ended");
-    // Out of the table before anyone waiting on the end can look at it.
+    // Out of the table, and counted by its parent, before anyone waiting
+    // on the end can look.
     shared.registry.remove_live(node.pid);
+    if let Some(parent) = node.parent.as_ref().and_then(std::sync::Weak::upgrade) {
+        parent.child_ending();
+    }
     node.exit.publish(reason);
 }
 
