@@ -217,17 +217,20 @@ fn main() {
     for (label, count, runtime, program, target) in cases {
         let before = rss_bytes();
         let started = Instant::now();
-        let live: Vec<_> = (0..count)
-            .map(|_| {
-                let mut builder = runtime.process(program).capabilities(quiet());
-                if let Some(target) = target {
-                    builder = builder.target(target, serde_json::to_vec("600000").unwrap());
-                }
-                let p = builder.build();
-                p.start().unwrap();
-                p
-            })
-            .collect();
+        let mut live = Vec::new();
+        for _ in 0..count {
+            let mut builder = runtime.process(program).capabilities(quiet());
+            if let Some(target) = target {
+                builder = builder.target(target, serde_json::to_vec("600000").unwrap());
+            }
+            let p = builder.build();
+            if let Err(refused) = p.start() {
+                println!("  start {} refused: {refused}", live.len() + 1);
+                break;
+            }
+            live.push(p);
+        }
+        let count = live.len();
         // Let every task instantiate and park.
         std::thread::sleep(Duration::from_secs(2));
         let alive = live.iter().filter(|p| p.is_alive().unwrap()).count();

@@ -92,6 +92,26 @@ pub struct RuntimeBuilder {
     fuel_metering: bool,
     max_wasm_stack: Option<usize>,
     pooling: Option<u32>,
+    max_live_processes: Option<usize>,
+}
+
+/// Memory mappings one live process may need (linear memory and its guard,
+/// fiber stack and its guard, instance data); measured at about 7 for a
+/// Rust wasip2 guest.
+const MAPPINGS_PER_PROCESS: usize = 8;
+
+/// Mappings kept free for the host itself (its heap, threads, libraries).
+const MAPPINGS_FOR_THE_HOST: usize = 4096;
+
+/// How many processes can be alive at once before the kernel's limit on
+/// memory mappings (`vm.max_map_count`) is reached: past it, every mmap
+/// fails, the host's own allocations included, and the host aborts.
+fn default_max_live_processes() -> usize {
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .unwrap_or(65_530);
+    max_map_count.saturating_sub(MAPPINGS_FOR_THE_HOST) / MAPPINGS_PER_PROCESS
 }
 
 impl RuntimeBuilder {
@@ -129,6 +149,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Most processes alive at once in the whole runtime besides the main
+    /// process; a start past it
+    /// fails like a start past [`Limits::max_processes`]. The default keeps
+    /// the host clear of the kernel's memory-mapping limit
+    /// (`vm.max_map_count / 8`, about 7,700 on a default Linux); raise that
+    /// sysctl to run more.
+    pub fn max_live_processes(mut self, max: usize) -> Self {
+        self.max_live_processes = Some(max);
+        self
+    }
+
     /// Most bytes of native stack wasm code may use; deeper recursion ends
     /// the process with [`Limit::Stack`](crate::Limit::Stack).
     pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
@@ -139,6 +170,13 @@ impl RuntimeBuilder {
     pub fn build(self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::error::one_line(&e));
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
+        // The main process's budget is the whole runtime's (plus one: the
+        // budget counts the main process itself).
+        let max_live = self.max_live_processes.unwrap_or_else(default_max_live_processes).saturating_add(1);
+        let main_limits = Limits {
+            max_processes: Some(self.limits.max_processes.map_or(max_live, |m| m.min(max_live))),
+            ..self.limits.clone()
+        };
         let mut config = Config::new();
         config.epoch_interruption(true).consume_fuel(fuel_metering);
         if let Some(stack) = self.max_wasm_stack {
@@ -204,7 +242,7 @@ impl RuntimeBuilder {
                 name: wmp_core::naming::default_name(&[]),
                 daemon: false,
                 authkey: random_authkey()?,
-                limits: self.limits,
+                limits: main_limits,
             },
         );
         Ok(Runtime { shared, main, tokio: Some(tokio) })

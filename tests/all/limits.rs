@@ -129,3 +129,18 @@ fn spawning_too_deep_is_a_limit() {
     assert!(out.stdout().contains("Process-1:1:1 exitcode=Some(-9)"), "{}", out.stdout());
     assert!(out.stdout().contains("Process-1:1 exitcode=Some(0)"), "{}", out.stdout());
 }
+
+#[test]
+fn the_runtime_caps_live_processes() {
+    let rt = RuntimeBuilder::default().max_live_processes(2).build().unwrap();
+    let spin = rt.load_bytes("spin.wat", SPIN.as_bytes()).unwrap();
+    let spinners: Vec<Process> = (0..2).map(|_| rt.process(&spin).build()).collect();
+    spinners.iter().for_each(|p| p.start().unwrap());
+    let third = rt.process(&spin).build();
+    let refused = third.start().unwrap_err();
+    assert_eq!(refused.to_string(), "process count limit reached: 3 live processes");
+    spinners.iter().for_each(|p| p.kill().unwrap());
+    spinners.iter().for_each(|p| p.join(Some(PATIENCE)).unwrap());
+    assert_eq!(third.start(), Ok(()), "a place is free again");
+    third.kill().unwrap();
+}
