@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench compare` (add `-- quick` for fewer samples).
 
 mod common;
+#[path = "../tests/guests/src/workload.rs"]
+mod workload;
 
 use std::path::Path;
 use std::process::Command;
@@ -180,6 +182,29 @@ fn main() {
         "wmp kill→joined, spinning guest",
         Timing { p50: kills[kills.len() / 2], p99: kills[kills.len() * 99 / 100] },
         None,
+    );
+
+    // Guest compute against the same code compiled natively.
+    let size = 1_000_000;
+    let native = measure(if quick { 3 } else { 9 }, || {
+        std::hint::black_box(workload::sort_checksum(std::hint::black_box(size)));
+    });
+    let mut in_guest = Vec::new();
+    for _ in 0..(if quick { 3 } else { 9 }) {
+        let (stdout, captured) = Stdio::capture();
+        let p = rt.process(&probe).capabilities(quiet().stdout(stdout)).target("compute", serde_json::to_vec(&size.to_string()).unwrap()).build();
+        p.start().unwrap();
+        p.join(None).unwrap();
+        let text = captured.text();
+        let ns: f64 = text.split_whitespace().find_map(|f| f.strip_prefix("compute_ns=")).unwrap().parse().unwrap();
+        in_guest.push(ns / 1e3);
+    }
+    in_guest.sort_by(f64::total_cmp);
+    table.add("sort 1M u64, native (floor)", Timing { p50: native.p50, p99: native.p99 }, Some(native.p50));
+    table.add(
+        "sort 1M u64, in a wmp guest",
+        Timing { p50: in_guest[in_guest.len() / 2], p99: in_guest[in_guest.len() - 1] },
+        Some(native.p50),
     );
 
     // End to end: a process of the wmp binary running the demo guest.
