@@ -40,6 +40,25 @@ impl Limits {
         Self::default()
     }
 
+    /// The first limit that `asked` would loosen compared with these (a
+    /// child asking for more than its parent has), described.
+    pub fn widened_by(&self, asked: &Limits) -> Option<String> {
+        fn wider<T: Ord + fmt::Debug>(name: &str, have: Option<T>, asked: Option<T>) -> Option<String> {
+            match (have, asked) {
+                (Some(have), Some(asked)) if asked > have => {
+                    Some(format!("cannot widen the {name} limit from {have:?} to {asked:?}"))
+                }
+                _ => None,
+            }
+        }
+        wider("memory", self.max_memory, asked.max_memory)
+            .or_else(|| wider("table", self.max_table_elements, asked.max_table_elements))
+            .or_else(|| wider("fuel", self.fuel, asked.fuel))
+            .or_else(|| wider("timeout", self.timeout, asked.timeout))
+            .or_else(|| wider("process count", self.max_processes, asked.max_processes))
+            .or_else(|| wider("spawn depth", self.max_depth, asked.max_depth))
+    }
+
     /// These limits, narrowed by `other`: each limit is the stricter of
     /// the two. (Limits only ever narrow down a tree.)
     pub fn narrowed_by(&self, other: &Limits) -> Limits {
@@ -132,6 +151,8 @@ mod tests {
         assert_eq!(child.fuel, Some(5), "inherited");
         assert_eq!(child.timeout, Some(Duration::from_secs(1)), "narrowed");
         assert_eq!(child.max_processes, None);
+        assert_eq!(parent.widened_by(&asked), Some("cannot widen the memory limit from 10 to 20".into()));
+        assert_eq!(parent.widened_by(&child), None);
     }
 
     #[test]

@@ -190,6 +190,9 @@ impl Process {
             return Err(ProcessError::DaemonicChildren);
         }
         spec.check()?;
+        if let Some(widening) = self.caller.limits.widened_by(&spec.limits) {
+            return Err(ProcessError::LimitReached(widening));
+        }
         if let Err((limit, message)) = self.caller.admit_child(&object.identity) {
             // The caller hit a limit of its tree: like any limit, that ends
             // it (unless it is the embedding host itself).

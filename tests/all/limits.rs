@@ -102,11 +102,15 @@ fn children_inherit_limits_and_cannot_widen_them() {
     let (p, out) = run_probe_limited(&rt, "nest", "alloc 64", Limits { max_memory: Some(16 << 20), ..Limits::new() });
     assert!(out.stdout().contains("Process-1:1 exitcode=Some(-9)"), "{}", out.stdout());
     assert_eq!(p.exitcode(), Ok(Some(0)));
-    // Runtime-wide limits reach every process, and a child cannot widen them.
+    // Runtime-wide limits reach every process, and asking to widen them is
+    // an error.
     let rt = RuntimeBuilder::default().limits(Limits { max_memory: Some(16 << 20), ..Limits::new() }).build().unwrap();
     let grow = rt.load_bytes("grow.wat", GROW.as_bytes()).unwrap();
-    let p = run_limited(&rt, &grow, Limits { max_memory: Some(1 << 30), ..Limits::new() });
+    let p = run_limited(&rt, &grow, Limits::new());
     assert_limit(&p, Limit::Memory);
+    let wider = rt.process(&grow).limits(Limits { max_memory: Some(1 << 30), ..Limits::new() }).build();
+    let err = wider.start().unwrap_err();
+    assert_eq!(err.to_string(), "cannot widen the memory limit from 16777216 to 1073741824");
 }
 
 #[test]

@@ -241,7 +241,12 @@ impl Walk {
     }
 
     /// The error a state refuses a call with: None means Ok is expected.
-    fn refusal(&self, index: usize, on_initial: Option<ProcessError>, on_started: Option<ProcessError>) -> Option<ProcessError> {
+    fn refusal(
+        &self,
+        index: usize,
+        on_initial: Option<ProcessError>,
+        on_started: Option<ProcessError>,
+    ) -> Option<ProcessError> {
         match self.subjects[index].phase {
             Phase::Initial => on_initial,
             Phase::Started(_) => on_started,
@@ -412,8 +417,7 @@ impl Walk {
         let text = subject.process.to_string();
         let head = format!("<Process name={} ", python_repr(&subject.name));
         self.check(text.starts_with(&head), || format!("{text} does not start with {head}"));
-        let tail = if subject.daemon { " daemon>" } else { ">" };
-        self.check(text.ends_with(tail), || format!("{text} does not end with {tail:?}"));
+        self.check(text.ends_with(" daemon>") == subject.daemon, || format!("{text}: daemon is {}", subject.daemon));
         let status_ok = match &subject.phase {
             Phase::Initial => text.contains(" initial"),
             Phase::Closed => text.contains(" closed"),
