@@ -56,7 +56,7 @@ pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
 pub use sentinel::Sentinel;
 pub use spec::{Capabilities, Preopen, ProcessBuilder, Target};
 pub use status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
-pub use stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, Stdio};
+pub use stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
 pub use wmp_core::{AuthKey, naming};
 
 /// The `wmp:process` WIT package, as `wmp wit` prints it.

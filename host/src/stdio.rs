@@ -1,11 +1,14 @@
 //! Where a process's standard streams go: inherited from the host, thrown
-//! away, or captured into a buffer the host can read.
+//! away, captured into a buffer the host can read, or sent down a pipe the
+//! host reads as the process writes.
 
+use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use tokio::sync::mpsc;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// The destination of a process's stdout or stderr.
@@ -19,6 +22,77 @@ pub enum Stdio {
     /// Appended to a buffer the host reads with [`CaptureBuffer::contents`].
     /// Children that inherit it write into the same buffer.
     Capture(CaptureBuffer),
+    /// Sent to a [`PipeReader`] as it is written, with backpressure: a
+    /// writer waits while the pipe is full. Children that inherit it write
+    /// into the same pipe.
+    Pipe(PipeWriter),
+}
+
+/// Chunks a pipe holds before its writers wait for the reader.
+const PIPE_CHUNKS: usize = 64;
+
+/// The writing end of a [`Stdio::pipe`].
+#[derive(Clone, Debug)]
+pub struct PipeWriter(mpsc::Sender<Vec<u8>>);
+
+/// The reading end of a [`Stdio::pipe`]: chunks in the order written, and
+/// the end of the stream once every writer is gone (the processes that
+/// write to it have ended and the `Stdio` given to them is dropped).
+#[derive(Debug)]
+pub struct PipeReader(mpsc::Receiver<Vec<u8>>);
+
+impl PipeReader {
+    /// The next chunk, waiting for it; None at the end of the stream.
+    pub async fn read(&mut self) -> Option<Vec<u8>> {
+        self.0.recv().await
+    }
+
+    /// [`read`](Self::read) for blocking code (not inside an async runtime).
+    pub fn read_blocking(&mut self) -> Option<Vec<u8>> {
+        self.0.blocking_recv()
+    }
+}
+
+/// One stream's view of a pipe: an `AsyncWrite` that waits for room.
+struct PipeStream {
+    sender: mpsc::Sender<Vec<u8>>,
+    reserving: Option<Pin<Box<dyn Future<Output = Result<mpsc::OwnedPermit<Vec<u8>>, mpsc::error::SendError<()>>> + Send + Sync>>>,
+}
+
+impl tokio::io::AsyncWrite for PipeStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let sender = self.sender.clone();
+        let reserving = self.reserving.get_or_insert_with(|| Box::pin(sender.reserve_owned()));
+        let permit = std::task::ready!(reserving.as_mut().poll(cx));
+        self.reserving = None;
+        match permit {
+            Ok(permit) => {
+                permit.send(buf.to_vec());
+                Poll::Ready(Ok(buf.len()))
+            }
+            Err(_) => Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for PipeWriter {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for PipeWriter {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(PipeStream { sender: self.0.clone(), reserving: None })
+    }
 }
 
 /// How much a capture buffer keeps unless told otherwise.
@@ -29,6 +103,13 @@ impl Stdio {
     /// returned with the `Stdio` that fills it.
     pub fn capture() -> (Stdio, CaptureBuffer) {
         Stdio::capture_up_to(DEFAULT_CAPTURE_LIMIT)
+    }
+
+    /// A pipe: the process's output goes to the returned reader as it is
+    /// written.
+    pub fn pipe() -> (Stdio, PipeReader) {
+        let (sender, receiver) = mpsc::channel(PIPE_CHUNKS);
+        (Stdio::Pipe(PipeWriter(sender)), PipeReader(receiver))
     }
 
     /// A capture buffer that keeps the first `limit` bytes and drops the
@@ -121,6 +202,10 @@ impl Stdio {
             }
             Stdio::Null => {}
             Stdio::Capture(buffer) => buffer.append(text.as_bytes()),
+            // Best effort: a full pipe drops the message rather than block.
+            Stdio::Pipe(PipeWriter(sender)) => {
+                let _ = sender.try_send(text.as_bytes().to_vec());
+            }
         }
     }
 
@@ -131,6 +216,8 @@ impl Stdio {
             (Stdio::Null, _) => builder, // WasiCtxBuilder's default sink discards
             (Stdio::Capture(buffer), Stream::Stdout) => builder.stdout(buffer.clone()),
             (Stdio::Capture(buffer), Stream::Stderr) => builder.stderr(buffer.clone()),
+            (Stdio::Pipe(pipe), Stream::Stdout) => builder.stdout(pipe.clone()),
+            (Stdio::Pipe(pipe), Stream::Stderr) => builder.stderr(pipe.clone()),
         };
     }
 }

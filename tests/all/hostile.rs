@@ -135,3 +135,42 @@ fn a_trapping_looping_or_greedy_guest_leaves_the_host_serving() {
     }
     assert_eq!(rt.live_process_count(), 0);
 }
+
+#[test]
+fn a_pipe_streams_output_and_holds_back_a_flood() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (stdout, mut reader) = Stdio::pipe();
+    let p = rt
+        .process(&program)
+        .capabilities(Capabilities::new().stdout(stdout))
+        .target("nest", serde_json::to_vec("print through the pipe").unwrap())
+        .build();
+    p.start().unwrap();
+    let mut text = Vec::new();
+    while let Some(chunk) = reader.read_blocking() {
+        text.extend(chunk);
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("through the pipe\n"), "the child's output: {text}");
+    assert!(text.contains("Process-1:1 exitcode=Some(0)"), "{text}");
+    assert_eq!(p.exitcode(), Ok(Some(0)), "end of stream once the writers are gone");
+
+    // Nobody reads: the flooding guest waits instead of filling memory.
+    let (stdout, mut reader) = Stdio::pipe();
+    let p = rt
+        .process(&program)
+        .capabilities(Capabilities::new().stdout(stdout))
+        .target("flood", serde_json::to_vec("").unwrap())
+        .build();
+    p.start().unwrap();
+    p.join(Some(Duration::from_millis(100))).unwrap();
+    assert!(p.is_alive().unwrap(), "blocked on the full pipe, not ended");
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    let mut chunks = 0;
+    while reader.read_blocking().is_some() {
+        chunks += 1;
+    }
+    assert!(chunks <= 64 + 8, "the pipe held {chunks} chunks");
+}
