@@ -4,16 +4,9 @@
 
 use wmp_host::{Capabilities, Runtime, Stdio};
 
-use crate::{PATIENCE, probe, runtime};
+use crate::{PATIENCE, probe, rss_bytes, runtime};
 
 const CYCLES: usize = 10_000;
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

@@ -93,3 +93,11 @@ pub fn wait_for_output(process: &Process, output: &Output, text: &str) {
         process.join(Some(Duration::from_millis(5))).unwrap();
     }
 }
+
+/// Resident set size of this test process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}

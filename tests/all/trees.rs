@@ -4,7 +4,7 @@
 
 use wmp_host::{Capabilities, Stdio};
 
-use crate::{PATIENCE, child, probe, run_child, runtime, wait_for_output};
+use crate::{PATIENCE, child, probe, rss_bytes, run_child, runtime, wait_for_output};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -146,14 +146,6 @@ fn killing_a_parent_leaves_no_orphan_at_any_depth() {
         assert_eq!(p.exitcode(), Ok(Some(-9)));
         assert_eq!(rt.live_process_count(), 0, "{:?}", rt.process_tree());
     }
-}
-
-/// Resident set size of this test process, in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
 #[test]
