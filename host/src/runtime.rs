@@ -220,7 +220,7 @@ impl RuntimeBuilder {
         }
         let tokio = tokio
             .thread_name("wmp-worker")
-            .enable_time()
+            .enable_all() // timers for sleeps and timeouts, I/O for WASI sockets
             .build()
             .map_err(|e| Error::Setup(format!("cannot start the tokio runtime: {e}")))?;
         let linkers = Linkers::new(&engine).map_err(setup)?;

@@ -91,7 +91,7 @@ impl Capabilities {
     }
 
     /// Grant network access (TCP, UDP, name lookup) as the host has it.
-    /// Without it, every address is refused.
+    /// Without it, TCP, UDP and name lookup are all refused.
     pub fn network(mut self, granted: bool) -> Self {
         self.network = granted;
         self
@@ -137,7 +137,7 @@ impl Capabilities {
             builder.inherit_stdin();
         }
         if self.network {
-            builder.inherit_network().allow_ip_name_lookup(true);
+            builder.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
         }
         self.stdout.attach(&mut builder, Stream::Stdout);
         self.stderr.attach(&mut builder, Stream::Stderr);

@@ -84,7 +84,7 @@ pub struct RunCommand {
     read_only_dirs: Vec<Preopen>,
 
     /// Let the guest use the network as wmp can (TCP, UDP, name lookup);
-    /// without it every address is refused.
+    /// without it all three are refused.
     #[arg(long)]
     inherit_network: bool,
 

@@ -174,3 +174,25 @@ fn a_pipe_streams_output_and_holds_back_a_flood() {
     }
     assert!(chunks <= 64 + 8, "the pipe held {chunks} chunks");
 }
+
+#[test]
+fn the_network_is_closed_unless_granted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let rt = runtime();
+    let program = rt.load(wmp_test_guests::PLAIN_P2).unwrap();
+    let connect = |granted: bool| {
+        let (stdout, out) = Stdio::capture();
+        let (stderr, err) = Stdio::capture();
+        let caps = Capabilities::new().args(["plain", "connect", &address]).network(granted).stdout(stdout).stderr(stderr);
+        let p = rt.process(&program).capabilities(caps).build();
+        p.start().unwrap();
+        p.join(Some(PATIENCE)).unwrap();
+        (p.exitcode().unwrap(), out.text(), err.text())
+    };
+    let (code, _, err) = connect(false);
+    assert_ne!(code, Some(0), "connected without a grant");
+    assert!(err.starts_with(&format!("connect {address}: ")), "{err}");
+    let (code, out, err) = connect(true);
+    assert_eq!((code, out.as_str()), (Some(0), "connected\n"), "{err}");
+}

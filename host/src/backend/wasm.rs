@@ -214,7 +214,10 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         biased;
         reason = node.stopped() => (reason, None),
         () = timer => (ExitReason::Limit(Limit::Timeout), None),
-        result = run => classify(result, &node),
+        result = PanicGuard(run) => match result {
+            Ok(result) => classify(result, &node),
+            Err(panic) => host_failure(&panic),
+        },
     };
     // The store was dropped with `run` when the select ended.
     if let Some(stop) = end_children(&node, &reason).await {
@@ -232,6 +235,33 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         parent.child_ending();
     }
     node.exit.publish(reason);
+}
+
+/// Turns a panic while running a guest (a bug in the host or in
+/// wasmtime-wasi) into the end of that one process instead of a task that
+/// never publishes its end.
+struct PanicGuard(GuestRun);
+
+impl Future for PanicGuard {
+    type Output = std::thread::Result<wasmtime::Result<()>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let run = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn host_failure(panic: &(dyn std::any::Any + Send)) -> (ExitReason, Option<String>) {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let message = format!("the host failed while running this process: {message}");
+    (ExitReason::Trap(message.clone()), Some(message))
 }
 
 /// The exit reason of a finished run, and for a trap the full report

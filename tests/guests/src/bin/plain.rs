@@ -9,6 +9,7 @@
 //!   exit CODE            std::process::exit(CODE)
 //!   trap                 execute `unreachable`
 //!   stderr TEXT          print TEXT on stderr
+//!   connect ADDR         open a TCP connection to ADDR, print "connected"
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -32,6 +33,13 @@ fn main() {
         "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
         "trap" => core::arch::wasm32::unreachable(),
         "stderr" => eprintln!("{}", arg(2)),
+        "connect" => match std::net::TcpStream::connect(arg(2)) {
+            Ok(_) => println!("connected"),
+            Err(e) => {
+                eprintln!("connect {}: {e}", arg(2));
+                std::process::exit(2);
+            }
+        },
         other => {
             eprintln!("plain: unknown command {other:?}");
             std::process::exit(2);
