@@ -33,7 +33,7 @@ pub(crate) enum Role {
 }
 
 enum State {
-    Initial(LaunchSpec),
+    Initial(Box<LaunchSpec>),
     Started(Arc<Node>),
     Closed,
 }
@@ -116,7 +116,7 @@ impl Process {
             name: Mutex::new(name),
             daemon: AtomicBool::new(daemon.unwrap_or(creator.daemon)),
             authkey: Mutex::new(authkey.unwrap_or_else(|| creator.authkey())),
-            state: Mutex::new(State::Initial(spec)),
+            state: Mutex::new(State::Initial(Box::new(spec))),
         });
         shared.registry.add_object(id, &object);
         Process { object, caller: creator }
@@ -214,7 +214,7 @@ impl Process {
                 limits: spec.limits.clone(),
             },
         );
-        if let Err(err) = crate::backend::wasm::launch(shared, node.clone(), spec.clone()) {
+        if let Err(err) = crate::backend::wasm::launch(shared, node.clone(), LaunchSpec::clone(spec)) {
             node.release_budgets();
             return Err(err);
         }

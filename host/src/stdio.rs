@@ -53,10 +53,14 @@ impl PipeReader {
     }
 }
 
+/// Waiting for room in a pipe.
+type Reserving =
+    Pin<Box<dyn Future<Output = Result<mpsc::OwnedPermit<Vec<u8>>, mpsc::error::SendError<()>>> + Send + Sync>>;
+
 /// One stream's view of a pipe: an `AsyncWrite` that waits for room.
 struct PipeStream {
     sender: mpsc::Sender<Vec<u8>>,
-    reserving: Option<Pin<Box<dyn Future<Output = Result<mpsc::OwnedPermit<Vec<u8>>, mpsc::error::SendError<()>>> + Send + Sync>>>,
+    reserving: Option<Reserving>,
 }
 
 impl tokio::io::AsyncWrite for PipeStream {

@@ -325,7 +325,7 @@ async fn the_async_api_joins_and_waits_without_blocking() {
     let (q, _) = child(&rt, &program, "spin", "");
     q.start().unwrap();
     let s = q.sentinel().unwrap();
-    assert!(rt.wait_async(&[s.clone()], Some(Duration::from_millis(10))).await.is_empty());
+    assert!(rt.wait_async(std::slice::from_ref(&s), Some(Duration::from_millis(10))).await.is_empty());
     q.kill().unwrap();
     assert_eq!(rt.wait_async(&[s], Some(PATIENCE)).await, [0]);
     // The runtime owns a tokio runtime; drop it outside this async context.

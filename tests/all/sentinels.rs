@@ -17,7 +17,7 @@ fn a_sentinel_exists_only_once_started_and_is_ready_at_the_end() {
     p.start().unwrap();
     let s = p.sentinel().unwrap();
     assert!(!s.is_ready());
-    assert!(rt.wait(&[s.clone()], Some(Duration::ZERO)).is_empty(), "wait(0) on a running process");
+    assert!(rt.wait(std::slice::from_ref(&s), Some(Duration::ZERO)).is_empty(), "wait(0) on a running process");
     assert!(!s.wait(Some(Duration::from_millis(10))));
     p.kill().unwrap();
     assert!(s.wait(Some(PATIENCE)));
