@@ -232,6 +232,10 @@ impl Registry {
         self.live.lock().unwrap().contains_key(&pid)
     }
 
+    pub(crate) fn live_node(&self, pid: Pid) -> Option<Arc<Node>> {
+        self.live.lock().unwrap().get(&pid).and_then(Weak::upgrade)
+    }
+
     pub(crate) fn live_nodes(&self) -> Vec<Arc<Node>> {
         self.live.lock().unwrap().values().filter_map(Weak::upgrade).collect()
     }

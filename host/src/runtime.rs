@@ -387,12 +387,13 @@ impl Runtime {
     /// Kills the process `pid` and its whole subtree (for the embedding
     /// host's own main process: every process it started).
     pub fn kill_tree(&self, pid: Pid) -> Result<()> {
-        if pid == self.main.pid && !self.shared.registry.live_nodes().iter().any(|n| n.pid == pid) {
-            self.main.child_nodes().iter().for_each(|(child, _)| child.signal(Signal::Kill));
-            return Ok(());
+        match self.shared.registry.live_node(pid) {
+            Some(node) => node.signal(Signal::Kill),
+            None if pid == self.main.pid => {
+                self.main.child_nodes().iter().for_each(|(child, _)| child.signal(Signal::Kill));
+            }
+            None => return Err(Error::NoSuchProcess(pid)),
         }
-        let node = self.shared.registry.live_nodes().into_iter().find(|n| n.pid == pid);
-        node.ok_or(Error::NoSuchProcess(pid))?.signal(Signal::Kill);
         Ok(())
     }
 
@@ -424,7 +425,7 @@ impl Runtime {
         program: &Program,
         caps: Capabilities,
     ) -> Result<impl std::future::Future<Output = ExitReason> + use<>> {
-        if self.main.exit.is_set() || self.shared.registry.live_nodes().iter().any(|n| n.pid == self.main.pid) {
+        if self.main.exit.is_set() || self.shared.registry.is_live(self.main.pid) {
             return Err(Error::Setup("the main process of this runtime has already run".into()));
         }
         let spec = LaunchSpec::new(program.clone(), caps, None);
