@@ -10,7 +10,7 @@ use wmp_core::{AuthKey, ProcessError};
 use crate::backend::wasm::P2State;
 use crate::process::Process;
 use crate::sentinel::{Sentinel, wait_any};
-use crate::spec::{LaunchSpec, Target};
+use crate::spec::{LaunchSpec, Runnable, Target};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -137,16 +137,18 @@ impl wit::HostProcess for P2State {
         let caps = guest.caps.for_child();
         let refuse = |why: String| LaunchSpec {
             refusal: Some(ProcessError::SpawnFailed(why)),
-            ..LaunchSpec::new(guest.program.clone(), caps.clone(), None)
+            ..LaunchSpec::new(Runnable::Wasm(guest.program.clone()), caps.clone(), None)
         };
+        // Its own program, or one the host shared (a wasm program) or
+        // granted (a native one); nothing else.
         let program = match &spec.program {
-            None => Some(guest.program.clone()),
+            None => Some(Runnable::Wasm(guest.program.clone())),
             Some(name) => guest.shared.shared_program(name),
         };
         let argv0 = spec.program.clone().unwrap_or_else(|| caps.args.first().cloned().unwrap_or_default());
         let launch = match (program, spec.target.is_empty()) {
             (None, _) => refuse(format!(
-                "program {:?} is not available to guests (the host has not shared it)",
+                "program {:?} is not available to guests (the host has not shared or granted it)",
                 spec.program.unwrap_or_default()
             )),
             (Some(program), false) => {

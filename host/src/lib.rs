@@ -19,7 +19,7 @@
 //!     p.kill()?;                                 // stops even a tight loop
 //!     p.join(None)?;
 //! }
-//! println!("{p}");  // <Process name='Process-1' pid=2 parent=1 stopped exitcode=-SIGKILL>
+//! println!("{p}");  // <Process name='Process-1' pid=4194305 parent=8120 stopped exitcode=-SIGKILL>
 //! # Ok(()) }
 //! ```
 //!
@@ -30,11 +30,17 @@
 //!
 //! Every process can be given [`Limits`] (memory, fuel, wall-clock time,
 //! process count, spawn depth); children inherit them and can only narrow
-//! them. What this crate does not do yet: run native programs.
+//! them.
+//!
+//! The same API runs native programs ([`Runtime::native_process`]): real
+//! OS child processes with the same state machine, whose pid is the OS
+//! pid, whose sentinel is a pidfd, and which a guest may start only when
+//! the host granted it ([`Runtime::share_native`]).
 
 mod backend;
 mod error;
 mod guest_api;
+mod handoff;
 mod limits;
 mod process;
 mod program;
@@ -51,10 +57,11 @@ pub use error::{Error, ProcessError, Result};
 pub use limits::{Limit, Limits};
 pub use process::Process;
 pub use program::{Program, ProgramKind};
-pub use registry::Pid;
+pub use handoff::Handoff;
+pub use registry::{FIRST_WASM_PID, Pid};
 pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
 pub use sentinel::Sentinel;
-pub use spec::{Capabilities, Preopen, ProcessBuilder, Target};
+pub use spec::{Capabilities, NativeProgram, Preopen, ProcessBuilder, Target};
 pub use status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
 pub use stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
 pub use wmp_core::{AuthKey, naming};

@@ -5,7 +5,7 @@
 //! guest's handles by that guest. Every public method opens with its
 //! preconditions in CPython's order (closed? → who is calling? → which
 //! state?) and then acts. What runs behind a started object is a
-//! [`Node`](crate::registry::Node), launched by the wasm backend.
+//! [`Node`](crate::registry::Node), launched by a backend (wasm or native).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -201,23 +201,14 @@ impl Process {
             }
             return Err(ProcessError::LimitReached(message));
         }
-        let shared = &object.shared;
-        let node = Node::new(
-            &shared.engine,
-            Some(&self.caller),
-            NodeSpec {
-                pid: shared.registry.allocate_pid(),
-                identity: object.identity.clone(),
-                name: object.name.lock().unwrap().clone(),
-                daemon: object.daemon.load(Ordering::Relaxed),
-                authkey: object.authkey.lock().unwrap().clone(),
-                limits: spec.limits.clone(),
-            },
-        );
-        if let Err(err) = crate::backend::wasm::launch(shared, node.clone(), LaunchSpec::clone(spec)) {
-            node.release_budgets();
-            return Err(err);
-        }
+        let who = NodeSpec {
+            identity: object.identity.clone(),
+            name: object.name.lock().unwrap().clone(),
+            daemon: object.daemon.load(Ordering::Relaxed),
+            authkey: object.authkey.lock().unwrap().clone(),
+            limits: spec.limits.clone(),
+        };
+        let node = crate::backend::start(&object.shared, &self.caller, who, LaunchSpec::clone(spec))?;
         // The target and its arguments are not kept once launched (bpo-30775).
         *state = State::Started(node);
         drop(state);

@@ -54,7 +54,6 @@ pub(crate) struct Node {
 
 /// Who a new node is: its place in the tree and what it inherits.
 pub(crate) struct NodeSpec {
-    pub(crate) pid: Pid,
     pub(crate) identity: Vec<u32>,
     pub(crate) name: String,
     pub(crate) daemon: bool,
@@ -64,7 +63,7 @@ pub(crate) struct NodeSpec {
 }
 
 impl Node {
-    pub(crate) fn new(engine: &wasmtime::Engine, parent: Option<&Arc<Node>>, spec: NodeSpec) -> Arc<Node> {
+    pub(crate) fn new(engine: &wasmtime::Engine, parent: Option<&Arc<Node>>, pid: Pid, spec: NodeSpec) -> Arc<Node> {
         let inherited = parent.map(|p| p.limits.clone()).unwrap_or_default();
         let limits = inherited.narrowed_by(&spec.limits);
         let own_depth = spec.limits.max_depth.map(|depth| spec.identity.len() + depth);
@@ -76,7 +75,7 @@ impl Node {
         let mut budgets = counted_in.clone();
         budgets.extend(spec.limits.max_processes.map(ProcessBudget::new));
         Arc::new(Node {
-            pid: spec.pid,
+            pid,
             parent: parent.map(Arc::downgrade),
             parent_pid: parent.map(|p| p.pid),
             identity: spec.identity,
@@ -106,6 +105,12 @@ impl Node {
         }
         ProcessBudget::acquire_all(&self.budgets)
             .map_err(|limit| (Limit::Processes, format!("process count limit reached: {limit} live processes")))
+    }
+
+    /// Gives back the place a child took with [`admit_child`](Self::admit_child)
+    /// when it could not start after all.
+    pub(crate) fn return_child_place(&self) {
+        ProcessBudget::release_all(&self.budgets);
     }
 
     /// Gives back the places this process took in the budgets.
@@ -156,6 +161,11 @@ impl Node {
         self.stop.borrow().clone()
     }
 
+    /// Every stop request from now on (the current one marked as seen).
+    pub(crate) fn stop_requests(&self) -> watch::Receiver<Option<ExitReason>> {
+        self.stop.subscribe()
+    }
+
     /// Resolves when a stop has been requested, with its reason.
     pub(crate) async fn stopped(&self) -> ExitReason {
         let mut rx = self.stop.subscribe();
@@ -197,6 +207,11 @@ impl Node {
     }
 }
 
+/// The first pid of a wasm process: above every pid the kernel can give
+/// (`PID_MAX_LIMIT`, 2^22 on 64-bit Linux), so wasm pids, native (OS)
+/// pids and the host's own pid share one namespace without clashing.
+pub const FIRST_WASM_PID: Pid = (1 << 22) + 1;
+
 /// Runtime-wide bookkeeping: pids, the live process table and the
 /// dangling-object set.
 pub(crate) struct Registry {
@@ -209,14 +224,15 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new() -> Self {
         Self {
-            next_pid: AtomicU32::new(1),
+            next_pid: AtomicU32::new(FIRST_WASM_PID),
             live: Mutex::new(HashMap::new()),
             next_object: AtomicU64::new(1),
             objects: Mutex::new(HashMap::new()),
         }
     }
 
-    pub(crate) fn allocate_pid(&self) -> Pid {
+    /// A new wasm pid (native processes have their OS pid).
+    pub(crate) fn allocate_wasm_pid(&self) -> Pid {
         self.next_pid.fetch_add(1, Ordering::Relaxed)
     }
 

@@ -17,7 +17,8 @@ use crate::program::{self, Linkers, Program};
 use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
-use crate::spec::{Capabilities, LaunchSpec, ProcessBuilder};
+use crate::backend::native::Spawner;
+use crate::spec::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
 use crate::status::{ExitReason, Signal};
 
 /// How often running guests are interrupted to check for a stop request
@@ -32,8 +33,9 @@ pub(crate) struct Shared {
     pub(crate) linkers: Linkers,
     pub(crate) fuel_metering: bool,
     /// Programs guests may start by name besides their own.
-    shared_programs: Mutex<HashMap<String, Program>>,
+    shared_programs: Mutex<HashMap<String, Runnable>>,
     shut_down: AtomicBool,
+    pub(crate) spawner: Spawner,
 }
 
 impl Shared {
@@ -41,8 +43,12 @@ impl Shared {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn shared_program(&self, name: &str) -> Option<Program> {
+    pub(crate) fn shared_program(&self, name: &str) -> Option<Runnable> {
         self.shared_programs.lock().unwrap().get(name).cloned()
+    }
+
+    fn share(&self, name: &str, program: Runnable) {
+        self.shared_programs.lock().unwrap().insert(name.to_owned(), program);
     }
 }
 
@@ -232,12 +238,14 @@ impl RuntimeBuilder {
             fuel_metering,
             shared_programs: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
+            spawner: Spawner::default(),
         });
+        // The main process is the host process: its pid is the OS pid.
         let main = Node::new(
             &engine,
             None,
+            std::process::id(),
             NodeSpec {
-                pid: shared.registry.allocate_pid(),
                 identity: Vec::new(),
                 name: wmp_core::naming::default_name(&[]),
                 daemon: false,
@@ -340,12 +348,26 @@ impl Runtime {
     /// of a spec). Guests can start no program but their own unless it is
     /// shared here.
     pub fn share_program(&self, name: &str, program: &Program) {
-        self.shared.shared_programs.lock().unwrap().insert(name.to_owned(), program.clone());
+        self.shared.share(name, Runnable::Wasm(program.clone()));
+    }
+
+    /// Grants guests the right to start the native `program` by `name`
+    /// (`wmp run --allow-native`). It runs with the starting guest's
+    /// environment only (never the host's) and its output streams.
+    pub fn share_native(&self, name: &str, program: &NativeProgram) {
+        self.shared.share(name, Runnable::Native(program.clone().inherit_env(false)));
     }
 
     /// Starts building a child of the main process that runs `program`.
     pub fn process(&self, program: &Program) -> ProcessBuilder {
-        ProcessBuilder::new(self.shared.clone(), self.main.clone(), program)
+        ProcessBuilder::new(self.shared.clone(), self.main.clone(), Runnable::Wasm(program.clone()))
+    }
+
+    /// Starts building a child of the main process that runs the native
+    /// `program` (argv, environment and stdio through
+    /// [`ProcessBuilder::capabilities`]).
+    pub fn native_process(&self, program: &NativeProgram) -> ProcessBuilder {
+        ProcessBuilder::new(self.shared.clone(), self.main.clone(), Runnable::Native(program.clone()))
     }
 
     /// The main process, as the host sees itself.
@@ -428,8 +450,8 @@ impl Runtime {
         if self.main.exit.is_set() || self.shared.registry.is_live(self.main.pid) {
             return Err(Error::Setup("the main process of this runtime has already run".into()));
         }
-        let spec = LaunchSpec::new(program.clone(), caps, None);
-        crate::backend::wasm::launch(&self.shared, self.main.clone(), spec)?;
+        let spec = LaunchSpec::new(Runnable::Wasm(program.clone()), caps, None);
+        crate::backend::wasm::launch(&self.shared, self.main.clone(), program, spec)?;
         let exit = self.main.exit.clone();
         Ok(async move {
             exit.ended().await;

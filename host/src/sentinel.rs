@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -19,11 +19,14 @@ pub(crate) struct ExitCell {
     /// Made on first request only: most processes are never polled from
     /// outside, and an fd per process would cap how many can live.
     eventfd: Mutex<Option<OwnedFd>>,
+    /// A native process's pidfd: readable once it has exited, so it serves
+    /// as the pollable fd instead of an eventfd.
+    pidfd: OnceLock<Arc<OwnedFd>>,
 }
 
 impl ExitCell {
     pub(crate) fn new() -> Self {
-        Self { reason: watch::Sender::new(None), eventfd: Mutex::new(None) }
+        Self { reason: watch::Sender::new(None), eventfd: Mutex::new(None), pidfd: OnceLock::new() }
     }
 
     pub(crate) fn get(&self) -> Option<ExitReason> {
@@ -54,7 +57,14 @@ impl ExitCell {
         let _ = rx.wait_for(Option::is_some).await;
     }
 
+    pub(crate) fn set_pidfd(&self, pidfd: Arc<OwnedFd>) {
+        let _ = self.pidfd.set(pidfd);
+    }
+
     fn raw_fd(&self) -> std::io::Result<RawFd> {
+        if let Some(pidfd) = self.pidfd.get() {
+            return Ok(pidfd.as_raw_fd());
+        }
         let mut slot = self.eventfd.lock().unwrap();
         if let Some(fd) = slot.as_ref() {
             return Ok(fd.as_raw_fd());
@@ -100,8 +110,9 @@ impl Sentinel {
         self.cell.is_set()
     }
 
-    /// An eventfd that becomes readable when the process ends. It stays
-    /// owned by the sentinel: do not close it or read from it.
+    /// An fd that becomes readable when the process ends: an eventfd for a
+    /// wasm process, the pidfd of a native one. It stays owned by the
+    /// sentinel: do not close it or read from it.
     pub fn raw_fd(&self) -> std::io::Result<RawFd> {
         self.cell.raw_fd()
     }

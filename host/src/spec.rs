@@ -1,6 +1,7 @@
-//! What a process runs and with which rights: its [`Capabilities`] (argv,
-//! environment, preopened directories, stdio), and the [`ProcessBuilder`]
-//! that makes a process object from a program.
+//! What a process runs and with which rights: a wasm [`Program`] or a
+//! [`NativeProgram`], its [`Capabilities`] (argv, environment, preopened
+//! directories, stdio), and the [`ProcessBuilder`] that makes a process
+//! object from them.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -145,6 +146,59 @@ impl Capabilities {
     }
 }
 
+/// A native executable that processes can run: the same process model as
+/// a wasm program (state machine, names, identity, authkey, daemon rule),
+/// but run by the OS with the host user's rights: preopened directories
+/// and the network grant do not confine it. Its pid is the OS pid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NativeProgram {
+    pub(crate) path: PathBuf,
+    pub(crate) current_dir: Option<PathBuf>,
+    pub(crate) inherit_env: bool,
+}
+
+impl NativeProgram {
+    /// The executable at `path` (looked up in `PATH` if it has no `/`),
+    /// started with the host's environment plus the process's `env`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        NativeProgram { path: path.into(), current_dir: None, inherit_env: true }
+    }
+
+    /// The working directory it starts in (the host's by default).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether it starts with the host's environment (before the
+    /// process's own `env`); when a guest starts it, it never does.
+    pub fn inherit_env(mut self, inherit: bool) -> Self {
+        self.inherit_env = inherit;
+        self
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// What a process runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Runnable {
+    Wasm(Program),
+    Native(NativeProgram),
+}
+
+impl Runnable {
+    /// The name shown for it (and its default `argv[0]`).
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Runnable::Wasm(program) => program.name().to_owned(),
+            Runnable::Native(native) => native.path.display().to_string(),
+        }
+    }
+}
+
 /// The named target a wmp-guest child runs instead of `main`, with its
 /// argument bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,7 +210,7 @@ pub struct Target {
 /// Everything needed to launch a process object once it is started.
 #[derive(Clone)]
 pub(crate) struct LaunchSpec {
-    pub(crate) program: Program,
+    pub(crate) program: Runnable,
     pub(crate) caps: Capabilities,
     pub(crate) target: Option<Target>,
     /// Limits asked for this process, on top of those it inherits.
@@ -168,16 +222,19 @@ pub(crate) struct LaunchSpec {
 }
 
 impl LaunchSpec {
-    pub(crate) fn new(program: Program, caps: Capabilities, target: Option<Target>) -> Self {
+    pub(crate) fn new(program: Runnable, caps: Capabilities, target: Option<Target>) -> Self {
         LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None }
     }
 
     /// Whether the spec can start: the program is allowed and knows the
     /// target.
     pub(crate) fn check(&self) -> Result<(), ProcessError> {
-        match &self.refusal {
-            Some(refusal) => Err(refusal.clone()),
-            None => self.program.check_target(self.target.as_ref()),
+        if let Some(refusal) = &self.refusal {
+            return Err(refusal.clone());
+        }
+        match &self.program {
+            Runnable::Wasm(program) => program.check_target(self.target.as_ref()),
+            Runnable::Native(_) => Ok(()),
         }
     }
 }
@@ -194,12 +251,12 @@ pub struct ProcessBuilder {
 }
 
 impl ProcessBuilder {
-    pub(crate) fn new(shared: Arc<Shared>, creator: Arc<Node>, program: &Program) -> Self {
-        let caps = Capabilities::new().args([program.name().to_owned()]);
+    pub(crate) fn new(shared: Arc<Shared>, creator: Arc<Node>, program: Runnable) -> Self {
+        let caps = Capabilities::new().args([program.name()]);
         Self {
             shared,
             creator,
-            spec: LaunchSpec::new(program.clone(), caps, None),
+            spec: LaunchSpec::new(program, caps, None),
             name: None,
             daemon: None,
             authkey: None,
@@ -212,7 +269,8 @@ impl ProcessBuilder {
         self
     }
 
-    /// Run the named target of a wmp-guest program instead of its `main`.
+    /// Run the named target of a wmp-guest program instead of its `main`
+    /// (a native program linked with `wmp-guest` has targets too).
     pub fn target(mut self, name: impl Into<String>, args: impl Into<Vec<u8>>) -> Self {
         self.spec.target = Some(Target { name: name.into(), args: args.into() });
         self

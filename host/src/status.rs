@@ -23,6 +23,9 @@ pub enum ExitReason {
     Killed,
     /// It hit one of its limits and was stopped like a kill.
     Limit(Limit),
+    /// A native process ended by a signal other than the two above (a
+    /// segfault is `Signaled(11)`, exitcode -11).
+    Signaled(i32),
 }
 
 /// `-SIGTERM` as CPython reports it.
@@ -40,6 +43,7 @@ impl ExitReason {
             ExitReason::Trap(_) => 1,
             ExitReason::Terminated => TERMINATED_EXITCODE,
             ExitReason::Killed | ExitReason::Limit(_) => KILLED_EXITCODE,
+            ExitReason::Signaled(signal) => -signal,
         }
     }
 }
@@ -61,6 +65,10 @@ impl fmt::Display for ExitReason {
             ExitReason::Terminated => f.write_str("terminated"),
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::Limit(limit) => write!(f, "stopped by its {limit}"),
+            ExitReason::Signaled(signal) => match wmp_core::naming::signal_name(*signal) {
+                Some(name) => write!(f, "killed by {name}"),
+                None => write!(f, "killed by signal {signal}"),
+            },
         }
     }
 }

@@ -186,6 +186,23 @@ impl tokio::io::AsyncWrite for CaptureBuffer {
     }
 }
 
+/// Copies a native child's output pipe into a capture buffer or a pipe.
+pub(crate) struct Forwarder {
+    sink: Box<dyn tokio::io::AsyncWrite + Send + Sync>,
+}
+
+impl Forwarder {
+    /// Starts copying from `pipe` (on the current tokio runtime) until
+    /// every writer has closed it.
+    pub(crate) fn start(self, pipe: std::os::fd::OwnedFd) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let mut source = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)?;
+        let mut sink = Box::into_pin(self.sink);
+        Ok(tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut source, &mut sink).await;
+        }))
+    }
+}
+
 /// Which of the two output streams.
 #[derive(Clone, Copy)]
 pub(crate) enum Stream {
@@ -210,6 +227,20 @@ impl Stdio {
             Stdio::Pipe(PipeWriter(sender)) => {
                 let _ = sender.try_send(text.as_bytes().to_vec());
             }
+        }
+    }
+
+    /// The stdio a native child gets for this stream, and the forwarder that
+    /// must copy its pipe where this `Stdio` says.
+    pub(crate) fn for_native(&self) -> (std::process::Stdio, Option<Forwarder>) {
+        let forward = |sink: Box<dyn tokio::io::AsyncWrite + Send + Sync>| {
+            (std::process::Stdio::piped(), Some(Forwarder { sink }))
+        };
+        match self {
+            Stdio::Inherit => (std::process::Stdio::inherit(), None),
+            Stdio::Null => (std::process::Stdio::null(), None),
+            Stdio::Capture(buffer) => forward(buffer.async_stream()),
+            Stdio::Pipe(pipe) => forward(pipe.async_stream()),
         }
     }
 

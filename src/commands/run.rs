@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, Preopen, Runtime};
+use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, NativeProgram, Preopen, Runtime};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_EXIT_STATUS: i32 = 134;
@@ -112,6 +112,12 @@ pub struct RunCommand {
     #[arg(long)]
     allow_precompiled: bool,
 
+    /// Let guests start the native program at PATH, by that name (as the
+    /// `program` of a spec); `NAME=PATH` grants it under NAME. It runs with
+    /// the starting guest's environment and output, and nothing else.
+    #[arg(long = "allow-native", value_name = "[NAME=]PATH")]
+    allow_native: Vec<String>,
+
     /// Do not use the on-disk compilation cache.
     #[arg(long)]
     disable_cache: bool,
@@ -138,6 +144,10 @@ impl RunCommand {
         } else {
             runtime.load(&module)?
         };
+        for grant in &self.allow_native {
+            let (name, path) = grant.split_once('=').unwrap_or((grant, grant));
+            runtime.share_native(name, &NativeProgram::new(path));
+        }
         let reason = runtime.run_main(&program, self.capabilities(&module)?)?;
         drop(runtime);
         std::process::exit(match reason {
@@ -150,6 +160,7 @@ impl RunCommand {
                 eprintln!("Error: {} was stopped by its {limit}", module.display());
                 KILLED_EXIT_STATUS
             }
+            ExitReason::Signaled(signal) => 128 + signal,
         });
     }
 

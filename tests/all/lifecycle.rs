@@ -6,15 +6,33 @@ use std::time::{Duration, Instant};
 
 use wmp_host::{ExitReason, ProcessError};
 
-use crate::{PATIENCE, child, probe, run_child, runtime};
+use crate::{Backend, Fixture, Job, PATIENCE, child, probe, run_child, runtime};
 
-#[test]
-fn the_host_is_the_main_process() {
-    let rt = runtime();
+crate::for_both_backends!(
+    the_host_is_the_main_process,
+    every_constructed_object_takes_the_next_number,
+    pid_is_none_before_start_and_unique_after,
+    start_only_once,
+    join_checks_and_timeout,
+    exitcode_of_a_normal_return_and_of_exit,
+    terminate_and_kill_stop_a_spinning_process,
+    signals_before_start_fail_and_after_exit_do_nothing,
+    close_rules,
+    an_unstarted_object_can_be_closed,
+    daemon_is_settable_only_before_start,
+    active_children_lists_started_live_children_and_reaps_ended_ones,
+    nothing_dangles_once_handles_are_gone,
+    dropping_the_runtime_kills_what_still_runs,
+    the_async_api_joins_and_waits_without_blocking,
+    start_reaps_ended_children_first,
+);
+
+fn the_host_is_the_main_process(backend: Backend) {
+    let rt = Fixture::new(backend).rt;
     let main = rt.current_process();
     assert_eq!(main.name(), "MainProcess");
     assert_eq!(main.identity(), &[] as &[u32]);
-    assert_eq!(main.pid(), Ok(Some(1)));
+    assert_eq!(main.pid(), Ok(Some(std::process::id())), "the host's OS pid");
     assert_eq!(main.parent_pid(), None);
     assert_eq!(main.is_alive(), Ok(true));
     assert_eq!(main.exitcode(), Ok(None));
@@ -27,51 +45,45 @@ fn the_host_is_the_main_process() {
     assert_eq!(main.is_alive(), Ok(true));
 }
 
-#[test]
-fn every_constructed_object_takes_the_next_number() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let names: Vec<String> = (0..3).map(|_| rt.process(&program).build().name()).collect();
+fn every_constructed_object_takes_the_next_number(backend: Backend) {
+    let f = Fixture::new(backend);
+    let names: Vec<String> = (0..3).map(|_| f.unstarted().build().name()).collect();
     assert_eq!(names, ["Process-1", "Process-2", "Process-3"]);
-    let named = rt.process(&program).name("worker").build();
+    let named = f.unstarted().name("worker").build();
     assert_eq!(named.name(), "worker");
     assert_eq!(named.identity(), &[4]);
-    assert_eq!(rt.process(&program).name("").build().name(), "Process-5", "an empty name keeps the default");
-    let p = rt.process(&program).build();
+    assert_eq!(f.unstarted().name("").build().name(), "Process-5", "an empty name keeps the default");
+    let p = f.unstarted().build();
     p.set_name("renamed");
     assert_eq!(p.name(), "renamed");
 }
 
-#[test]
-fn pid_is_none_before_start_and_unique_after() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (a, _) = child(&rt, &program, "noop", "");
-    let (b, _) = child(&rt, &program, "noop", "");
+fn pid_is_none_before_start_and_unique_after(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (a, _) = f.child(Job::Noop);
+    let (b, _) = f.child(Job::Noop);
     assert_eq!(a.pid(), Ok(None));
     a.start().unwrap();
     b.start().unwrap();
     let (pa, pb) = (a.pid().unwrap().unwrap(), b.pid().unwrap().unwrap());
-    assert!(pa > 1 && pb > 1 && pa != pb, "pids {pa} {pb}");
+    assert!(pa != pb && pa != std::process::id(), "pids {pa} {pb}");
+    let wasm_pid = |pid| pid >= wmp_host::FIRST_WASM_PID;
+    assert_eq!(wasm_pid(pa), backend == Backend::Wasm, "wasm pids lie above every OS pid: {pa}");
     a.join(None).unwrap();
     assert_eq!(a.pid(), Ok(Some(pa)), "the pid stays after exit");
     b.join(None).unwrap();
 }
 
-#[test]
-fn start_only_once() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = run_child(&rt, &program, "noop", "");
+fn start_only_once(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.run_child(Job::Noop);
     assert_eq!(p.start(), Err(ProcessError::StartedTwice));
     assert_eq!(p.start().unwrap_err().to_string(), "cannot start a process twice");
 }
 
-#[test]
-fn join_checks_and_timeout() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "spin", "");
+fn join_checks_and_timeout(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::Spin);
     assert_eq!(p.join(None), Err(ProcessError::JoinNotStarted));
     assert_eq!(p.join(None).unwrap_err().to_string(), "can only join a started process");
     assert_eq!(p.is_alive(), Ok(false), "not alive before start");
@@ -87,19 +99,22 @@ fn join_checks_and_timeout() {
     assert_eq!(p.is_alive(), Ok(false));
 }
 
-#[test]
-fn exitcode_of_a_normal_return_and_of_exit() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "noop", "");
+fn exitcode_of_a_normal_return_and_of_exit(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::Noop);
     assert_eq!(p.exitcode(), Ok(None), "no exitcode before start");
     p.start().unwrap();
     p.join(None).unwrap();
     assert_eq!(p.exitcode(), Ok(Some(0)));
-    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Returned)));
+    let returned = match backend {
+        Backend::Wasm => ExitReason::Returned,
+        Backend::Native => ExitReason::Exit(0),
+    };
+    assert_eq!(p.exit_reason(), Ok(Some(returned)));
     for code in [3, 7, 255] {
-        let (p, _) = run_child(&rt, &program, "exit_with", &code.to_string());
+        let (p, _) = f.run_child(Job::ExitWith(code));
         assert_eq!(p.exitcode(), Ok(Some(code)));
+        assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Exit(code))));
     }
 }
 
@@ -129,12 +144,11 @@ fn a_panic_gives_exitcode_1_with_its_message() {
     assert!(stderr.contains("Process boom:\n"), "the report uses the current name: {stderr}");
 }
 
-#[test]
-fn terminate_and_kill_stop_a_spinning_guest() {
-    let rt = runtime();
-    let program = probe(&rt);
+fn terminate_and_kill_stop_a_spinning_process(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
     for (signal, code, reason) in [("terminate", -15, ExitReason::Terminated), ("kill", -9, ExitReason::Killed)] {
-        let (p, _) = child(&rt, &program, "spin", "");
+        let (p, _) = f.child(Job::Spin);
         p.start().unwrap();
         p.join(Some(Duration::from_millis(20))).unwrap();
         assert_eq!(p.is_alive(), Ok(true));
@@ -143,7 +157,7 @@ fn terminate_and_kill_stop_a_spinning_guest() {
         assert_eq!(p.exitcode(), Ok(Some(code)), "{signal}");
         assert_eq!(p.exit_reason(), Ok(Some(reason)));
     }
-    assert_eq!(rt.live_process_count(), 0, "the stores are gone");
+    assert_eq!(rt.live_process_count(), 0, "the stores (or OS processes) are gone");
 }
 
 #[test]
@@ -158,11 +172,9 @@ fn kill_stops_a_guest_blocked_in_a_host_call() {
     assert_eq!(p.exitcode(), Ok(Some(-9)));
 }
 
-#[test]
-fn signals_before_start_fail_and_after_exit_do_nothing() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "noop", "");
+fn signals_before_start_fail_and_after_exit_do_nothing(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::Noop);
     assert_eq!(p.terminate(), Err(ProcessError::NotStarted));
     assert_eq!(p.kill(), Err(ProcessError::NotStarted));
     p.start().unwrap();
@@ -172,11 +184,10 @@ fn signals_before_start_fail_and_after_exit_do_nothing() {
     assert_eq!(p.exitcode(), Ok(Some(0)), "a signal to an ended process changes nothing");
 }
 
-#[test]
-fn close_rules() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "spin", "");
+fn close_rules(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
+    let (p, _) = f.child(Job::Spin);
     p.start().unwrap();
     assert_eq!(p.close(), Err(ProcessError::CloseRunning));
     assert_eq!(
@@ -205,20 +216,16 @@ fn close_rules() {
     assert!(rt.active_children().is_empty());
 }
 
-#[test]
-fn an_unstarted_object_can_be_closed() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let p = rt.process(&program).build();
+fn an_unstarted_object_can_be_closed(backend: Backend) {
+    let f = Fixture::new(backend);
+    let p = f.unstarted().build();
     assert_eq!(p.close(), Ok(()));
     assert_eq!(p.start(), Err(ProcessError::Closed));
 }
 
-#[test]
-fn daemon_is_settable_only_before_start() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "spin", "");
+fn daemon_is_settable_only_before_start(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::Spin);
     assert!(!p.daemon(), "inherited from the main process");
     p.set_daemon(true).unwrap();
     assert!(p.daemon());
@@ -260,13 +267,12 @@ fn an_ending_process_terminates_daemons_and_joins_the_rest() {
     assert_eq!(rt.live_process_count(), 0);
 }
 
-#[test]
-fn active_children_lists_started_live_children_and_reaps_ended_ones() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (spinner, _) = child(&rt, &program, "spin", "");
-    let (quick, _) = child(&rt, &program, "noop", "");
-    let unstarted = rt.process(&program).build();
+fn active_children_lists_started_live_children_and_reaps_ended_ones(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
+    let (spinner, _) = f.child(Job::Spin);
+    let (quick, _) = f.child(Job::Noop);
+    let unstarted = f.unstarted().build();
     assert!(rt.active_children().is_empty());
     spinner.start().unwrap();
     quick.start().unwrap();
@@ -280,20 +286,19 @@ fn active_children_lists_started_live_children_and_reaps_ended_ones() {
     drop(unstarted);
 }
 
-#[test]
-fn nothing_dangles_once_handles_are_gone() {
-    let rt = runtime();
-    let program = probe(&rt);
+fn nothing_dangles_once_handles_are_gone(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
     {
-        let (p, _) = run_child(&rt, &program, "noop", "");
-        let unstarted = rt.process(&program).build();
+        let (p, _) = f.run_child(Job::Noop);
+        let unstarted = f.unstarted().build();
         assert_eq!(rt.dangling().len(), 2);
         drop((p, unstarted));
     }
     assert!(rt.dangling().is_empty(), "dangling: {:?}", rt.dangling());
     // A started child that nobody joined is held by the main process until
     // it is reaped, as CPython's _children holds it.
-    let (p, _) = child(&rt, &program, "noop", "");
+    let (p, _) = f.child(Job::Noop);
     p.start().unwrap();
     let sentinel = p.sentinel().unwrap();
     drop(p);
@@ -303,46 +308,44 @@ fn nothing_dangles_once_handles_are_gone() {
     assert!(rt.dangling().is_empty());
 }
 
-#[test]
-fn dropping_the_runtime_kills_what_still_runs() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "spin", "");
+fn dropping_the_runtime_kills_what_still_runs(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::Spin);
     p.start().unwrap();
-    drop(rt);
+    drop(f);
     assert_eq!(p.exitcode(), Ok(Some(-9)));
     assert!(p.start().is_err());
 }
 
-#[tokio::test]
-async fn the_async_api_joins_and_waits_without_blocking() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "sleep", "20");
-    p.start().unwrap();
-    p.join_async(Some(PATIENCE)).await.unwrap();
-    assert_eq!(p.exitcode(), Ok(Some(0)));
-    let (q, _) = child(&rt, &program, "spin", "");
-    q.start().unwrap();
-    let s = q.sentinel().unwrap();
-    assert!(rt.wait_async(std::slice::from_ref(&s), Some(Duration::from_millis(10))).await.is_empty());
-    q.kill().unwrap();
-    assert_eq!(rt.wait_async(&[s], Some(PATIENCE)).await, [0]);
-    // The runtime owns a tokio runtime; drop it outside this async context.
-    tokio::task::spawn_blocking(move || drop(rt)).await.unwrap();
+fn the_async_api_joins_and_waits_without_blocking(backend: Backend) {
+    let embedder = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    embedder.block_on(async {
+        let f = Fixture::new(backend);
+        let (p, _) = f.child(Job::Sleep(20));
+        p.start().unwrap();
+        p.join_async(Some(PATIENCE)).await.unwrap();
+        assert_eq!(p.exitcode(), Ok(Some(0)));
+        let (q, _) = f.child(Job::Spin);
+        q.start().unwrap();
+        let s = q.sentinel().unwrap();
+        assert!(f.rt.wait_async(std::slice::from_ref(&s), Some(Duration::from_millis(10))).await.is_empty());
+        q.kill().unwrap();
+        assert_eq!(f.rt.wait_async(&[s], Some(PATIENCE)).await, [0]);
+        // The runtime owns a tokio runtime; drop it outside this async context.
+        tokio::task::spawn_blocking(move || drop(f)).await.unwrap();
+    });
 }
 
-#[test]
-fn start_reaps_ended_children_first() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (first, _) = child(&rt, &program, "noop", "");
+fn start_reaps_ended_children_first(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
+    let (first, _) = f.child(Job::Noop);
     first.start().unwrap();
     let sentinel = first.sentinel().unwrap();
     drop(first);
     rt.wait(&[sentinel], Some(PATIENCE));
     assert_eq!(rt.dangling().len(), 1, "the ended, unjoined child is still held");
-    let (second, _) = child(&rt, &program, "spin", "");
+    let (second, _) = f.child(Job::Spin);
     second.start().unwrap();
     let names: Vec<String> = rt.dangling().iter().map(|p| p.name()).collect();
     assert_eq!(names, ["Process-2"], "start() dropped the ended child");

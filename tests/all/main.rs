@@ -2,6 +2,10 @@
 //! semantics of DESIGN.md through the host API and from inside guests, the
 //! `wmp` CLI, and leak checks. Guests come from tests/guests, built for
 //! wasm by tests/guest-artifacts.
+//!
+//! The semantics tests that do not depend on what runs inside the process
+//! run once per backend (wasm and native) from one body each: see
+//! [`Fixture`] and [`for_both_backends!`].
 
 mod authkey;
 mod cli;
@@ -10,6 +14,7 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod load;
+mod native;
 mod repr;
 mod sentinels;
 mod state_machine;
@@ -18,7 +23,9 @@ mod trees;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wmp_host::{Capabilities, CaptureBuffer, CodeCache, Process, ProcessBuilder, Program, Runtime, Stdio};
+use wmp_host::{
+    Capabilities, CaptureBuffer, CodeCache, NativeProgram, Process, ProcessBuilder, Program, Runtime, Stdio,
+};
 
 /// Long enough that a correct process always ends within it; only a hang
 /// or a broken kill hits it.
@@ -100,4 +107,109 @@ pub fn rss_bytes() -> u64 {
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Which backend runs the processes of a test written for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The probe guest's targets.
+    Wasm,
+    /// `/bin/sh` doing the same.
+    Native,
+}
+
+/// What a child does, the same under either backend.
+#[derive(Clone, Copy, Debug)]
+pub enum Job {
+    /// Ends at once with exitcode 0.
+    Noop,
+    /// Runs until stopped.
+    Spin,
+    /// Ends with this exit code.
+    ExitWith(i32),
+    /// Sleeps this many milliseconds, then ends with 0.
+    Sleep(u64),
+}
+
+/// A runtime and the means to start children of one backend doing a [`Job`].
+pub struct Fixture {
+    pub rt: Runtime,
+    /// The probe guest under the wasm backend; none under the native one.
+    probe: Option<Program>,
+}
+
+impl Fixture {
+    pub fn new(backend: Backend) -> Fixture {
+        let rt = runtime();
+        let probe = (backend == Backend::Wasm).then(|| probe(&rt));
+        Fixture { rt, probe }
+    }
+
+    /// A builder for a child doing `job`, with its output captured.
+    pub fn builder(&self, job: Job) -> (ProcessBuilder, Output) {
+        match &self.probe {
+            Some(program) => {
+                let (target, args) = match job {
+                    Job::Noop => ("noop", String::new()),
+                    Job::Spin => ("spin", String::new()),
+                    Job::ExitWith(code) => ("exit_with", code.to_string()),
+                    Job::Sleep(ms) => ("sleep", ms.to_string()),
+                };
+                child_builder(&self.rt, program, target, &args)
+            }
+            None => {
+                let script = match job {
+                    Job::Noop => "exit 0".to_owned(),
+                    Job::Spin => "exec sleep 600".to_owned(),
+                    Job::ExitWith(code) => format!("exit {code}"),
+                    Job::Sleep(ms) => format!("exec sleep {}", ms as f64 / 1000.0),
+                };
+                native_builder(&self.rt, &["sh", "-c", &script])
+            }
+        }
+    }
+
+    /// [`Fixture::builder`], built.
+    pub fn child(&self, job: Job) -> (Process, Output) {
+        let (builder, output) = self.builder(job);
+        (builder.build(), output)
+    }
+
+    /// Starts a child doing `job` and waits for it.
+    pub fn run_child(&self, job: Job) -> (Process, Output) {
+        let (process, output) = self.child(job);
+        process.start().expect("start");
+        process.join(Some(PATIENCE)).expect("join");
+        assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
+        (process, output)
+    }
+
+    /// A process object that is never meant to start.
+    pub fn unstarted(&self) -> ProcessBuilder {
+        self.builder(Job::Noop).0
+    }
+}
+
+/// A builder for a native child running `/bin/sh` (argv as given, argv[0]
+/// first) with its output captured.
+pub fn native_builder(rt: &Runtime, argv: &[&str]) -> (ProcessBuilder, Output) {
+    let (stdout_stdio, stdout) = Stdio::capture();
+    let (stderr_stdio, stderr) = Stdio::capture();
+    let caps = Capabilities::new().args(argv.iter().copied()).stdout(stdout_stdio).stderr(stderr_stdio);
+    let builder = rt.native_process(&NativeProgram::new("/bin/sh")).capabilities(caps);
+    (builder, Output { stdout, stderr })
+}
+
+/// Runs each listed test body (a `fn(Backend)` in the calling module)
+/// once per backend, as `MODULE::wasm::NAME` and `MODULE::native::NAME`.
+#[macro_export]
+macro_rules! for_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod wasm {
+            $( #[test] fn $test() { super::$test($crate::Backend::Wasm) } )*
+        }
+        mod native {
+            $( #[test] fn $test() { super::$test($crate::Backend::Native) } )*
+        }
+    };
 }

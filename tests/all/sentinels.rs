@@ -5,13 +5,18 @@ use std::time::Duration;
 
 use wmp_host::ProcessError;
 
-use crate::{PATIENCE, child, probe, runtime};
+use crate::{Backend, Fixture, Job, PATIENCE};
 
-#[test]
-fn a_sentinel_exists_only_once_started_and_is_ready_at_the_end() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "spin", "");
+crate::for_both_backends!(
+    a_sentinel_exists_only_once_started_and_is_ready_at_the_end,
+    wait_returns_the_ready_ones,
+    the_raw_fd_becomes_readable_when_the_process_ends,
+);
+
+fn a_sentinel_exists_only_once_started_and_is_ready_at_the_end(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
+    let (p, _) = f.child(Job::Spin);
     assert_eq!(p.sentinel().err(), Some(ProcessError::NotStarted));
     assert_eq!(p.sentinel().unwrap_err().to_string(), "process not started");
     p.start().unwrap();
@@ -25,12 +30,11 @@ fn a_sentinel_exists_only_once_started_and_is_ready_at_the_end() {
     p.join(None).unwrap();
 }
 
-#[test]
-fn wait_returns_the_ready_ones() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (spinner, _) = child(&rt, &program, "spin", "");
-    let (quick, _) = child(&rt, &program, "noop", "");
+fn wait_returns_the_ready_ones(backend: Backend) {
+    let f = Fixture::new(backend);
+    let rt = &f.rt;
+    let (spinner, _) = f.child(Job::Spin);
+    let (quick, _) = f.child(Job::Noop);
     spinner.start().unwrap();
     quick.start().unwrap();
     let sentinels = [spinner.sentinel().unwrap(), quick.sentinel().unwrap()];
@@ -41,11 +45,9 @@ fn wait_returns_the_ready_ones() {
     assert!(rt.wait(&[], Some(Duration::from_millis(1))).is_empty());
 }
 
-#[test]
-fn the_raw_fd_becomes_readable_when_the_process_ends() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, _) = child(&rt, &program, "spin", "");
+fn the_raw_fd_becomes_readable_when_the_process_ends(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::Spin);
     p.start().unwrap();
     let s = p.sentinel().unwrap();
     let fd = s.raw_fd().unwrap();
@@ -60,7 +62,7 @@ fn the_raw_fd_becomes_readable_when_the_process_ends() {
     assert!(readable(30_000));
     assert_eq!(s.raw_fd().unwrap(), fd, "the same fd each time");
     // A sentinel asked for its fd only after the end is readable at once.
-    let (q, _) = child(&rt, &program, "noop", "");
+    let (q, _) = f.child(Job::Noop);
     q.start().unwrap();
     q.join(None).unwrap();
     let fd = q.sentinel().unwrap().raw_fd().unwrap();

@@ -112,20 +112,26 @@ impl HasGuest for P1State {
 /// point; it owns the store.
 type GuestRun = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 
-/// Launches `node` running `spec` as a tokio task on the runtime.
-pub(crate) fn launch(shared: &Arc<Shared>, node: Arc<Node>, spec: LaunchSpec) -> Result<(), ProcessError> {
+/// Launches `node` running `program` with `spec` as a tokio task on the
+/// runtime.
+pub(crate) fn launch(
+    shared: &Arc<Shared>,
+    node: Arc<Node>,
+    program: &Program,
+    spec: LaunchSpec,
+) -> Result<(), ProcessError> {
     if shared.is_shut_down() {
         return Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
     }
-    let report_to = TrapReport { stderr: spec.caps.stderr.clone(), program: spec.program.name().to_owned() };
-    let run = prepare(shared, &node, spec)
+    let report_to = TrapReport { stderr: spec.caps.stderr.clone(), program: program.name().to_owned() };
+    let run = prepare(shared, &node, program, spec)
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     shared.registry.add_live(&node);
     shared.handle.spawn(supervise(shared.clone(), node, report_to, run));
     Ok(())
 }
 
-fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, spec: LaunchSpec) -> Result<GuestRun, String> {
+fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: LaunchSpec) -> Result<GuestRun, String> {
     if node.limits.fuel.is_some() && !shared.fuel_metering {
         return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
     }
@@ -133,11 +139,11 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, spec: LaunchSpec) -> Result<G
     let guest = GuestCtx {
         node: node.clone(),
         shared: shared.clone(),
-        program: spec.program.clone(),
+        program: program.clone(),
         caps: spec.caps,
         limiter: MemoryGuard { node: node.clone() },
     };
-    match spec.program.code() {
+    match program.code() {
         Code::Component(pre) => {
             let pre = pre.clone();
             let state = P2State { guest, wasi: wasi.build(), table: ResourceTable::new(), target: spec.target };

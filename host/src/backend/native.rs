@@ -1,0 +1,310 @@
+//! The native backend: a process is a real OS child process, run with the
+//! same state machine as a wasm one. Its pid is the OS pid; its end is
+//! watched through a pidfd (which is also its pollable sentinel); a stop
+//! request becomes SIGTERM or SIGKILL; the exit status becomes the exitcode
+//! CPython gives (`n`, or `-s` after signal `s`).
+//!
+//! Every child is reaped by the task that watches it, also when every
+//! handle is dropped without a join; if that task is dropped (the runtime
+//! shuts down) the child is killed and reaped on the spot. Children are
+//! forked by one long-lived spawner thread with `PR_SET_PDEATHSIG`, so
+//! they die with the runtime even if the host process is killed.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use wmp_core::ProcessError;
+
+use crate::handoff::{HANDOFF_FD_VAR, Handoff};
+use crate::limits::{Limit, Limits};
+use crate::registry::{Node, NodeSpec};
+use crate::runtime::Shared;
+use crate::spec::{LaunchSpec, NativeProgram};
+use crate::status::ExitReason;
+use crate::stdio::Forwarder;
+
+/// How long a process's end waits for the rest of its output to be
+/// forwarded (after that, only a grandchild that kept the stream open
+/// still writes, and its output keeps flowing after the end is published).
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
+
+/// Starts `native` as a child of `parent` and returns its node (whose pid
+/// is the OS pid).
+pub(crate) fn launch(
+    shared: &Arc<Shared>,
+    parent: &Arc<Node>,
+    who: NodeSpec,
+    native: &NativeProgram,
+    spec: LaunchSpec,
+) -> Result<Arc<Node>, ProcessError> {
+    let failed = |why: String| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", who.name));
+    if shared.is_shut_down() {
+        return Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
+    }
+    let limits = parent.limits.narrowed_by(&who.limits);
+    refuse_wasm_only_limits(&limits).map_err(failed)?;
+    let handoff = Handoff::new(
+        parent.pid,
+        who.name.clone(),
+        who.identity.clone(),
+        who.daemon,
+        who.authkey.as_bytes().to_vec(),
+        spec.target.as_ref(),
+    );
+    let handoff = handoff.to_memfd().map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
+    let (command, forwarders) = command(native, &spec, &handoff, &limits);
+    let mut child = shared
+        .spawner
+        .spawn(with_parent_death(command))
+        .map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
+    drop(handoff);
+    let pipes = [child.stdout.take().map(OwnedFd::from), child.stderr.take().map(OwnedFd::from)];
+    let reaper = Reaper(Some(child));
+    let pid = reaper.pid();
+    let pidfd = Arc::new(pidfd_open(pid).map_err(|e| failed(format!("pidfd_open: {e}")))?);
+    let _runtime = shared.handle.enter();
+    // SAFETY: the Arc keeps the pidfd open, unchanged, for as long as the
+    // registration lives.
+    let exited = unsafe { AsyncFd::register_with_interest(pidfd.clone(), tokio::io::Interest::READABLE) }
+        .map_err(|e| failed(format!("cannot watch its pidfd: {e}")))?;
+    let forwarders = forwarders.into_iter().zip(pipes.into_iter().flatten()).map(|(f, pipe)| f.start(pipe));
+    let forwarders =
+        forwarders.collect::<io::Result<Vec<_>>>().map_err(|e| failed(format!("cannot forward its output: {e}")))?;
+    let node = Node::new(&shared.engine, Some(parent), pid, who);
+    node.exit.set_pidfd(pidfd);
+    shared.registry.add_live(&node);
+    shared.handle.spawn(supervise(shared.clone(), node.clone(), reaper, exited, forwarders));
+    Ok(node)
+}
+
+/// Fuel, table and stack limits count wasm instructions and structures; a
+/// native program cannot be held to them, so a tree under such a limit
+/// cannot start one.
+fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
+    let limit = if limits.fuel.is_some() {
+        Limit::Fuel
+    } else if limits.max_table_elements.is_some() {
+        Limit::Table
+    } else {
+        return Ok(());
+    };
+    Err(format!("a native program cannot run under a {limit}"))
+}
+
+/// The command for `native`, with its argv, environment, directory,
+/// stdio, memory limit and the handoff fd; and the output streams that
+/// must be forwarded once it runs.
+fn command(native: &NativeProgram, spec: &LaunchSpec, handoff: &OwnedFd, limits: &Limits) -> (Command, Vec<Forwarder>) {
+    let caps = &spec.caps;
+    let mut command = Command::new(&native.path);
+    if let Some((argv0, rest)) = caps.args.split_first() {
+        command.arg0(argv0).args(rest);
+    }
+    if !native.inherit_env {
+        command.env_clear();
+    }
+    command.envs(caps.env.iter().map(|(k, v)| (k, v)));
+    command.env(HANDOFF_FD_VAR, handoff.as_raw_fd().to_string());
+    if let Some(dir) = &native.current_dir {
+        command.current_dir(dir);
+    }
+    command.stdin(if caps.inherit_stdin { std::process::Stdio::inherit() } else { std::process::Stdio::null() });
+    let (stdout, stdout_forwarder) = caps.stdout.for_native();
+    let (stderr, stderr_forwarder) = caps.stderr.for_native();
+    command.stdout(stdout).stderr(stderr);
+    let handoff_fd = handoff.as_raw_fd();
+    let max_memory = limits.max_memory;
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe calls (fcntl, setrlimit).
+    unsafe {
+        command.pre_exec(move || {
+            // The one fd this child inherits on purpose.
+            if libc::fcntl(handoff_fd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(bytes) = max_memory {
+                let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    (command, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())
+}
+
+/// Makes the child die when the spawner thread (and so the runtime) is
+/// gone, even if the host process is killed.
+fn with_parent_death(mut command: Command) -> Command {
+    let host_pid = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and raise are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The host may have died between fork and prctl.
+            if libc::getppid() != host_pid {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+/// Owns an unreaped child: signals go to it, and dropping it before the
+/// child was reaped kills and reaps it, so no zombie is ever left.
+struct Reaper(Option<Child>);
+
+impl Reaper {
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    fn signal(&self, reason: &ExitReason) {
+        let signal = match reason {
+            ExitReason::Terminated => libc::SIGTERM,
+            _ => libc::SIGKILL,
+        };
+        if let Some(child) = &self.0 {
+            // SAFETY: the child is not reaped, so its pid is still its own.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// Reaps the child, which has exited (its pidfd is readable).
+    fn reap(&mut self) -> io::Result<ExitStatus> {
+        self.0.take().expect("reaped once").wait()
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Watches the child until it exits, passing on stop requests as signals
+/// and stopping it at its timeout; then reaps it and publishes its end.
+async fn supervise(
+    shared: Arc<Shared>,
+    node: Arc<Node>,
+    mut reaper: Reaper,
+    exited: AsyncFd<Arc<OwnedFd>>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let mut stops = node.stop_requests();
+    stops.mark_changed(); // a stop asked before this task ran
+    let timeout = node.limits.timeout;
+    let timer = async move {
+        match timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timer);
+    let mut timed_out = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = exited.readable() => break,
+            Ok(()) = stops.changed() => {
+                if let Some(reason) = stops.borrow_and_update().clone() {
+                    reaper.signal(&reason);
+                }
+            }
+            () = &mut timer, if !timed_out => {
+                timed_out = true;
+                node.stop(ExitReason::Limit(Limit::Timeout));
+            }
+        }
+    }
+    // Out of the table while it is still a zombie, so that its pid cannot
+    // have been handed to a new process yet.
+    shared.registry.remove_live(node.pid);
+    let status = tokio::task::block_in_place(|| reaper.reap());
+    let reason = match status {
+        Ok(status) => exit_reason(status, node.stop_requested()),
+        Err(e) => ExitReason::Trap(format!("cannot reap the process: {e}")),
+    };
+    let _ = tokio::time::timeout(OUTPUT_GRACE, all_ended(forwarders)).await;
+    node.release_budgets();
+    tracing::debug!(pid = node.pid, %reason, "native process ended");
+    if let Some(parent) = node.parent.as_ref().and_then(std::sync::Weak::upgrade) {
+        parent.child_ending();
+    }
+    node.exit.publish(reason);
+}
+
+async fn all_ended(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+/// CPython's reading of a wait status: the exit code, or the signal that
+/// ended it (with the stop reason it was asked for, if it was ours).
+fn exit_reason(status: ExitStatus, requested: Option<ExitReason>) -> ExitReason {
+    if let Some(code) = status.code() {
+        return ExitReason::Exit(code);
+    }
+    match status.signal() {
+        Some(libc::SIGTERM) => ExitReason::Terminated,
+        Some(libc::SIGKILL) => match requested {
+            Some(ExitReason::Limit(limit)) => ExitReason::Limit(limit),
+            _ => ExitReason::Killed,
+        },
+        Some(signal) => ExitReason::Signaled(signal),
+        None => ExitReason::Exit(status.into_raw()),
+    }
+}
+
+/// The one thread that forks native children. A child's parent-death
+/// signal fires when the thread that forked it ends, so forking from
+/// callers' threads (which come and go) would kill children early.
+#[derive(Default)]
+pub(crate) struct Spawner {
+    jobs: OnceLock<Mutex<mpsc::Sender<SpawnJob>>>,
+}
+
+type SpawnJob = (Command, mpsc::SyncSender<io::Result<Child>>);
+
+impl Spawner {
+    fn spawn(&self, command: Command) -> io::Result<Child> {
+        let jobs = self.jobs.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel::<SpawnJob>();
+            std::thread::Builder::new()
+                .name("wmp-spawner".into())
+                .spawn(move || {
+                    for (mut command, reply) in receiver {
+                        let _ = reply.send(command.spawn());
+                    }
+                })
+                .expect("spawning the wmp-spawner thread");
+            Mutex::new(sender)
+        });
+        let (reply, result) = mpsc::sync_channel(1);
+        jobs.lock().unwrap().send((command, reply)).map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        result.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+}

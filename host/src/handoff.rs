@@ -1,0 +1,116 @@
+//! The identity handoff to a native child: who it is in the process tree
+//! (name, identity, parent pid, daemon flag, authkey) and which target it
+//! is to run, written by the parent into a sealed memfd that only the
+//! child inherits, and read back by `wmp-guest` in the child.
+//!
+//! The authkey never goes on argv or into the environment (other users and
+//! any later child would see it there); the environment only says which fd
+//! holds the handoff (`WMP_HANDOFF_FD`).
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::Pid;
+use crate::spec::Target;
+
+/// The environment variable naming the handoff fd.
+pub(crate) const HANDOFF_FD_VAR: &str = "WMP_HANDOFF_FD";
+/// The memfd's name, checked by the reader so that a stale variable
+/// pointing at some other fd is not trusted.
+const MEMFD_NAME: &str = "wmp-handoff";
+
+/// What a native child learns from its parent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Handoff {
+    pub(crate) parent_pid: Pid,
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) authkey: Vec<u8>,
+    pub(crate) target: Option<HandoffTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct HandoffTarget {
+    name: String,
+    args: Vec<u8>,
+}
+
+impl Handoff {
+    pub(crate) fn new(
+        parent_pid: Pid,
+        name: String,
+        identity: Vec<u32>,
+        daemon: bool,
+        authkey: Vec<u8>,
+        target: Option<&Target>,
+    ) -> Handoff {
+        let target = target.map(|t| HandoffTarget { name: t.name.clone(), args: t.args.clone() });
+        Handoff { parent_pid, name, identity, daemon, authkey, target }
+    }
+
+    /// The target this process was started to run, if any.
+    pub fn target(&self) -> Option<Target> {
+        self.target.as_ref().map(|t| Target { name: t.name.clone(), args: t.args.clone() })
+    }
+
+    /// Writes the handoff into a fresh sealed memfd (close-on-exec: the
+    /// spawner clears that flag in the one child that is to inherit it).
+    pub(crate) fn to_memfd(&self) -> std::io::Result<OwnedFd> {
+        let name = std::ffi::CString::new(MEMFD_NAME).expect("no NUL in the name");
+        // SAFETY: memfd_create reads a valid C string; the result is checked.
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut file = std::fs::File::from(fd);
+        file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: fcntl on an fd we own.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file.into())
+    }
+
+    /// The handoff this process was started with, if a wmp runtime started
+    /// it; the fd is closed once read.
+    pub fn from_environment() -> std::io::Result<Option<Handoff>> {
+        let Some(fd) = std::env::var(HANDOFF_FD_VAR).ok().and_then(|v| v.parse::<RawFd>().ok()) else {
+            return Ok(None);
+        };
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+        if !link.to_string_lossy().starts_with(&format!("/memfd:{MEMFD_NAME}")) {
+            return Ok(None); // inherited from an ancestor, the fd is something else now
+        }
+        // SAFETY: the fd is open (it resolved above), is the handoff memfd
+        // and nothing else in this process uses it; we take ownership.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut bytes = Vec::new();
+        file.rewind()?;
+        file.read_to_end(&mut bytes)?;
+        serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handoff_survives_the_memfd() {
+        let target = Target { name: "work".into(), args: b"[1]".to_vec() };
+        let handoff = Handoff::new(7, "Process-1:2".into(), vec![1, 2], true, vec![9; 32], Some(&target));
+        let fd = handoff.to_memfd().unwrap();
+        let mut file = std::fs::File::from(fd);
+        let mut bytes = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut bytes).unwrap();
+        assert_eq!(serde_json::from_slice::<Handoff>(&bytes).unwrap(), handoff);
+        assert!(file.write_all(b"x").is_err(), "the memfd is sealed against writes");
+    }
+}

@@ -1,0 +1,191 @@
+//! What only native processes have: OS pids and exit statuses (a signal
+//! s gives -s), SIGTERM that a program may ignore, pidfd sentinels,
+//! reaping without zombies, stdio, and mixing with wasm processes.
+
+use std::time::Duration;
+
+use wmp_host::{Capabilities, ExitReason, NativeProgram, ProcessError, Stdio};
+
+use crate::{Backend, Fixture, Job, PATIENCE, native_builder, probe, run_child, runtime};
+
+/// Whether `pid` names no process at all (reaped, not a zombie).
+fn is_reaped(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the pid exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+#[test]
+fn a_native_child_has_its_os_pid_and_is_reaped() {
+    let f = Fixture::new(Backend::Native);
+    let (p, out) = native_builder(&f.rt, &["sh", "-c", "echo $$; exit 4"]);
+    let p = p.build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    let pid = p.pid().unwrap().unwrap();
+    assert_eq!(out.stdout().trim(), pid.to_string(), "the pid is the OS pid");
+    assert_eq!(p.exitcode(), Ok(Some(4)));
+    assert!(is_reaped(pid), "no zombie after join");
+    // Dropped without join: still reaped.
+    let (p, _) = f.child(Job::Noop);
+    p.start().unwrap();
+    let (pid, sentinel) = (p.pid().unwrap().unwrap(), p.sentinel().unwrap());
+    drop(p);
+    assert!(sentinel.wait(Some(PATIENCE)));
+    assert!(is_reaped(pid), "no zombie after an unjoined child ended");
+}
+
+#[test]
+fn a_child_killed_by_a_signal_reports_minus_that_signal() {
+    let f = Fixture::new(Backend::Native);
+    let (p, _) = native_builder(&f.rt, &["sh", "-c", "kill -SEGV $$"]);
+    let p = p.build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(-11)));
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Signaled(11))));
+    assert!(p.to_string().ends_with("stopped exitcode=-SIGSEGV>"), "{p}");
+}
+
+#[test]
+fn terminate_can_be_ignored_and_kill_cannot() {
+    let f = Fixture::new(Backend::Native);
+    let (p, out) = native_builder(&f.rt, &["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.01; done"]);
+    let p = p.build();
+    p.start().unwrap();
+    crate::wait_for_output(&p, &out, "ready");
+    p.terminate().unwrap();
+    p.join(Some(Duration::from_millis(200))).unwrap();
+    assert_eq!(p.is_alive(), Ok(true), "SIGTERM was ignored");
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+}
+
+#[test]
+fn a_program_that_handles_terminate_reports_its_own_exit_code() {
+    let f = Fixture::new(Backend::Native);
+    let (p, out) = native_builder(&f.rt, &["sh", "-c", "trap 'exit 5' TERM; echo ready; while :; do sleep 0.01; done"]);
+    let p = p.build();
+    p.start().unwrap();
+    crate::wait_for_output(&p, &out, "ready");
+    p.terminate().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(5)), "as CPython: the status the process ended with");
+}
+
+#[test]
+fn argv_env_cwd_and_stdio_reach_the_program() {
+    let rt = runtime();
+    let dir = std::env::temp_dir();
+    let program = NativeProgram::new("/bin/sh").current_dir(&dir).inherit_env(false);
+    let (stdout, out) = Stdio::capture();
+    let (stderr, err) = Stdio::capture();
+    let caps = Capabilities::new()
+        .args(["sh", "-c", "echo \"$0 $1 $GREETING $HOME\"; pwd; echo oops >&2", "zero", "one"])
+        .env("GREETING", "hello")
+        .stdout(stdout)
+        .stderr(stderr);
+    let p = rt.native_process(&program).capabilities(caps).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    let canonical = dir.canonicalize().unwrap();
+    assert_eq!(out.text(), format!("zero one hello \n{}\n", canonical.display()), "no inherited HOME");
+    assert_eq!(err.text(), "oops\n");
+}
+
+#[test]
+fn a_missing_program_fails_to_start_with_a_clear_error() {
+    let rt = runtime();
+    let p = rt.native_process(&NativeProgram::new("/no/such/program")).build();
+    let err = p.start().unwrap_err();
+    assert!(matches!(err, ProcessError::SpawnFailed(_)), "{err:?}");
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+    assert_eq!(p.pid(), Ok(None), "it did not start");
+    assert!(p.start().is_err(), "and stays startable only in vain");
+}
+
+#[test]
+fn the_sentinel_is_a_pollable_pidfd() {
+    let f = Fixture::new(Backend::Native);
+    let (p, _) = f.child(Job::Spin);
+    p.start().unwrap();
+    let s = p.sentinel().unwrap();
+    let fd = s.raw_fd().unwrap();
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    assert_eq!(link.to_string_lossy(), "anon_inode:[pidfd]");
+    let readable = |timeout_ms: i32| {
+        let mut pollfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, owned by this frame.
+        unsafe { libc::poll(&mut pollfd, 1, timeout_ms) == 1 }
+    };
+    assert!(!readable(10));
+    p.kill().unwrap();
+    assert!(readable(30_000));
+    p.join(None).unwrap();
+}
+
+#[test]
+fn wait_and_active_children_mix_wasm_and_native() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (wasm, _) = crate::child(&rt, &program, "spin", "");
+    let (native, _) = native_builder(&rt, &["sh", "-c", "exec sleep 600"]);
+    let native = native.build();
+    wasm.start().unwrap();
+    native.start().unwrap();
+    let mut names: Vec<String> = rt.active_children().iter().map(|p| p.name()).collect();
+    names.sort();
+    assert_eq!(names, ["Process-1", "Process-2"]);
+    let sentinels = [wasm.sentinel().unwrap(), native.sentinel().unwrap()];
+    assert!(rt.wait(&sentinels, Some(Duration::from_millis(20))).is_empty());
+    native.kill().unwrap();
+    assert_eq!(rt.wait(&sentinels, Some(PATIENCE)), [1]);
+    wasm.terminate().unwrap();
+    while rt.wait(&sentinels, Some(PATIENCE)).len() < 2 {}
+    assert_eq!((wasm.exitcode(), native.exitcode()), (Ok(Some(-15)), Ok(Some(-9))));
+    assert!(rt.active_children().is_empty());
+}
+
+#[test]
+fn a_timeout_limit_kills_a_native_child() {
+    let f = Fixture::new(Backend::Native);
+    let (builder, _) = f.builder(Job::Spin);
+    let limits = wmp_host::Limits { timeout: Some(Duration::from_millis(50)), ..Default::default() };
+    let p = builder.limits(limits).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(wmp_host::Limit::Timeout))));
+}
+
+#[test]
+fn a_guest_starts_a_native_program_only_when_granted() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (_, out) = run_child(&rt, &program, "other_program", "/bin/false -");
+    assert_eq!(
+        out.value("start error"),
+        "program \"/bin/false\" is not available to guests (the host has not shared or granted it)"
+    );
+    rt.share_native("/bin/false", &NativeProgram::new("/bin/false"));
+    let (p, out) = run_child(&rt, &program, "other_program", "/bin/false -");
+    assert_eq!(out.value("/bin/false exitcode"), "Some(1)", "{}", out.stderr());
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+}
+
+#[test]
+fn a_granted_program_gets_the_guests_environment_not_the_hosts() {
+    let rt = runtime();
+    let program = probe(&rt);
+    rt.share_native("env", &NativeProgram::new("/usr/bin/env"));
+    let (stdout, out) = Stdio::capture();
+    let caps = Capabilities::new().args(["probe"]).env("GUEST_VAR", "1").stdout(stdout);
+    let p = rt.process(&program).capabilities(caps).target("other_program", b"\"env -\"".to_vec()).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    let text = out.text();
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("WMP_HANDOFF_FD=")).collect();
+    lines.sort();
+    assert_eq!(lines, ["GUEST_VAR=1", "env exitcode=Some(0)"], "no variable of the host's");
+}
