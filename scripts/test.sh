@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
+bash scripts/language-guests.sh && export WMP_LANGUAGE_GUESTS=required  # C, Python and JS guests (tests/all/languages.rs)
 cargo test "$@"   # the default members; guests are built for wasm by tests/guest-artifacts

@@ -5,12 +5,14 @@
 //!
 //! The semantics tests that do not depend on what runs inside the process
 //! run once per backend (wasm and native) from one body each: see
-//! [`Fixture`] and [`for_both_backends!`].
+//! [`Fixture`] and [`for_both_backends!`]. Under the native backend the
+//! probe guest is this very binary: see [`native_probe`].
 
 mod authkey;
 mod cli;
 mod guests;
 mod hostile;
+mod languages;
 mod lifecycle;
 mod limits;
 mod load;
@@ -26,6 +28,28 @@ use std::time::Duration;
 use wmp_host::{
     Capabilities, CaptureBuffer, CodeCache, NativeProgram, Process, ProcessBuilder, Program, Runtime, Stdio,
 };
+
+/// The probe guest (tests/guests/src/bin/probe.rs) built natively against
+/// the native `wmp-guest`: this test binary runs it, instead of the tests,
+/// when a runtime starts it with [`NATIVE_PROBE_VAR`] set. One binary
+/// holds both, so the native probe costs no second build of wmp-host.
+#[path = "../guests/src/bin/probe.rs"]
+mod native_probe;
+
+/// Set in the environment of a native probe child.
+pub const NATIVE_PROBE_VAR: &str = "WMP_TEST_NATIVE_PROBE";
+
+/// Runs before the test harness's `main` (an ELF initializer), so a
+/// native probe child never reaches the harness.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RUN_AS_NATIVE_PROBE: extern "C" fn() = run_as_native_probe;
+
+extern "C" fn run_as_native_probe() {
+    if std::env::var_os(NATIVE_PROBE_VAR).is_some() {
+        native_probe::main(); // exits: it never returns to the harness
+    }
+}
 
 /// Long enough that a correct process always ends within it; only a hang
 /// or a broken kill hits it.
@@ -178,6 +202,37 @@ impl Fixture {
     /// Starts a child doing `job` and waits for it.
     pub fn run_child(&self, job: Job) -> (Process, Output) {
         let (process, output) = self.child(job);
+        process.start().expect("start");
+        process.join(Some(PATIENCE)).expect("join");
+        assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
+        (process, output)
+    }
+
+    /// A builder for a child running the probe guest's `target` with `args`
+    /// (a JSON string), with its output captured: the wasm probe, or this
+    /// binary as the native probe.
+    pub fn probe_builder(&self, target: &str, args: &str) -> (ProcessBuilder, Output) {
+        match &self.probe {
+            Some(program) => child_builder(&self.rt, program, target, args),
+            None => {
+                let exe = std::env::current_exe().expect("the test binary's path");
+                let (stdout_stdio, stdout) = Stdio::capture();
+                let (stderr_stdio, stderr) = Stdio::capture();
+                let caps = Capabilities::new()
+                    .args(["probe"])
+                    .env(NATIVE_PROBE_VAR, "1")
+                    .stdout(stdout_stdio)
+                    .stderr(stderr_stdio);
+                let builder = self.rt.native_process(&NativeProgram::new(exe)).capabilities(caps);
+                (builder.target(target, serde_json::to_vec(args).unwrap()), Output { stdout, stderr })
+            }
+        }
+    }
+
+    /// Starts the probe's `target` with `args` and waits for it.
+    pub fn run_probe(&self, target: &str, args: &str) -> (Process, Output) {
+        let (builder, output) = self.probe_builder(target, args);
+        let process = builder.build();
         process.start().expect("start");
         process.join(Some(PATIENCE)).expect("join");
         assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
