@@ -4,8 +4,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use wmp_core::{AuthKey, ProcessError};
 
 mod bindings {
@@ -47,56 +45,11 @@ pub struct Process {
     handle: wit::Process,
     /// Arguments that could not be encoded: CPython raises the pickling
     /// error from `start()`, and so does this.
-    encode_error: Option<ProcessError>,
+    pub(crate) encode_error: Option<ProcessError>,
 }
 
 impl Process {
-    /// A child that will run the target registered as `target` (see
-    /// [`main!`](crate::main)) with `args`, encoded as JSON
-    /// (`Process(target=..., args=...)`). Takes the next number of this
-    /// process's child counter.
-    pub fn new<T: Serialize + ?Sized>(target: &str, args: &T) -> Process {
-        Process::with(target, args, None, None)
-    }
-
-    /// [`Process::new`] with an explicit name and daemon flag (None keeps
-    /// the default name / inherits this process's daemon flag).
-    pub fn with<T: Serialize + ?Sized>(target: &str, args: &T, name: Option<&str>, daemon: Option<bool>) -> Process {
-        Process::encoded(None, target, args, name, daemon)
-    }
-
-    /// A child running `target` (its `main` if empty) of another program
-    /// that the host has shared with guests under the name `program`.
-    /// Starting it fails if the host has not shared it.
-    pub fn in_program<T: Serialize + ?Sized>(program: &str, target: &str, args: &T) -> Process {
-        Process::encoded(Some(program), target, args, None, None)
-    }
-
-    /// A child whose target gets `args` as raw bytes (for targets written
-    /// with [`entry`], or in another language).
-    pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
-        Process::create(None, target, args, name, daemon)
-    }
-
-    fn encoded<T: Serialize + ?Sized>(
-        program: Option<&str>,
-        target: &str,
-        args: &T,
-        name: Option<&str>,
-        daemon: Option<bool>,
-    ) -> Process {
-        match serde_json::to_vec(args) {
-            Ok(bytes) => Process::create(program, target, bytes, name, daemon),
-            Err(err) => {
-                let message = format!("cannot encode the arguments of target {target:?}: {err}");
-                let mut process = Process::create(program, target, Vec::new(), name, daemon);
-                process.encode_error = Some(ProcessError::SpawnFailed(message));
-                process
-            }
-        }
-    }
-
-    fn create(program: Option<&str>, target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
+    pub(crate) fn create(program: Option<&str>, target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
         let spec = wit::Spec {
             target: target.to_owned(),
             args,
@@ -244,70 +197,10 @@ pub fn exit(code: i32) -> ! {
     unreachable!("the host ends the process in exit()")
 }
 
-/// A named function a child can run, taking the argument bytes given to
-/// [`Process::with_bytes`]. [`main!`](crate::main) makes these for typed
-/// targets.
-pub type Target = (&'static str, fn(&[u8]));
-
-/// Decodes a child's JSON arguments and runs a typed target with them; a
-/// child whose arguments do not decode exits with code 1 and says why.
-pub fn run_target<T: DeserializeOwned>(target: fn(T), args: &[u8]) {
-    match serde_json::from_slice(args) {
-        Ok(args) => target(args),
-        Err(err) => {
-            eprintln!("cannot decode the arguments of {}: {err}", current_process().name());
-            exit(1);
-        }
-    }
-}
-
-/// The bytes of the `wmp:targets` custom section: the target names, one
-/// per line (used by [`main!`](crate::main)).
-pub const fn target_section<const N: usize>(list: &str) -> [u8; N] {
-    let mut section = [0u8; N];
-    let bytes = list.as_bytes();
-    let mut i = 0;
-    while i < N {
-        section[i] = bytes[i];
-        i += 1;
-    }
-    section
-}
-
-/// Defines `fn main()` for a guest whose children run named targets:
-///
-/// ```ignore
-/// fn worker(n: u64) { println!("worker got {n}"); }
-/// fn start() { let p = wmp_guest::Process::new("worker", &7u64); p.start().unwrap(); p.join(None).unwrap(); }
-/// wmp_guest::main!(start, worker);
-/// ```
-///
-/// Each target is a `fn(T)` with `T: serde::de::DeserializeOwned`, started
-/// by its function name.
-///
-/// The target names are also recorded in the custom section `wmp:targets`
-/// of the program, so the host refuses to start an unknown target with a
-/// clear error instead of launching a child that cannot run.
-#[macro_export]
-macro_rules! main {
-    ($main:path $(, $target:ident)* $(,)?) => {
-        const __WMP_TARGET_LIST: &str = concat!($(stringify!($target), "\n"),*);
-        #[unsafe(link_section = "wmp:targets")]
-        #[used]
-        static __WMP_TARGETS: [u8; __WMP_TARGET_LIST.len()] = $crate::target_section(__WMP_TARGET_LIST);
-        fn main() {
-            $crate::entry(
-                &[$((stringify!($target), |args: &[u8]| $crate::run_target($target, args))),*],
-                $main,
-            )
-        }
-    };
-}
-
 /// The program's entry point: runs `main` in a process started normally,
 /// or the requested target in a child. A child asking for a target that is
 /// not in `targets` prints the error and exits with code 1.
-pub fn entry(targets: &[Target], main: impl FnOnce()) {
+pub fn entry(targets: &[crate::Target], main: impl FnOnce()) {
     let Some(request) = wit::spawn_context() else {
         return main();
     };

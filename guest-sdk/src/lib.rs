@@ -32,15 +32,24 @@
 //! Errors are [`ProcessError`], whose messages are CPython's. The authkey is
 //! an [`AuthKey`], which refuses to be serialized.
 //!
-//! This crate only works in a wmp guest on `wasm32`; on other targets it
-//! compiles to nothing but the shared types (so the examples above are not
-//! compiled as doctests; `tests/guests` and `examples/hello` use every one
-//! of these calls and are built and run by the test suite and the demo).
+//! On `wasm32` the calls go to the host through the WIT imports. Built
+//! natively, the same API runs the program as a native process: a wmp
+//! runtime that started it hands it its identity, and its children are
+//! native runs of the same executable (see `native.rs`). `tests/guests`
+//! uses every call and runs both ways in the test suite (the examples
+//! above are not doctests: they need a runtime to start them).
 
 pub use wmp_core::{AuthKey, ProcessError};
 
 #[cfg(target_arch = "wasm32")]
 mod guest;
-
 #[cfg(target_arch = "wasm32")]
 pub use guest::*;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::*;
+
+mod targets;
+pub use targets::*;

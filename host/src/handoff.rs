@@ -24,7 +24,11 @@ const MEMFD_NAME: &str = "wmp-handoff";
 /// What a native child learns from its parent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Handoff {
+    /// The OS process that started this one: its parent if that is a
+    /// native process, else the host running the parent.
+    pub(crate) host_pid: u32,
     pub(crate) parent_pid: Pid,
+    pub(crate) parent_name: String,
     pub(crate) name: String,
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
@@ -41,6 +45,7 @@ pub(crate) struct HandoffTarget {
 impl Handoff {
     pub(crate) fn new(
         parent_pid: Pid,
+        parent_name: String,
         name: String,
         identity: Vec<u32>,
         daemon: bool,
@@ -48,7 +53,7 @@ impl Handoff {
         target: Option<&Target>,
     ) -> Handoff {
         let target = target.map(|t| HandoffTarget { name: t.name.clone(), args: t.args.clone() });
-        Handoff { parent_pid, name, identity, daemon, authkey, target }
+        Handoff { host_pid: std::process::id(), parent_pid, parent_name, name, identity, daemon, authkey, target }
     }
 
     /// The target this process was started to run, if any.
@@ -104,7 +109,8 @@ mod tests {
     #[test]
     fn a_handoff_survives_the_memfd() {
         let target = Target { name: "work".into(), args: b"[1]".to_vec() };
-        let handoff = Handoff::new(7, "Process-1:2".into(), vec![1, 2], true, vec![9; 32], Some(&target));
+        let handoff =
+            Handoff::new(7, "Process-1".into(), "Process-1:2".into(), vec![1, 2], true, vec![9; 32], Some(&target));
         let fd = handoff.to_memfd().unwrap();
         let mut file = std::fs::File::from(fd);
         let mut bytes = Vec::new();

@@ -18,6 +18,7 @@ use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::backend::native::Spawner;
+use crate::handoff::Handoff;
 use crate::spec::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
 use crate::status::{ExitReason, Signal};
 
@@ -99,6 +100,7 @@ pub struct RuntimeBuilder {
     max_wasm_stack: Option<usize>,
     pooling: Option<u32>,
     max_live_processes: Option<usize>,
+    handoff: Option<Handoff>,
 }
 
 /// Memory mappings one live process may need (linear memory and its guard,
@@ -173,6 +175,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Makes the main process the one a wmp runtime started natively and
+    /// handed this identity ([`Handoff::from_environment`]): its name,
+    /// identity, daemon flag, authkey and parent; `wmp-guest` does this in
+    /// a native program.
+    pub fn handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
+    }
+
     pub fn build(self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::error::one_line(&e));
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
@@ -240,21 +251,72 @@ impl RuntimeBuilder {
             shut_down: AtomicBool::new(false),
             spawner: Spawner::default(),
         });
-        // The main process is the host process: its pid is the OS pid.
-        let main = Node::new(
-            &engine,
-            None,
-            std::process::id(),
-            NodeSpec {
-                identity: Vec::new(),
-                name: wmp_core::naming::default_name(&[]),
-                daemon: false,
-                authkey: random_authkey()?,
-                limits: main_limits,
-            },
-        );
-        Ok(Runtime { shared, main, tokio: Some(tokio) })
+        // The main process is the host process: its pid is the OS pid. A
+        // process a wmp runtime started natively is who the handoff says,
+        // below a view of its parent.
+        let (main, parent) = match self.handoff {
+            None => {
+                let who = NodeSpec {
+                    identity: Vec::new(),
+                    name: wmp_core::naming::default_name(&[]),
+                    daemon: false,
+                    authkey: random_authkey()?,
+                    limits: main_limits,
+                };
+                (Node::new(&engine, None, std::process::id(), who), None)
+            }
+            Some(handoff) => {
+                let parent = parent_view(&shared, &handoff);
+                let who = NodeSpec {
+                    identity: handoff.identity,
+                    name: handoff.name,
+                    daemon: handoff.daemon,
+                    authkey: AuthKey::new(handoff.authkey),
+                    limits: main_limits,
+                };
+                (Node::new(&engine, Some(&parent), std::process::id(), who), Some(parent))
+            }
+        };
+        Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
     }
+}
+
+/// The parent of a process started natively by a wmp runtime, as far as
+/// it can see it: name, identity and pid from the handoff, and an end
+/// published when the OS process that started it (the parent, or the host
+/// running a wasm parent) exits, watched through a pidfd.
+fn parent_view(shared: &Shared, handoff: &Handoff) -> Arc<Node> {
+    let identity = handoff.identity.split_last().map(|(_, parent)| parent.to_vec()).unwrap_or_default();
+    let who = NodeSpec {
+        identity,
+        name: handoff.parent_name.clone(),
+        daemon: false,
+        authkey: AuthKey::new(handoff.authkey.clone()),
+        limits: Limits::default(),
+    };
+    let parent = Node::new(&shared.engine, None, handoff.parent_pid, who);
+    let starter = handoff.host_pid;
+    let still_my_parent = || std::os::unix::process::parent_id() == starter;
+    let watch = if still_my_parent() { crate::backend::native::pidfd_open(starter).ok() } else { None };
+    // Checked again once the pidfd is open: it then names the live parent.
+    match watch.filter(|_| still_my_parent()) {
+        None => parent.exit.publish(ExitReason::Returned),
+        Some(pidfd) => {
+            let _runtime = shared.handle.enter();
+            // SAFETY: the AsyncFd owns the pidfd for as long as it is registered.
+            match unsafe { tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
+                Ok(exited) => {
+                    let parent = parent.clone();
+                    shared.handle.spawn(async move {
+                        let _ = exited.readable().await;
+                        parent.exit.publish(ExitReason::Returned);
+                    });
+                }
+                Err(_) => parent.exit.publish(ExitReason::Returned),
+            }
+        }
+    }
+    parent
 }
 
 fn random_authkey() -> Result<AuthKey> {
@@ -298,6 +360,9 @@ fn start_epoch_ticker(engine: &Engine) {
 pub struct Runtime {
     shared: Arc<Shared>,
     main: Arc<Node>,
+    /// The view of the process that started this one natively (the main
+    /// process holds it only weakly).
+    _parent: Option<Arc<Node>>,
     tokio: Option<tokio::runtime::Runtime>,
 }
 
@@ -377,6 +442,12 @@ impl Runtime {
 
     /// Children of the main process that have started and not ended;
     /// finished ones are reaped first.
+    /// The process that started this one natively (see
+    /// [`RuntimeBuilder::handoff`]); None for a host's own runtime.
+    pub fn parent_process(&self) -> Option<Process> {
+        Process::parent_of(self.shared.clone(), self.main.clone())
+    }
+
     pub fn active_children(&self) -> Vec<Process> {
         self.main.reap_finished_children();
         let children = self.main.children.lock().unwrap().clone();
@@ -460,6 +531,13 @@ impl Runtime {
     }
 
     /// A sentinel for the main process run by [`run_main`](Self::run_main).
+    /// What CPython does when a process exits by itself: terminate its
+    /// daemonic children, then join all of them. A native `wmp-guest`
+    /// program calls this before it exits; the blocking form only.
+    pub fn exit_children(&self) {
+        self.shared.handle.block_on(crate::backend::end_children(&self.main, &ExitReason::Returned));
+    }
+
     pub fn main_sentinel(&self) -> Sentinel {
         Sentinel { cell: self.main.exit.clone(), handle: self.shared.handle.clone() }
     }

@@ -1,15 +1,25 @@
-//! What a guest sees of the process model through the WIT imports: its own
+//! What a guest sees of the process model through the WIT imports (or,
+//! built natively, through the handoff and its own runtime): its own
 //! identity, its parent, and the rules when it makes children of its own.
+
+use std::time::{Duration, Instant};
 
 use wmp_host::ProcessError;
 
-use crate::{probe, run_child, runtime};
+use crate::{Backend, Fixture, PATIENCE, probe, run_child, runtime};
 
-#[test]
-fn a_child_sees_itself_and_its_parent() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, out) = run_child(&rt, &program, "identity", "");
+crate::for_both_backends!(
+    a_child_sees_itself_and_its_parent,
+    names_and_identities_nest_three_levels_deep,
+    a_child_reports_its_childs_exit_code,
+    a_panic_gives_exitcode_1_with_its_message,
+    a_daemonic_process_may_not_start_children,
+    an_ending_process_terminates_daemons_and_joins_the_rest,
+);
+
+fn a_child_sees_itself_and_its_parent(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, out) = f.run_probe("identity", "");
     let pid = p.pid().unwrap().unwrap();
     assert_eq!(out.value("name"), "Process-1");
     assert_eq!(out.value("pid"), format!("Some({pid})"));
@@ -30,11 +40,9 @@ fn a_child_sees_itself_and_its_parent() {
     assert_eq!(out.value("parent_repr"), "<_ParentProcess name='MainProcess' parent=None unknown>");
 }
 
-#[test]
-fn names_and_identities_nest_three_levels_deep() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, out) = run_child(&rt, &program, "nest", "nest identity");
+fn names_and_identities_nest_three_levels_deep(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, out) = f.run_probe("nest", "nest identity");
     assert_eq!(p.exitcode(), Ok(Some(0)));
     let stdout = out.stdout();
     assert_eq!(out.value("name"), "Process-1:1:1", "{stdout}");
@@ -44,11 +52,9 @@ fn names_and_identities_nest_three_levels_deep() {
     assert!(stdout.contains("Process-1:1 exitcode=Some(0)"), "{stdout}");
 }
 
-#[test]
-fn a_child_reports_its_childs_exit_code() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (_, out) = run_child(&rt, &program, "nest", "exit_with 42");
+fn a_child_reports_its_childs_exit_code(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (_, out) = f.run_probe("nest", "exit_with 42");
     assert!(out.stdout().contains("Process-1:1 exitcode=Some(42)"), "{}", out.stdout());
 }
 
@@ -104,4 +110,42 @@ fn only_the_creator_may_start_join_or_test_an_object() {
     assert!(grandchild.to_string().ends_with(" unknown>"), "{grandchild}");
     p.kill().unwrap();
     p.join(None).unwrap();
+}
+
+fn a_panic_gives_exitcode_1_with_its_message(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, out) = f.probe_builder("panic", "bad thing");
+    let p = p.name("boom").build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(1)));
+    let stderr = out.stderr();
+    assert!(stderr.contains("bad thing"), "stderr: {stderr}");
+    assert!(stderr.contains("Process boom:\n"), "the report uses the current name: {stderr}");
+}
+
+fn a_daemonic_process_may_not_start_children(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, out) = f.probe_builder("spawn_child", "");
+    let p = p.daemon(true).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(out.value("start error"), "daemonic processes are not allowed to have children");
+    // A non-daemonic process may.
+    let (p, out) = f.run_probe("spawn_child", "");
+    assert!(out.stdout().contains("started <Process name='Process-2:1' pid="), "{}", out.stdout());
+    assert_eq!(out.value("child exitcode"), "Some(-9)");
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+}
+
+fn an_ending_process_terminates_daemons_and_joins_the_rest(backend: Backend) {
+    let f = Fixture::new(backend);
+    let before = Instant::now();
+    let (p, out) = f.run_probe("leave_children", "2 300");
+    assert!(out.stdout().contains("children started: 4"), "{}", out.stdout());
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    // The parent ended only after its sleeping children were joined ...
+    assert!(before.elapsed() >= Duration::from_millis(300), "ended after {:?}", before.elapsed());
+    // ... and the spinning daemons were stopped rather than left behind.
+    assert_eq!(f.rt.live_process_count(), 0);
 }

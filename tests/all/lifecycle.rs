@@ -130,20 +130,6 @@ fn a_trap_gives_exitcode_1_and_a_report_on_stderr() {
     assert!(stderr.contains("wasm trap: wasm `unreachable` instruction executed"), "stderr: {stderr}");
 }
 
-#[test]
-fn a_panic_gives_exitcode_1_with_its_message() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, out) = child(&rt, &program, "panic", "bad thing");
-    p.set_name("boom");
-    p.start().unwrap();
-    p.join(Some(PATIENCE)).unwrap();
-    assert_eq!(p.exitcode(), Ok(Some(1)));
-    let stderr = out.stderr();
-    assert!(stderr.contains("bad thing"), "stderr: {stderr}");
-    assert!(stderr.contains("Process boom:\n"), "the report uses the current name: {stderr}");
-}
-
 fn terminate_and_kill_stop_a_spinning_process(backend: Backend) {
     let f = Fixture::new(backend);
     let rt = &f.rt;
@@ -235,36 +221,6 @@ fn daemon_is_settable_only_before_start(backend: Backend) {
     assert!(p.daemon());
     p.kill().unwrap();
     p.join(None).unwrap();
-}
-
-#[test]
-fn a_daemonic_process_may_not_start_children() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (p, out) = child(&rt, &program, "spawn_child", "");
-    p.set_daemon(true).unwrap();
-    p.start().unwrap();
-    p.join(Some(PATIENCE)).unwrap();
-    assert_eq!(out.value("start error"), "daemonic processes are not allowed to have children");
-    // A non-daemonic process may.
-    let (p, out) = run_child(&rt, &program, "spawn_child", "");
-    assert!(out.stdout().contains("started <Process name='Process-2:1' pid="), "{}", out.stdout());
-    assert_eq!(out.value("child exitcode"), "Some(-9)");
-    assert_eq!(p.exitcode(), Ok(Some(0)));
-}
-
-#[test]
-fn an_ending_process_terminates_daemons_and_joins_the_rest() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let before = Instant::now();
-    let (p, out) = run_child(&rt, &program, "leave_children", "2 300");
-    assert!(out.stdout().contains("children started: 4"), "{}", out.stdout());
-    assert_eq!(p.exitcode(), Ok(Some(0)));
-    // The parent ended only after its sleeping children were joined ...
-    assert!(before.elapsed() >= Duration::from_millis(300), "ended after {:?}", before.elapsed());
-    // ... and the spinning daemons were stopped rather than left behind.
-    assert_eq!(rt.live_process_count(), 0);
 }
 
 fn active_children_lists_started_live_children_and_reaps_ended_ones(backend: Backend) {

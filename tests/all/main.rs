@@ -12,7 +12,6 @@ mod authkey;
 mod cli;
 mod guests;
 mod hostile;
-mod languages;
 mod lifecycle;
 mod limits;
 mod load;

@@ -14,6 +14,7 @@ use wmp_core::ProcessError;
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
 use crate::spec::{LaunchSpec, Runnable};
+use crate::status::{ExitReason, Signal};
 
 /// Starts a child of `parent` that is `who` and runs `spec`; on failure
 /// the place the child took in its tree's budgets is given back.
@@ -34,4 +35,39 @@ pub(crate) fn start(
         parent.return_child_place();
     }
     started
+}
+
+/// CPython's exit function for a process that ends: a process that was
+/// stopped takes its whole subtree with it; one that ended by itself
+/// terminates its daemonic children and joins the others. Returns the
+/// stop reason if the process was stopped while joining.
+pub(crate) async fn end_children(node: &Node, reason: &ExitReason) -> Option<ExitReason> {
+    let children = node.child_nodes();
+    let mut stopped_by = None;
+    if reason.is_stop() {
+        children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
+    } else {
+        for (child, daemon) in &children {
+            if *daemon {
+                child.signal(Signal::Terminate);
+            }
+        }
+        let join_all = async {
+            for (child, _) in &children {
+                child.exit.ended().await;
+            }
+        };
+        tokio::select! {
+            () = join_all => {}
+            stop = node.stopped() => {
+                children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
+                stopped_by = Some(stop);
+            }
+        }
+    }
+    for (child, _) in &children {
+        child.exit.ended().await;
+    }
+    node.children.lock().unwrap().clear();
+    stopped_by
 }

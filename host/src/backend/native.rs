@@ -50,6 +50,7 @@ pub(crate) fn launch(
     refuse_wasm_only_limits(&limits).map_err(failed)?;
     let handoff = Handoff::new(
         parent.pid,
+        parent.name(),
         who.name.clone(),
         who.identity.clone(),
         who.daemon,
@@ -159,7 +160,7 @@ fn with_parent_death(mut command: Command) -> Command {
     command
 }
 
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags; the result is checked.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if raw < 0 {

@@ -22,7 +22,7 @@ use crate::program::{Code, Program};
 use crate::registry::Node;
 use crate::runtime::Shared;
 use crate::spec::{Capabilities, LaunchSpec, Target};
-use crate::status::{ExitReason, Signal};
+use crate::status::ExitReason;
 use crate::stdio::{Stdio, Stream};
 
 /// What every guest store carries besides its WASI context: the process
@@ -226,7 +226,7 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         },
     };
     // The store was dropped with `run` when the select ended.
-    if let Some(stop) = end_children(&node, &reason).await {
+    if let Some(stop) = super::end_children(&node, &reason).await {
         reason = stop;
     }
     node.release_budgets();
@@ -286,39 +286,4 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
         Some(Trap::OutOfFuel) => (ExitReason::Limit(Limit::Fuel), None),
         _ => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::error::report(&err))),
     }
-}
-
-/// CPython's exit function for a process that ends: a process that was
-/// stopped takes its whole subtree with it; one that ended by itself
-/// terminates its daemonic children and joins the others. Returns the
-/// stop reason if the process was stopped while joining.
-async fn end_children(node: &Node, reason: &ExitReason) -> Option<ExitReason> {
-    let children = node.child_nodes();
-    let mut stopped_by = None;
-    if reason.is_stop() {
-        children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
-    } else {
-        for (child, daemon) in &children {
-            if *daemon {
-                child.signal(Signal::Terminate);
-            }
-        }
-        let join_all = async {
-            for (child, _) in &children {
-                child.exit.ended().await;
-            }
-        };
-        tokio::select! {
-            () = join_all => {}
-            stop = node.stopped() => {
-                children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
-                stopped_by = Some(stop);
-            }
-        }
-    }
-    for (child, _) in &children {
-        child.exit.ended().await;
-    }
-    node.children.lock().unwrap().clear();
-    stopped_by
 }

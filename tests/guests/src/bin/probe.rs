@@ -82,7 +82,11 @@ fn panic(message: String) {
 }
 
 fn trap(_: String) {
-    core::arch::wasm32::unreachable()
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+    // Built natively, the nearest thing is a crash: SIGABRT, exitcode -6.
+    #[cfg(not(target_arch = "wasm32"))]
+    std::process::abort();
 }
 
 /// Serializes the authkey with serde, and passes it as a child's

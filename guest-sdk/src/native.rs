@@ -1,0 +1,262 @@
+//! The process model in a native program linked with `wmp-guest`: the
+//! same API as in a wasm guest, run by an in-process `wmp-host` runtime.
+//!
+//! A program a wmp runtime started natively is who that runtime handed it
+//! (name, identity, daemon flag, authkey, parent: [`Handoff`]); one started
+//! any other way is `MainProcess`. Its children are fresh runs of this same
+//! executable that run a named target (CPython's "spawn"), or of another
+//! native program (`Process::in_program` takes its path). Its parent view
+//! follows the parent's end through a pidfd.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wmp_core::{AuthKey, ProcessError};
+use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
+
+/// A process id: the OS pid (wasm processes of a runtime have pids above
+/// every OS pid).
+pub type Pid = u32;
+
+/// The runtime of this process and the target it was started to run.
+struct ThisProcess {
+    runtime: Runtime,
+    target: Option<wmp_host::Target>,
+}
+
+fn this_process() -> &'static ThisProcess {
+    static THIS: OnceLock<ThisProcess> = OnceLock::new();
+    THIS.get_or_init(|| {
+        let handoff = Handoff::from_environment().unwrap_or_else(|e| {
+            eprintln!("wmp-guest: cannot read the handoff from the parent process: {e}");
+            std::process::exit(1)
+        });
+        let target = handoff.as_ref().and_then(Handoff::target);
+        let builder = handoff.into_iter().fold(Runtime::builder().worker_threads(1), |b, h| b.handoff(h));
+        let runtime = builder.build().unwrap_or_else(|e| {
+            eprintln!("wmp-guest: cannot start the process runtime: {e}");
+            std::process::exit(1)
+        });
+        ThisProcess { runtime, target }
+    })
+}
+
+fn runtime() -> &'static Runtime {
+    &this_process().runtime
+}
+
+/// A process object: a child this process created, or the view of the
+/// current process or of its parent.
+pub struct Process {
+    handle: wmp_host::Process,
+    /// Arguments that could not be encoded: CPython raises the pickling
+    /// error from `start()`, and so does this.
+    pub(crate) encode_error: Option<ProcessError>,
+}
+
+impl Process {
+    pub(crate) fn create(
+        program: Option<&str>,
+        target: &str,
+        args: Vec<u8>,
+        name: Option<&str>,
+        daemon: Option<bool>,
+    ) -> Process {
+        let executable = match program {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        };
+        let argv0 = program.map(str::to_owned).or_else(|| std::env::args().next()).unwrap_or_default();
+        let mut builder = runtime().native_process(&NativeProgram::new(executable));
+        let mut encode_error = None;
+        let argv = if target.is_empty() {
+            // A program's main: the arguments are its argv after argv[0].
+            match serde_json::from_slice::<Vec<String>>(&args) {
+                Ok(rest) => std::iter::once(argv0).chain(rest).collect(),
+                Err(err) => {
+                    let why = format!("the arguments of a program's main must be a JSON list of strings: {err}");
+                    encode_error = Some(ProcessError::SpawnFailed(why));
+                    vec![argv0]
+                }
+            }
+        } else {
+            builder = builder.target(target, args);
+            vec![argv0]
+        };
+        builder = builder.capabilities(Capabilities::new().args(argv));
+        if let Some(name) = name {
+            builder = builder.name(name);
+        }
+        if let Some(daemon) = daemon {
+            builder = builder.daemon(daemon);
+        }
+        Process { handle: builder.build(), encode_error }
+    }
+
+    pub fn start(&self) -> Result<(), ProcessError> {
+        if let Some(err) = &self.encode_error {
+            return Err(err.clone());
+        }
+        self.handle.start()
+    }
+
+    /// Waits until the process ends or the timeout passes (no error on
+    /// timeout).
+    pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
+        self.handle.join(timeout)
+    }
+
+    pub fn is_alive(&self) -> Result<bool, ProcessError> {
+        self.handle.is_alive()
+    }
+
+    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
+        self.handle.exitcode()
+    }
+
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.handle.terminate()
+    }
+
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.handle.kill()
+    }
+
+    pub fn close(&self) -> Result<(), ProcessError> {
+        self.handle.close()
+    }
+
+    pub fn pid(&self) -> Result<Option<Pid>, ProcessError> {
+        self.handle.pid()
+    }
+
+    pub fn name(&self) -> String {
+        self.handle.name()
+    }
+
+    pub fn set_name(&self, name: &str) {
+        self.handle.set_name(name)
+    }
+
+    pub fn daemon(&self) -> bool {
+        self.handle.daemon()
+    }
+
+    pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
+        self.handle.set_daemon(daemon)
+    }
+
+    pub fn authkey(&self) -> AuthKey {
+        self.handle.authkey()
+    }
+
+    pub fn set_authkey(&self, key: &AuthKey) {
+        self.handle.set_authkey(key.clone())
+    }
+
+    /// `[]` for the main process, `[2, 1]` for `Process-2:1`.
+    pub fn identity(&self) -> Vec<u32> {
+        self.handle.identity().to_vec()
+    }
+
+    pub fn parent_pid(&self) -> Option<Pid> {
+        self.handle.parent_pid()
+    }
+
+    pub fn sentinel(&self) -> Result<Sentinel, ProcessError> {
+        self.handle.sentinel().map(Sentinel)
+    }
+}
+
+impl From<wmp_host::Process> for Process {
+    fn from(handle: wmp_host::Process) -> Self {
+        Process { handle, encode_error: None }
+    }
+}
+
+/// CPython's repr of the process.
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.handle, f)
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Becomes ready when its process ends.
+pub struct Sentinel(wmp_host::Sentinel);
+
+impl Sentinel {
+    pub fn is_ready(&self) -> bool {
+        self.0.is_ready()
+    }
+}
+
+/// Waits until a sentinel is ready or the timeout passes; returns the
+/// indices of the ready ones (empty on timeout).
+pub fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
+    let sentinels: Vec<wmp_host::Sentinel> = sentinels.iter().map(|s| s.0.clone()).collect();
+    runtime().wait(&sentinels, timeout)
+}
+
+/// The process running this code.
+pub fn current_process() -> Process {
+    Process::from(runtime().current_process())
+}
+
+/// The process that started this one; None in the main process.
+pub fn parent_process() -> Option<Process> {
+    runtime().parent_process().map(Process::from)
+}
+
+/// Started children that have not ended (finished ones are reaped first).
+pub fn active_children() -> Vec<Process> {
+    runtime().active_children().into_iter().map(Process::from).collect()
+}
+
+/// The current process's authkey.
+pub fn authkey() -> AuthKey {
+    runtime().current_process().authkey()
+}
+
+/// Ends the current process with this exit code, after what CPython does
+/// at exit: daemonic children are terminated, the others joined.
+pub fn exit(code: i32) -> ! {
+    runtime().exit_children();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// The program's entry point: runs `main` in a process started normally,
+/// or the requested target in a child, then exits as [`exit`] does (with
+/// 0, or 1 after a panic, reported as `Process <name>:` and the panic).
+/// A child asking for a target that is not in `targets` prints the error
+/// and exits with code 1.
+pub fn entry(targets: &[crate::Target], main: impl FnOnce()) -> ! {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("Process {}:", current_process().name());
+        report(info);
+    }));
+    let run = || match &this_process().target {
+        None => main(),
+        Some(request) => match targets.iter().find(|(name, _)| *name == request.name) {
+            Some((_, target)) => target(&request.args),
+            None => {
+                let known: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
+                let why = format!("unknown target {:?}; this program has {known:?}", request.name);
+                eprintln!("{}", ProcessError::UnknownTarget(why));
+                exit(1);
+            }
+        },
+    };
+    let code = if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_ok() { 0 } else { 1 };
+    exit(code)
+}
