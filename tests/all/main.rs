@@ -12,6 +12,8 @@ mod authkey;
 mod cli;
 mod guests;
 mod hostile;
+mod languages;
+mod languages;
 mod lifecycle;
 mod limits;
 mod load;
