@@ -266,3 +266,39 @@ fn a_precompiled_program_runs_only_when_allowed() {
     assert_eq!(out.status.code(), Some(1), "refused without --allow-precompiled");
     assert!(stderr(&out).contains("not a WebAssembly module or component"), "{}", stderr(&out));
 }
+
+/// The embedding example (examples/embed), which `cargo test` builds next
+/// to this binary's directory.
+fn embed_example(args: &[&str]) -> Output {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let example = deps.parent().unwrap().join("examples").join("embed");
+    Command::new(&example).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", example.display()))
+}
+
+#[test]
+fn the_embedding_example_waits_on_both_kinds_and_kills_the_one_that_overruns() {
+    let out = embed_example(&[wmp_test_guests::HELLO, "300"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("plugin ended after"), "{text}");
+    assert!(text.contains("<Process name='plugin' pid=") && text.contains("stopped exitcode=3>"), "{text}");
+    assert!(text.contains("helper overran the 300ms deadline: killing it"), "{text}");
+    assert!(text.contains("<Process name='helper' pid=") && text.contains("stopped exitcode=-SIGKILL>"), "{text}");
+    // A helper that keeps the deadline is left alone.
+    let out = embed_example(&[wmp_test_guests::HELLO, "30000", "exit 4"]);
+    let text = stdout(&out);
+    assert!(text.contains("helper ended after"), "{text}");
+    assert!(!text.contains("overran"), "{text}");
+    assert!(text.contains("stopped exitcode=4>"), "{text}");
+}
+
+#[test]
+fn a_guest_starts_a_native_program_only_with_allow_native() {
+    let out = wmp(&["run", PROBE, "spawn", "other_program", "/bin/false", "-"]);
+    let text = stdout(&out);
+    assert!(text.contains("start error=program \"/bin/false\" is not available to guests"), "{text}");
+    let out = wmp(&["run", "--allow-native", "/bin/false", PROBE, "spawn", "other_program", "/bin/false", "-"]);
+    assert!(stdout(&out).contains("/bin/false exitcode=Some(1)"), "{}{}", stdout(&out), stderr(&out));
+    let out = wmp(&["run", "--allow-native", "no=/bin/false", PROBE, "spawn", "other_program", "no", "-"]);
+    assert!(stdout(&out).contains("no exitcode=Some(1)"), "granted under another name: {}", stdout(&out));
+}

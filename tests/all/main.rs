@@ -14,7 +14,6 @@ mod guests;
 mod hostile;
 mod lifecycle;
 mod limits;
-mod languages;
 mod load;
 mod native;
 mod repr;
@@ -110,7 +109,11 @@ pub fn child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (Proc
 
 /// Starts a child, waits for it, and returns it with its output.
 pub fn run_child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (Process, Output) {
-    let (process, output) = child(rt, program, target, args);
+    run_to_end(child(rt, program, target, args))
+}
+
+/// Starts a built child and waits for it to end.
+pub fn run_to_end((process, output): (Process, Output)) -> (Process, Output) {
     process.start().expect("start");
     process.join(Some(PATIENCE)).expect("join");
     assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
@@ -201,11 +204,7 @@ impl Fixture {
 
     /// Starts a child doing `job` and waits for it.
     pub fn run_child(&self, job: Job) -> (Process, Output) {
-        let (process, output) = self.child(job);
-        process.start().expect("start");
-        process.join(Some(PATIENCE)).expect("join");
-        assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
-        (process, output)
+        run_to_end(self.child(job))
     }
 
     /// A builder for a child running the probe guest's `target` with `args`
@@ -232,11 +231,7 @@ impl Fixture {
     /// Starts the probe's `target` with `args` and waits for it.
     pub fn run_probe(&self, target: &str, args: &str) -> (Process, Output) {
         let (builder, output) = self.probe_builder(target, args);
-        let process = builder.build();
-        process.start().expect("start");
-        process.join(Some(PATIENCE)).expect("join");
-        assert!(!process.is_alive().unwrap(), "{process} still running after {PATIENCE:?}");
-        (process, output)
+        run_to_end((builder.build(), output))
     }
 
     /// A process object that is never meant to start.
