@@ -1,56 +1,64 @@
 //! Stability under load: thousands of spawn→kill and spawn→join cycles
 //! leave the host's memory, file descriptors and process table where they
-//! were.
+//! were, under both backends (native processes cost a fork and exec each,
+//! so they run fewer cycles).
 
-use wmp_host::{Capabilities, Runtime, Stdio};
+use wmp_host::Process;
 
-use crate::{PATIENCE, probe, rss_bytes, runtime};
+use crate::{Backend, Fixture, Job, PATIENCE, rss_bytes};
 
-const CYCLES: usize = 10_000;
+crate::for_both_backends!(spawn_kill_cycles_stay_flat, spawn_join_cycles_stay_flat);
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Runs `cycles` start→`finish`→join cycles and checks that RSS and the fd
-/// count end where they began (within margins that absorb the other tests
-/// of this binary, which run at the same time).
-fn cycles_stay_flat(rt: &Runtime, target: &str, finish: impl Fn(&wmp_host::Process)) {
-    let program = probe(rt);
-    let quiet = || Capabilities::new().stdout(Stdio::Null).stderr(Stdio::Null);
+fn cycles(backend: Backend) -> usize {
+    match backend {
+        Backend::Wasm => 10_000,
+        Backend::Native => 500,
+    }
+}
+
+/// Runs start→`finish`→join cycles of children doing `job` and checks that
+/// RSS and the fd count end where they began (within margins that absorb
+/// the other tests of this binary, which run at the same time), and that
+/// no native child is left a zombie.
+fn cycles_stay_flat(backend: Backend, job: Job, finish: impl Fn(&Process)) {
+    let f = Fixture::new(backend);
     let run = |n: usize| {
         for _ in 0..n {
-            let p = rt.process(&program).capabilities(quiet()).target(target, serde_json::to_vec("").unwrap()).build();
+            let (p, _) = f.child(job);
             p.start().unwrap();
             finish(&p);
             p.join(Some(PATIENCE)).unwrap();
             assert!(!p.is_alive().unwrap());
+            if backend == Backend::Native {
+                assert!(crate::native::is_reaped(p.pid().unwrap().unwrap()), "a zombie is left");
+            }
         }
     };
-    run(500); // warm up allocators and caches
+    run(cycles(backend) / 20); // warm up allocators and caches
     let (rss, fds) = (rss_bytes(), open_fds());
-    run(CYCLES);
+    run(cycles(backend));
     let (rss_after, fds_after) = (rss_bytes(), open_fds());
     println!(
-        "{target}: {CYCLES} cycles: RSS {} -> {} MiB, fds {fds} -> {fds_after}",
+        "{backend:?} {job:?}: {} cycles: RSS {} -> {} MiB, fds {fds} -> {fds_after}",
+        cycles(backend),
         rss >> 20,
         rss_after >> 20
     );
     assert!(rss_after.saturating_sub(rss) < 200 << 20, "RSS grew {} MiB", (rss_after - rss) >> 20);
     assert!(fds_after <= fds + 32, "fds grew from {fds} to {fds_after}");
-    assert_eq!(rt.live_process_count(), 0);
-    assert!(rt.active_children().is_empty());
-    assert!(rt.dangling().is_empty());
+    assert_eq!(f.rt.live_process_count(), 0);
+    assert!(f.rt.active_children().is_empty());
+    assert!(f.rt.dangling().is_empty());
 }
 
-#[test]
-fn ten_thousand_spawn_kill_cycles() {
-    let rt = runtime();
-    cycles_stay_flat(&rt, "spin", |p| p.kill().unwrap());
+fn spawn_kill_cycles_stay_flat(backend: Backend) {
+    cycles_stay_flat(backend, Job::Spin, |p| p.kill().unwrap());
 }
 
-#[test]
-fn ten_thousand_spawn_join_cycles() {
-    let rt = runtime();
-    cycles_stay_flat(&rt, "noop", |_| {});
+fn spawn_join_cycles_stay_flat(backend: Backend) {
+    cycles_stay_flat(backend, Job::Noop, |_| {});
 }

@@ -9,7 +9,7 @@ use wmp_host::{Capabilities, ExitReason, NativeProgram, ProcessError, Stdio};
 use crate::{Backend, Fixture, Job, PATIENCE, native_builder, probe, run_child, runtime};
 
 /// Whether `pid` names no process at all (reaped, not a zombie).
-fn is_reaped(pid: u32) -> bool {
+pub fn is_reaped(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the pid exists.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
