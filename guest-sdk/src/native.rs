@@ -228,10 +228,9 @@ pub fn authkey() -> AuthKey {
 /// Ends the current process with this exit code, after what CPython does
 /// at exit: daemonic children are terminated, the others joined.
 pub fn exit(code: i32) -> ! {
-    runtime().exit_children();
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    runtime().exit_process(code)
 }
 
 /// The program's entry point: runs `main` in a process started normally,

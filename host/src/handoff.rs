@@ -12,7 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::Pid;
+use crate::limits::Limits;
+use crate::registry::{Node, NodeSpec, Pid};
 use crate::spec::Target;
 
 /// The environment variable naming the handoff fd.
@@ -34,6 +35,8 @@ pub struct Handoff {
     pub(crate) daemon: bool,
     pub(crate) authkey: Vec<u8>,
     pub(crate) target: Option<HandoffTarget>,
+    /// The limits its tree still has room for (see `Node::limits_to_hand_off`).
+    pub(crate) limits: Limits,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,17 +46,20 @@ pub(crate) struct HandoffTarget {
 }
 
 impl Handoff {
-    pub(crate) fn new(
-        parent_pid: Pid,
-        parent_name: String,
-        name: String,
-        identity: Vec<u32>,
-        daemon: bool,
-        authkey: Vec<u8>,
-        target: Option<&Target>,
-    ) -> Handoff {
-        let target = target.map(|t| HandoffTarget { name: t.name.clone(), args: t.args.clone() });
-        Handoff { host_pid: std::process::id(), parent_pid, parent_name, name, identity, daemon, authkey, target }
+    /// What `parent` hands its native child `who`, started to run
+    /// `target` under `limits`.
+    pub(crate) fn for_child(parent: &Node, who: &NodeSpec, target: Option<&Target>, limits: Limits) -> Handoff {
+        Handoff {
+            host_pid: std::process::id(),
+            parent_pid: parent.pid,
+            parent_name: parent.name(),
+            name: who.name.clone(),
+            identity: who.identity.clone(),
+            daemon: who.daemon,
+            authkey: who.authkey.as_bytes().to_vec(),
+            target: target.map(|t| HandoffTarget { name: t.name.clone(), args: t.args.clone() }),
+            limits,
+        }
     }
 
     /// The target this process was started to run, if any.
@@ -108,9 +114,17 @@ mod tests {
 
     #[test]
     fn a_handoff_survives_the_memfd() {
-        let target = Target { name: "work".into(), args: b"[1]".to_vec() };
-        let handoff =
-            Handoff::new(7, "Process-1".into(), "Process-1:2".into(), vec![1, 2], true, vec![9; 32], Some(&target));
+        let handoff = Handoff {
+            host_pid: 7,
+            parent_pid: 4194305,
+            parent_name: "Process-1".into(),
+            name: "Process-1:2".into(),
+            identity: vec![1, 2],
+            daemon: true,
+            authkey: vec![9; 32],
+            target: Some(HandoffTarget { name: "work".into(), args: b"[1]".to_vec() }),
+            limits: Limits { max_depth: Some(2), timeout: Some(std::time::Duration::from_millis(5)), ..Limits::new() },
+        };
         let fd = handoff.to_memfd().unwrap();
         let mut file = std::fs::File::from(fd);
         let mut bytes = Vec::new();

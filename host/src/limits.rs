@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Limits of one process. `None` means "no limit of our own" (the
 /// runtime's defaults and the parent's limits still apply).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Bytes of each linear memory.
     pub max_memory: Option<usize>,
@@ -28,7 +28,7 @@ pub struct Limits {
     pub max_depth: Option<usize>,
 }
 
-fn narrowest<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+pub(crate) fn narrowest<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -129,6 +129,11 @@ impl ProcessBudget {
             }
         }
         Ok(())
+    }
+
+    /// How many more processes the fullest of these budgets admits.
+    pub(crate) fn headroom(budgets: &[Arc<ProcessBudget>]) -> Option<usize> {
+        budgets.iter().map(|b| b.limit.saturating_sub(b.live.load(Ordering::Acquire))).min()
     }
 
     pub(crate) fn release_all(budgets: &[Arc<ProcessBudget>]) {

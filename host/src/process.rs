@@ -196,7 +196,7 @@ impl Process {
         if let Err((limit, message)) = self.caller.admit_child(&object.identity) {
             // The caller hit a limit of its tree: like any limit, that ends
             // it (unless it is the embedding host itself).
-            if object.shared.registry.is_live(self.caller.pid) {
+            if !self.caller.is_main() || object.shared.registry.is_live(self.caller.pid) {
                 self.caller.stop(ExitReason::Limit(limit));
             }
             return Err(ProcessError::LimitReached(message));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 use wmp_core::AuthKey;
 
-use crate::limits::{Limit, Limits, ProcessBudget};
+use crate::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::process::ProcessObject;
 use crate::sentinel::ExitCell;
 use crate::status::{ExitReason, Signal};
@@ -105,6 +105,23 @@ impl Node {
         }
         ProcessBudget::acquire_all(&self.budgets)
             .map_err(|limit| (Limit::Processes, format!("process count limit reached: {limit} live processes")))
+    }
+
+    /// The limits a child of this process (already admitted, with
+    /// `identity`, asking for `own` limits and so having `limits`) carries
+    /// into a runtime of its own (a native process that runs `wmp-guest`):
+    /// the same limits, the spawn depth left below it, and the process
+    /// count still free in its tree, itself included. That runtime counts
+    /// its own subtree only, so across native processes the count is a
+    /// per-runtime bound, not one shared count; depth is exact.
+    pub(crate) fn limits_to_hand_off(&self, identity: &[u32], own: &Limits, limits: &Limits) -> Limits {
+        let depth_left = self.max_identity_len.map(|max| max.saturating_sub(identity.len()));
+        let free = ProcessBudget::headroom(&self.budgets).map(|free| free + 1);
+        Limits {
+            max_depth: narrowest(own.max_depth, depth_left),
+            max_processes: narrowest(own.max_processes, free),
+            ..limits.clone()
+        }
     }
 
     /// Gives back the place a child took with [`admit_child`](Self::admit_child)

@@ -179,7 +179,10 @@ impl RuntimeBuilder {
     /// handed this identity ([`Handoff::from_environment`]): its name,
     /// identity, daemon flag, authkey and parent; `wmp-guest` does this in
     /// a native program.
+    /// Its limits narrow this builder's: a native tree keeps the limits of
+    /// the tree it was started from.
     pub fn handoff(mut self, handoff: Handoff) -> Self {
+        self.limits = self.limits.narrowed_by(&handoff.limits);
         self.handoff = Some(handoff);
         self
     }
@@ -274,11 +277,31 @@ impl RuntimeBuilder {
                     authkey: AuthKey::new(handoff.authkey),
                     limits: main_limits,
                 };
-                (Node::new(&engine, Some(&parent), std::process::id(), who), Some(parent))
+                let main = Node::new(&engine, Some(&parent), std::process::id(), who);
+                end_this_process_when_stopped(&shared, &main);
+                (main, Some(parent))
             }
         };
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
     }
+}
+
+/// A process started natively by a wmp runtime ends like a kill when it is
+/// stopped (it hit a limit of its tree), taking its children with it.
+fn end_this_process_when_stopped(shared: &Shared, main: &Arc<Node>) {
+    let main = main.clone();
+    shared.handle.spawn(async move {
+        let reason = main.stopped().await;
+        tracing::debug!(%reason, "this process is stopped");
+        crate::backend::end_children(&main, &reason).await;
+        kill_this_process();
+    });
+}
+
+fn kill_this_process() -> ! {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL cannot be caught")
 }
 
 /// The parent of a process started natively by a wmp runtime, as far as
@@ -531,11 +554,18 @@ impl Runtime {
     }
 
     /// A sentinel for the main process run by [`run_main`](Self::run_main).
-    /// What CPython does when a process exits by itself: terminate its
-    /// daemonic children, then join all of them. A native `wmp-guest`
-    /// program calls this before it exits; the blocking form only.
-    pub fn exit_children(&self) {
-        self.shared.handle.block_on(crate::backend::end_children(&self.main, &ExitReason::Returned));
+    /// Ends this OS process as a process of the model ends (a native
+    /// `wmp-guest` program calls this to exit): CPython's exit function
+    /// first (daemonic children terminated, the others joined), then
+    /// `exit(code)`; but a process that was stopped (it hit a limit of its
+    /// tree) takes its children with it and ends like a kill.
+    pub fn exit_process(&self, code: i32) -> ! {
+        let reason = self.main.stop_requested().unwrap_or(ExitReason::Exit(code));
+        let stop = self.shared.handle.block_on(crate::backend::end_children(&self.main, &reason));
+        if reason.is_stop() || stop.is_some() {
+            kill_this_process();
+        }
+        std::process::exit(code)
     }
 
     pub fn main_sentinel(&self) -> Sentinel {

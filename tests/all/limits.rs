@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wmp_host::{ExitReason, Limit, Limits, Process, Program, Runtime, RuntimeBuilder};
 
-use crate::{Output, PATIENCE, child_builder, probe, run_child, runtime};
+use crate::{Backend, Fixture, Output, PATIENCE, child_builder, probe, run_child, runtime};
 
 const SPIN: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 const GROW: &str =
@@ -124,11 +124,15 @@ fn a_fork_bomb_is_contained() {
     assert_eq!(q.exitcode(), Ok(Some(0)));
 }
 
-#[test]
-fn spawning_too_deep_is_a_limit() {
-    let rt = runtime();
+crate::for_both_backends!(spawning_too_deep_is_a_limit);
+
+/// Native processes carry the depth left to them into their own runtimes,
+/// so the limit holds across them exactly.
+fn spawning_too_deep_is_a_limit(backend: Backend) {
+    let f = Fixture::new(backend);
     let limits = Limits { max_depth: Some(2), ..Limits::new() };
-    let (_, out) = run_probe_limited(&rt, "nest", "nest nest nest identity", limits);
+    let (builder, out) = f.probe_builder("nest", "nest nest nest identity");
+    finish(builder.limits(limits).build());
     // Process-1 may have children and grandchildren, not great-grandchildren.
     assert!(out.stdout().contains("Process-1:1:1 exitcode=Some(-9)"), "{}", out.stdout());
     assert!(out.stdout().contains("Process-1:1 exitcode=Some(0)"), "{}", out.stdout());

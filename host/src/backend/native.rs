@@ -48,15 +48,8 @@ pub(crate) fn launch(
     }
     let limits = parent.limits.narrowed_by(&who.limits);
     refuse_wasm_only_limits(&limits).map_err(failed)?;
-    let handoff = Handoff::new(
-        parent.pid,
-        parent.name(),
-        who.name.clone(),
-        who.identity.clone(),
-        who.daemon,
-        who.authkey.as_bytes().to_vec(),
-        spec.target.as_ref(),
-    );
+    let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);
+    let handoff = Handoff::for_child(parent, &who, spec.target.as_ref(), handed_limits);
     let handoff = handoff.to_memfd().map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
     let (command, forwarders) = command(native, &spec, &handoff, &limits);
     let mut child = shared
