@@ -3,7 +3,7 @@
  * codes. A child is a fresh instance of this program, entered through the
  * wasi:cli/run export; it asks the host (spawn-context) whether it is a
  * child and, if so, runs the requested target. command.h comes from
- * `wit-bindgen c examples/wit --world command` (see README.md). The module
+ * `wit-bindgen c examples/wit --world wmp:guests/command` (README.md). The module
  * is a WASI preview 1 *reactor* (no main, no exit-time destructors), made a
  * component with the reactor adapter: a command module's exports, such as
  * the bindings' cabi_realloc, would each run the C destructors. */

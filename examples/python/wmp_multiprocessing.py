@@ -132,8 +132,11 @@ def run(main, *targets):
             by_name = {target.__name__: target for target in targets}
             if request.target not in by_name:
                 raise ProcessError(f"unknown target {request.target!r}; this program has {sorted(by_name)}")
-            args = json.loads(request.args)
-            by_name[request.target](*args) if isinstance(args, list) else by_name[request.target](args)
+            target, args = by_name[request.target], json.loads(request.args)
+            if isinstance(args, list):
+                target(*args)
+            else:
+                target(args)
     except Exception:
         traceback.print_exc()
         exit(1)
