@@ -14,6 +14,7 @@ mod guests;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod languages;
 mod load;
 mod native;
 mod repr;
