@@ -189,3 +189,22 @@ fn a_granted_program_gets_the_guests_environment_not_the_hosts() {
     lines.sort();
     assert_eq!(lines, ["GUEST_VAR=1", "env exitcode=Some(0)"], "no variable of the host's");
 }
+
+#[test]
+fn kill_takes_the_programs_own_children_with_it() {
+    let f = Fixture::new(Backend::Native);
+    let (p, out) = native_builder(&f.rt, &["sh", "-c", "sleep 600 & echo $!; wait"]);
+    let p = p.build();
+    p.start().unwrap();
+    crate::wait_for_output(&p, &out, "\n");
+    let grandchild: u32 = out.stdout().trim().parse().unwrap();
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+    // The sleep was in the group the child leads; once killed, init reaps it.
+    let gone = std::time::Instant::now();
+    while !is_reaped(grandchild) {
+        assert!(gone.elapsed() < PATIENCE, "the program's own child {grandchild} outlived the kill");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,8 +1,10 @@
 //! The native backend: a process is a real OS child process, run with the
 //! same state machine as a wasm one. Its pid is the OS pid; its end is
 //! watched through a pidfd (which is also its pollable sentinel); a stop
-//! request becomes SIGTERM or SIGKILL; the exit status becomes the exitcode
-//! CPython gives (`n`, or `-s` after signal `s`).
+//! request becomes SIGTERM or SIGKILL, sent to the process group the child
+//! leads (so `sh -c` takes its own children with it, as wmp's rule that a
+//! stopped process takes its subtree wants); the exit status becomes the
+//! exitcode CPython gives (`n`, or `-s` after signal `s`).
 //!
 //! Every child is reaped by the task that watches it, also when every
 //! handle is dropped without a join; if that task is dropped (the runtime
@@ -58,7 +60,7 @@ pub(crate) fn launch(
         .map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
     let pipes = [child.stdout.take().map(OwnedFd::from), child.stderr.take().map(OwnedFd::from)];
-    let reaper = Reaper(Some(child));
+    let reaper = Reaper { child: Some(child), leads_group: !spec.caps.inherit_stdin };
     let pid = reaper.pid();
     let pidfd = Arc::new(pidfd_open(pid).map_err(|e| failed(format!("pidfd_open: {e}")))?);
     let _runtime = shared.handle.enter();
@@ -113,10 +115,16 @@ fn command(native: &NativeProgram, spec: &LaunchSpec, handoff: &OwnedFd, limits:
     command.stdout(stdout).stderr(stderr);
     let handoff_fd = handoff.as_raw_fd();
     let max_memory = limits.max_memory;
+    // A child reading the host's terminal must stay in its process group
+    // (or reading would stop it); any other leads a group of its own.
+    let own_group = !caps.inherit_stdin;
     // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe calls (fcntl, setrlimit).
+    // makes async-signal-safe calls (setpgid, fcntl, setrlimit).
     unsafe {
         command.pre_exec(move || {
+            if own_group && libc::setpgid(0, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
             // The one fd this child inherits on purpose.
             if libc::fcntl(handoff_fd, libc::F_SETFD, 0) < 0 {
                 return Err(io::Error::last_os_error());
@@ -163,36 +171,45 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
 }
 
-/// Owns an unreaped child: signals go to it, and dropping it before the
-/// child was reaped kills and reaps it, so no zombie is ever left.
-struct Reaper(Option<Child>);
+/// Owns an unreaped child: signals go to it (and to the process group it
+/// leads), and dropping it before the child was reaped kills and reaps it,
+/// so no zombie is ever left.
+struct Reaper {
+    child: Option<Child>,
+    leads_group: bool,
+}
 
 impl Reaper {
     fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn send(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            let pid = child.id() as libc::pid_t;
+            // SAFETY: the child is not reaped, so its pid (and the group it
+            // leads) is still its own.
+            unsafe { libc::kill(if self.leads_group { -pid } else { pid }, signal) };
+        }
     }
 
     fn signal(&self, reason: &ExitReason) {
-        let signal = match reason {
+        self.send(match reason {
             ExitReason::Terminated => libc::SIGTERM,
             _ => libc::SIGKILL,
-        };
-        if let Some(child) = &self.0 {
-            // SAFETY: the child is not reaped, so its pid is still its own.
-            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        }
+        });
     }
 
     /// Reaps the child, which has exited (its pidfd is readable).
     fn reap(&mut self) -> io::Result<ExitStatus> {
-        self.0.take().expect("reaped once").wait()
+        self.child.take().expect("reaped once").wait()
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
+        self.send(libc::SIGKILL);
+        if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
     }
