@@ -1,7 +1,8 @@
 //! The side-by-side comparison: one run, one table of medians and ratios.
 //!
 //! Rows: raw wasmtime (the floor), wmp processes (host-started,
-//! guest-started, pooled), `std::process::Command`, Python
+//! guest-started, pooled), `std::process::Command` and a wmp native
+//! process running the same program, Python
 //! `multiprocessing` (fork / forkserver / spawn, through
 //! `../shared/bench/python_mp_baseline.py` when it and python3 are there),
 //! `wmp run` end to end (and `wasmtime run` when a `wasmtime` binary is on
@@ -17,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wmp_host::{Capabilities, Limits, Program, Runtime, Stdio};
+use wmp_host::{Capabilities, Limits, NativeProgram, Program, Runtime, Stdio};
 
 use common::{Floor, MINIMAL_MODULE, QUIET_EXIT};
 
@@ -136,8 +137,20 @@ fn main() {
         Some(f),
     );
     let probe = rt.load(wmp_test_guests::PROBE).unwrap();
+    let sdk = rt.load(wmp_test_guests::MINIMAL).unwrap();
     table.add(
-        "wmp start+join, Rust SDK component (target noop)",
+        "wmp start+join, Rust SDK component (minimal guest, target noop)",
+        measure(n, || start_join(&rt, &sdk, quiet(), Some("noop"))),
+        Some(f),
+    );
+    let sdk_pooled = pooled.load(wmp_test_guests::MINIMAL).unwrap();
+    table.add(
+        "wmp start+join, Rust SDK component (minimal guest), pooling",
+        measure(n, || start_join(&pooled, &sdk_pooled, quiet(), Some("noop"))),
+        Some(f),
+    );
+    table.add(
+        "wmp start+join, Rust SDK component (the bigger test probe, target noop)",
         measure(n, || start_join(&rt, &probe, quiet(), Some("noop"))),
         Some(f),
     );
@@ -145,7 +158,7 @@ fn main() {
     // row is the time per child (the parent's own start amortized).
     let children = if quick { 200 } else { 1000 };
     let per_child = measure(10, || {
-        let p = rt.process(&probe).capabilities(quiet()).target("spawn_many", serde_json::to_vec(&children.to_string()).unwrap()).build();
+        let p = rt.process(&sdk).capabilities(quiet()).target("spawn_many", serde_json::to_vec(&children.to_string()).unwrap()).build();
         p.start().unwrap();
         p.join(None).unwrap();
     });
@@ -160,7 +173,18 @@ fn main() {
     let native = measure(n / 4, || {
         Command::new("true").status().unwrap();
     });
-    table.add("std::process::Command `true` spawn+wait", native, None);
+    let f = native.p50;
+    table.add("std::process::Command `true` spawn+wait (floor)", native, Some(f));
+    let true_program = NativeProgram::new("/bin/true");
+    table.add(
+        "wmp start+join, native process `true`",
+        measure(n / 4, || {
+            let p = rt.native_process(&true_program).capabilities(quiet()).build();
+            p.start().unwrap();
+            p.join(None).unwrap();
+        }),
+        Some(f),
+    );
     for (method, p50, p90) in python_rows(if quick { 50 } else { 200 }) {
         table.add(&format!("Python multiprocessing {method} start+join (p90 in the p99 column)"), Timing { p50, p99: p90 }, None);
     }

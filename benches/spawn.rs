@@ -5,8 +5,10 @@
 //! - `wasmtime_floor`: raw wasmtime instantiating and running the same
 //!   program with the same WASI context, no process model — the floor;
 //! - `wmp`: the same program as a wmp process (`start` + `join`);
+//! - `sdk_noop`: the smallest Rust `wmp-guest` program, target `noop`;
 //! - `kill_spinning`: kill a guest spinning in a tight loop, until joined;
-//! - `native_true`: `std::process::Command::new("true")` spawn + wait.
+//! - `native_true` / `wmp_native_true`: `/bin/true` spawned with
+//!   `std::process::Command` and as a wmp native process.
 //!
 //! Run: `cargo bench --bench spawn`.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wmp_host::{Capabilities, Runtime, Stdio};
+use wmp_host::{Capabilities, NativeProgram, Runtime, Stdio};
 
 use common::{Floor, MINIMAL_MODULE, QUIET_EXIT};
 
@@ -35,6 +37,14 @@ fn spawn_join(c: &mut Criterion) {
             p.join(None).unwrap();
         })
     });
+    let sdk = rt.load(wmp_test_guests::MINIMAL).unwrap();
+    group.bench_function("sdk_noop", |b| {
+        b.iter(|| {
+            let p = rt.process(&sdk).capabilities(quiet()).target("noop", br#""""#.to_vec()).build();
+            p.start().unwrap();
+            p.join(None).unwrap();
+        })
+    });
     group.finish();
 
     // A minimal core module.
@@ -49,7 +59,15 @@ fn spawn_join(c: &mut Criterion) {
         })
     });
     group.bench_function("native_true", |b| {
-        b.iter(|| std::process::Command::new("true").status().unwrap())
+        b.iter(|| std::process::Command::new("/bin/true").status().unwrap())
+    });
+    let true_program = NativeProgram::new("/bin/true");
+    group.bench_function("wmp_native_true", |b| {
+        b.iter(|| {
+            let p = rt.native_process(&true_program).capabilities(quiet()).build();
+            p.start().unwrap();
+            p.join(None).unwrap();
+        })
     });
     group.finish();
 

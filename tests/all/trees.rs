@@ -151,7 +151,7 @@ fn killing_a_parent_leaves_no_orphan_at_any_depth() {
 #[test]
 fn a_thousand_children_leave_nothing_behind() {
     let rt = runtime();
-    let program = probe(&rt);
+    let program = rt.load(wmp_test_guests::MINIMAL).unwrap();
     run_child(&rt, &program, "spawn_many", "100"); // warm up allocators and caches
     let baseline = rss_bytes();
     let (p, out) = run_child(&rt, &program, "spawn_many", "1000");

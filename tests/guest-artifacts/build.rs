@@ -9,6 +9,7 @@ use std::process::Command;
 /// (constant name, package, binary, target triple)
 const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("PROBE", "wmp-test-guest-programs", "probe", "wasm32-wasip2"),
+    ("MINIMAL", "wmp-test-guest-programs", "minimal", "wasm32-wasip2"),
     ("PLAIN_P2", "wmp-test-guest-programs", "plain", "wasm32-wasip2"),
     ("PLAIN_P1", "wmp-test-guest-programs", "plain", "wasm32-wasip1"),
     ("HELLO", "wmp-example-hello", "hello", "wasm32-wasip2"),

@@ -163,17 +163,6 @@ fn reap(_: String) {
     println!("active_after={}", active_children().len());
 }
 
-/// Starts and joins N children that return at once ("N").
-fn spawn_many(n: String) {
-    for _ in 0..n.parse::<usize>().unwrap() {
-        let child = Process::new("sleep", "0");
-        child.start().unwrap();
-        child.join(None).unwrap();
-        assert_eq!(child.exitcode().unwrap(), Some(0));
-    }
-    println!("spawned={n} active={}", active_children().len());
-}
-
 /// Starts a child of another program ("PROGRAM TARGET ARGS"; TARGET "-"
 /// runs its main with ARGS as argv), joins it and prints its exit code or
 /// the start error.
@@ -268,7 +257,6 @@ wmp_guest::main!(
     twice,
     set_authkey,
     reap,
-    spawn_many,
     spawn_and_spin,
     other_program,
     unknown_target,
