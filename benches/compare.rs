@@ -208,28 +208,26 @@ fn main() {
         None,
     );
 
-    // Guest compute against the same code compiled natively.
+    // Guest compute against the same code compiled natively: the sort in
+    // raw wasmtime without and with the epoch checks that wmp's kill needs,
+    // and in a wmp process; each timed end to end (instantiating is noise
+    // next to the sort).
     let size = 1_000_000;
-    let native = measure(if quick { 3 } else { 9 }, || {
+    let runs = if quick { 3 } else { 9 };
+    let native = measure(runs, || {
         std::hint::black_box(workload::sort_checksum(std::hint::black_box(size)));
     });
-    let mut in_guest = Vec::new();
-    for _ in 0..(if quick { 3 } else { 9 }) {
-        let (stdout, captured) = Stdio::capture();
-        let p = rt.process(&probe).capabilities(quiet().stdout(stdout)).target("compute", serde_json::to_vec(&size.to_string()).unwrap()).build();
-        p.start().unwrap();
-        p.join(None).unwrap();
-        let text = captured.text();
-        let ns: f64 = text.split_whitespace().find_map(|f| f.strip_prefix("compute_ns=")).unwrap().parse().unwrap();
-        in_guest.push(ns / 1e3);
-    }
-    in_guest.sort_by(f64::total_cmp);
-    table.add("sort 1M u64, native (floor)", Timing { p50: native.p50, p99: native.p99 }, Some(native.p50));
-    table.add(
-        "sort 1M u64, in a wmp guest",
-        Timing { p50: in_guest[in_guest.len() / 2], p99: in_guest[in_guest.len() - 1] },
-        Some(native.p50),
-    );
+    let size_arg = size.to_string();
+    let compute = ["plain", "compute", size_arg.as_str()];
+    let no_epochs = Floor::with_epochs(false);
+    let raw = measure(runs, || no_epochs.run_rust_component_with(&compute));
+    let raw_with_epochs = measure(runs, || floor.run_rust_component_with(&compute));
+    let in_wmp = measure(runs, || start_join(&rt, &plain, quiet().args(compute), None));
+    let f = native.p50;
+    table.add("sort 1M u64, native (floor)", native, Some(f));
+    table.add("sort 1M u64, raw wasmtime, no epoch checks", raw, Some(f));
+    table.add("sort 1M u64, raw wasmtime, epoch checks", raw_with_epochs, Some(f));
+    table.add("sort 1M u64, in a wmp process", in_wmp, Some(f));
 
     // End to end: a process of the wmp binary running the demo guest.
     let wmp = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wmp");

@@ -34,8 +34,14 @@ pub struct Floor {
 
 impl Floor {
     pub fn new() -> Floor {
+        Floor::with_epochs(true)
+    }
+
+    /// Raw wasmtime with or without epoch interruption (the checks wmp's
+    /// kill relies on), to tell their cost from the rest.
+    pub fn with_epochs(epochs: bool) -> Floor {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(epochs);
         let engine = Engine::new(&config).unwrap();
         let mut linker = Linker::<WasiP1Ctx>::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| s).unwrap();
@@ -66,8 +72,13 @@ impl Floor {
 
     /// Instantiates the plain Rust component and runs it to its exit.
     pub fn run_rust_component(&self) {
+        self.run_rust_component_with(&QUIET_EXIT)
+    }
+
+    /// The plain Rust component run with this argv (its output discarded).
+    pub fn run_rust_component_with(&self, args: &[&str]) {
         self.tokio.block_on(async {
-            let wasi = WasiCtxBuilder::new().args(&QUIET_EXIT).build();
+            let wasi = WasiCtxBuilder::new().args(args).build();
             let mut store = self.store(FloorState { wasi, table: ResourceTable::new() });
             let command = self.component.instantiate_async(&mut store).await.unwrap();
             let _exit = command.wasi_cli_run().call_run(&mut store).await;

@@ -1,4 +1,4 @@
-//! A compute workload built twice: into the probe guest (target `compute`)
+//! A compute workload built twice: into the plain guest (`plain compute N`)
 //! and natively into benches/compare.rs, so guest code is measured against
 //! the same code running natively.
 

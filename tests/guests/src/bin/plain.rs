@@ -10,6 +10,10 @@
 //!   trap                 execute `unreachable`
 //!   stderr TEXT          print TEXT on stderr
 //!   connect ADDR         open a TCP connection to ADDR, print "connected"
+//!   compute N            sort N pseudo-random numbers, print a checksum
+
+#[path = "../workload.rs"]
+mod workload;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -33,6 +37,7 @@ fn main() {
         "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
         "trap" => core::arch::wasm32::unreachable(),
         "stderr" => eprintln!("{}", arg(2)),
+        "compute" => println!("checksum={}", workload::sort_checksum(arg(2).parse().unwrap())),
         "connect" => match std::net::TcpStream::connect(arg(2)) {
             Ok(_) => println!("connected"),
             Err(e) => {

@@ -5,7 +5,7 @@
 //! described: "nest nest identity"). Run as a program, it prints its
 //! identity (`wmp run probe.wasm [exit N | spawn TARGET ARGS]`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wmp_guest::{AuthKey, Process, active_children, current_process, exit, parent_process};
 
@@ -193,16 +193,6 @@ fn alloc(mib: String) {
     println!("holding {} MiB", std::hint::black_box(block).len() >> 20);
 }
 
-#[path = "../workload.rs"]
-mod workload;
-
-/// Runs the compute workload on N numbers and prints how long it took.
-fn compute(n: String) {
-    let started = Instant::now();
-    let checksum = workload::sort_checksum(n.parse().unwrap());
-    println!("compute_ns={} checksum={checksum}", started.elapsed().as_nanos());
-}
-
 /// Writes to stdout forever.
 fn flood(_: String) {
     let line = "x".repeat(1023);
@@ -263,5 +253,4 @@ wmp_guest::main!(
     alloc,
     fork_bomb,
     flood,
-    compute,
 );
