@@ -12,6 +12,9 @@ mod bindings {
 
 use bindings::wmp::process::process as wit;
 
+mod connection;
+pub use connection::*;
+
 /// A process id, unique within one wmp runtime.
 pub type Pid = u32;
 

@@ -32,6 +32,29 @@
 //! Errors are [`ProcessError`], whose messages are CPython's. The authkey is
 //! an [`AuthKey`], which refuses to be serialized.
 //!
+//! Processes talk through pipes ([`pipe`], whose ends a parent hands to a
+//! child with [`Process::pass_connection`]), queues ([`Queue`],
+//! [`Process::pass_queue`]) and listeners that authenticate clients with
+//! the authkey ([`Listener`], [`connect`]); [`wait_ready`] waits on
+//! connections beside sentinels. Values travel as JSON
+//! ([`Connection::send`]/[`recv`](Connection::recv)), bytes as they are
+//! ([`Connection::send_bytes`]); [`ConnectionError`] says what failed.
+//!
+//! ```ignore
+//! fn worker(_: ()) {
+//!     let results = wmp_guest::inherited_queues().remove(0);
+//!     results.put(&42u32, None).unwrap();
+//! }
+//! fn start() {
+//!     let results = wmp_guest::Queue::new(0);
+//!     let p = wmp_guest::Process::new("worker", &());
+//!     p.pass_queue(&results).unwrap();
+//!     p.start().unwrap();
+//!     assert_eq!(results.get::<u32>(None).unwrap(), 42);
+//! }
+//! wmp_guest::main!(start, worker);
+//! ```
+//!
 //! On `wasm32` the calls go to the host through the WIT imports. Built
 //! natively, the same API runs the program as a native process: a wmp
 //! runtime that started it hands it its identity, and its children are
@@ -39,7 +62,7 @@
 //! uses every call and runs both ways in the test suite (the examples
 //! above are not doctests: they need a runtime to start them).
 
-pub use wmp_core::{AuthKey, ProcessError};
+pub use wmp_core::{AuthKey, ConnectionError, ProcessError};
 
 #[cfg(target_arch = "wasm32")]
 mod guest;
@@ -51,5 +74,6 @@ mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
 
+mod messages;
 mod targets;
 pub use targets::*;

@@ -20,6 +20,9 @@ use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
 /// every OS pid).
 pub type Pid = u32;
 
+mod connection;
+pub use connection::*;
+
 /// The runtime of this process and the target it was started to run.
 struct ThisProcess {
     runtime: Runtime,

@@ -20,13 +20,16 @@ pub(crate) mod bindings {
         with: {
             "wmp:process/process.process": crate::process::Process,
             "wmp:process/process.sentinel": crate::sentinel::Sentinel,
+            "wmp:process/connection.connection": crate::connection::Connection,
+            "wmp:process/connection.queue": crate::queue::Queue,
+            "wmp:process/connection.listener": crate::listener::Listener,
         },
     });
 }
 
 use bindings::wmp::process::process::{self as wit, Error as WitError};
 
-fn wit_error(err: ProcessError) -> WitError {
+pub(crate) fn wit_error(err: ProcessError) -> WitError {
     let message = err.to_string();
     match err {
         ProcessError::Closed => WitError::Closed(message),
@@ -55,9 +58,9 @@ fn main_args(args: &[u8]) -> Result<Vec<String>, String> {
         .map_err(|e| format!("the arguments of a program's main must be a JSON list of strings: {e}"))
 }
 
-type WitResult<T> = wasmtime::Result<Result<T, WitError>>;
+pub(crate) type WitResult<T> = wasmtime::Result<Result<T, WitError>>;
 
-fn nanos(timeout: Option<u64>) -> Option<Duration> {
+pub(crate) fn nanos(timeout: Option<u64>) -> Option<Duration> {
     timeout.map(Duration::from_nanos)
 }
 

@@ -38,25 +38,34 @@
 //! the host granted it ([`Runtime::share_native`]).
 
 mod backend;
+mod connection;
 mod error;
 mod guest_api;
+mod guest_connections;
 mod handoff;
+mod inherit;
 mod limits;
+mod listener;
 mod process;
 mod program;
+mod queue;
 mod registry;
 mod runtime;
 mod sentinel;
 mod spec;
 mod status;
 mod stdio;
+mod wait;
 
 pub mod inspect;
 
+pub use connection::{Connection, PIPE_CAPACITY};
 pub use error::{Error, ProcessError, Result};
 pub use limits::{Limit, Limits};
+pub use listener::Listener;
 pub use process::Process;
 pub use program::{Program, ProgramKind};
+pub use queue::Queue;
 pub use handoff::Handoff;
 pub use registry::{FIRST_WASM_PID, Pid};
 pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
@@ -64,7 +73,9 @@ pub use sentinel::Sentinel;
 pub use spec::{Capabilities, NativeProgram, Preopen, ProcessBuilder, Target};
 pub use status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
 pub use stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
-pub use wmp_core::{AuthKey, naming};
+pub use wait::Waitable;
+pub use wmp_core::{AuthKey, ConnectionError, naming};
 
-/// The `wmp:process` WIT package, as `wmp wit` prints it.
-pub const WIT: &str = include_str!("../../wit/process.wit");
+/// The `wmp:process` WIT package, as `wmp wit` prints it: the process
+/// interface and the world, then the connection interface.
+pub const WIT: &str = concat!(include_str!("../../wit/process.wit"), "\n", include_str!("../../wit/connection.wit"));

@@ -15,6 +15,8 @@ use std::time::Duration;
 use wmp_core::naming::{default_name, exitcode_display, python_repr};
 use wmp_core::{AuthKey, ProcessError};
 
+use crate::connection::Connection;
+use crate::queue::Queue;
 use crate::registry::{Node, NodeSpec, Pid};
 use crate::runtime::Shared;
 use crate::sentinel::{Sentinel, wait_any};
@@ -214,6 +216,35 @@ impl Process {
         drop(state);
         self.caller.children.lock().unwrap().push(object.clone());
         Ok(())
+    }
+
+    /// Hands a connection end to the child, which takes it when it starts
+    /// (a wmp-guest child as `inherited_connections()[i]`, in the order
+    /// passed); this process no longer has it. Only before start, only by
+    /// the creator; starting a native child with one fails.
+    pub fn pass_connection(&self, connection: Connection) -> Result<(), ProcessError> {
+        self.before_start(|spec| spec.inherited.add_connection(connection))
+    }
+
+    /// Gives the child a handle to the queue (`inherited_queues()[i]` in a
+    /// wmp-guest child); this process keeps its own.
+    pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
+        self.before_start(|spec| spec.inherited.add_queue(queue.clone()))
+    }
+
+    fn before_start(&self, give: impl FnOnce(&LaunchSpec)) -> Result<(), ProcessError> {
+        if !matches!(self.object.role, Role::Child) {
+            return Err(ProcessError::NotCreator);
+        }
+        match &*self.object.state.lock().unwrap() {
+            State::Closed => Err(ProcessError::Closed),
+            State::Started(_) => Err(ProcessError::AlreadyStarted),
+            State::Initial(_) if self.object.creator != Some(self.caller.pid) => Err(ProcessError::NotCreator),
+            State::Initial(spec) => {
+                give(spec);
+                Ok(())
+            }
+        }
     }
 
     /// What `join` waits for: the node to watch, after the checks.

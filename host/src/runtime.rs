@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine};
-use wmp_core::{AUTHKEY_LEN, AuthKey};
+use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError};
 
 use crate::error::{Error, Result};
 use crate::process::Process;
@@ -18,6 +18,10 @@ use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::backend::native::Spawner;
+use crate::connection::{Connection, PIPE_CAPACITY};
+use crate::listener::{Addresses, Listener};
+use crate::queue::Queue;
+use crate::wait::{Waitable, wait_ready};
 use crate::handoff::Handoff;
 use crate::spec::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
 use crate::status::{ExitReason, Signal};
@@ -37,6 +41,8 @@ pub(crate) struct Shared {
     shared_programs: Mutex<HashMap<String, Runnable>>,
     shut_down: AtomicBool,
     pub(crate) spawner: Spawner,
+    /// Names that listeners hold.
+    pub(crate) addresses: Arc<Addresses>,
 }
 
 impl Shared {
@@ -253,6 +259,7 @@ impl RuntimeBuilder {
             shared_programs: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             spawner: Spawner::default(),
+            addresses: Arc::default(),
         });
         // The main process is the host process: its pid is the OS pid. A
         // process a wmp runtime started natively is who the handoff says,
@@ -521,6 +528,49 @@ impl Runtime {
 
     pub async fn wait_async(&self, sentinels: &[Sentinel], timeout: Option<Duration>) -> Vec<usize> {
         wait_any(&self.shared.handle, sentinels, timeout).await
+    }
+
+    /// Waits until a sentinel has ended or a connection has something (or
+    /// EOF) to receive, or the timeout passes; returns the indices of the
+    /// ready ones, empty on timeout (`multiprocessing.connection.wait`).
+    pub fn wait_for(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
+        self.shared.handle.block_on(wait_ready(&self.shared.handle, items, timeout))
+    }
+
+    pub async fn wait_for_async(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
+        wait_ready(&self.shared.handle, items, timeout).await
+    }
+
+    /// A pipe (`multiprocessing.Pipe(duplex)`): two connected ends, both
+    /// ways if `duplex`, else the first only receives and the second only
+    /// sends. Pass an end to a child with [`Process::pass_connection`].
+    pub fn pipe(&self, duplex: bool) -> (Connection, Connection) {
+        crate::connection::pipe(&self.shared.handle, duplex, PIPE_CAPACITY)
+    }
+
+    /// A queue (`multiprocessing.Queue(maxsize)`); `maxsize` 0 for no bound.
+    /// Pass it to a child with [`Process::pass_queue`].
+    pub fn queue(&self, maxsize: usize) -> Queue {
+        Queue::new(&self.shared.handle, maxsize)
+    }
+
+    /// Listens at `address`, a name in this runtime that any of its
+    /// processes can connect to; clients must prove they hold `authkey`
+    /// (the main process's key if None).
+    pub fn listen(&self, address: &str, authkey: Option<AuthKey>) -> Result<Listener, ConnectionError> {
+        let authkey = authkey.unwrap_or_else(|| self.main.authkey());
+        self.shared.addresses.listen(&self.shared.handle, address, authkey)
+    }
+
+    /// Connects to the listener at `address`, proving `authkey` (the main
+    /// process's key if None); waits until the listener accepts.
+    pub fn connect(&self, address: &str, authkey: Option<AuthKey>) -> Result<Connection, ConnectionError> {
+        self.shared.handle.block_on(self.connect_async(address, authkey))
+    }
+
+    pub async fn connect_async(&self, address: &str, authkey: Option<AuthKey>) -> Result<Connection, ConnectionError> {
+        let authkey = authkey.unwrap_or_else(|| self.main.authkey());
+        self.shared.addresses.connect(&self.shared.handle, address, &authkey).await
     }
 
     /// Runs `program` as the main process itself (what `wmp run` does): it

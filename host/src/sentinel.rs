@@ -2,16 +2,14 @@
 //! awaitable from async code, waitable from blocking code, and pollable from
 //! an embedder's own event loop through a raw eventfd.
 
-use std::future::Future;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::status::ExitReason;
+use crate::wait::{Waitable, wait_ready};
 
 /// Where a process publishes its end, exactly once.
 pub(crate) struct ExitCell {
@@ -141,38 +139,8 @@ pub(crate) async fn wait_any(
     sentinels: &[Sentinel],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    let ready = || -> Vec<usize> {
-        sentinels.iter().enumerate().filter(|(_, s)| s.is_ready()).map(|(i, _)| i).collect()
-    };
-    let now = ready();
-    if !now.is_empty() || timeout == Some(Duration::ZERO) {
-        return now;
-    }
-    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
-        sentinels.iter().map(|s| Box::pin(s.cell.ended()) as Pin<Box<_>>).collect();
-    let any_ended = std::future::poll_fn(|cx| {
-        if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    });
-    match timeout {
-        None => any_ended.await,
-        Some(limit) => {
-            // The timer must belong to the wmp runtime so that callers on
-            // any executor (or none) can await it.
-            let sleep = {
-                let _enter = handle.enter();
-                tokio::time::sleep(limit)
-            };
-            tokio::select! {
-                () = any_ended => {}
-                () = sleep => {}
-            }
-        }
-    }
-    ready()
+    let items: Vec<Waitable<'_>> = sentinels.iter().map(Waitable::from).collect();
+    wait_ready(handle, &items, timeout).await
 }
 
 /// The blocking form of [`wait_any`], for callers outside async code.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use wmp_core::{AuthKey, ProcessError};
 
+use crate::inherit::Inheritance;
 use crate::limits::Limits;
 use crate::process::Process;
 use crate::program::Program;
@@ -219,11 +220,13 @@ pub(crate) struct LaunchSpec {
     /// has not shared); reported by `start()`, as CPython reports a child's
     /// arguments that cannot be pickled.
     pub(crate) refusal: Option<ProcessError>,
+    /// Connection ends and queues passed to the child before start.
+    pub(crate) inherited: Inheritance,
 }
 
 impl LaunchSpec {
     pub(crate) fn new(program: Runnable, caps: Capabilities, target: Option<Target>) -> Self {
-        LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None }
+        LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None, inherited: Inheritance::default() }
     }
 
     /// Whether the spec can start: the program is allowed and knows the

@@ -10,6 +10,7 @@
 
 mod authkey;
 mod cli;
+mod connections;
 mod guests;
 mod hostile;
 mod lifecycle;

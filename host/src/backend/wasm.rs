@@ -17,6 +17,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wmp_core::ProcessError;
 
+use crate::inherit::Handles;
 use crate::limits::Limit;
 use crate::program::{Code, Program};
 use crate::registry::Node;
@@ -69,6 +70,8 @@ pub(crate) struct P2State {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) target: Option<Target>,
+    /// Connections and queues its parent passed to it, until it takes them.
+    pub(crate) inherited: Handles,
 }
 
 impl WasiView for P2State {
@@ -146,7 +149,13 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: Laun
     match program.code() {
         Code::Component(pre) => {
             let pre = pre.clone();
-            let state = P2State { guest, wasi: wasi.build(), table: ResourceTable::new(), target: spec.target };
+            let state = P2State {
+                guest,
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                target: spec.target,
+                inherited: spec.inherited.take(),
+            };
             let mut store = new_store(shared, state)?;
             Ok(Box::pin(async move {
                 let command = pre.instantiate_async(&mut store).await?;

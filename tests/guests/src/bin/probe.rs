@@ -5,9 +5,12 @@
 //! described: "nest nest identity"). Run as a program, it prints its
 //! identity (`wmp run probe.wasm [exit N | spawn TARGET ARGS]`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wmp_guest::{AuthKey, Process, active_children, current_process, exit, parent_process};
+use wmp_guest::{
+    AuthKey, Connection, Listener, Process, Queue, active_children, current_process, exit, inherited_connections,
+    inherited_queues, parent_process, pipe, wait_ready,
+};
 
 /// Splits "TARGET REST" into the target and the rest.
 fn split(args: &str) -> (&str, &str) {
@@ -228,6 +231,256 @@ fn main_process() {
     }
 }
 
+/// The one connection end the parent passed to this process.
+fn passed_connection() -> Connection {
+    inherited_connections().pop().expect("the parent passes a connection")
+}
+
+/// Sends every message it receives back, until EOF; then says how many.
+fn echo(_: String) {
+    let conn = passed_connection();
+    let mut echoed = 0;
+    let end = loop {
+        match conn.recv_bytes() {
+            Ok(message) => conn.send_bytes(&message).unwrap(),
+            Err(end) => break end,
+        }
+        echoed += 1;
+    };
+    println!("echoed={echoed} end={end}");
+}
+
+/// Receives in batches until EOF; says how many messages and bytes.
+fn drain(_: String) {
+    let conn = passed_connection();
+    let (mut messages, mut bytes) = (0usize, 0usize);
+    let end = loop {
+        match conn.recv_many(1 << 20) {
+            Ok(batch) => {
+                messages += batch.len();
+                bytes += batch.iter().map(Vec::len).sum::<usize>();
+            }
+            Err(end) => break end,
+        }
+    };
+    println!("received={messages} bytes={bytes} end={end}");
+}
+
+/// Sends "N SIZE BATCH" on `conn`: N messages of SIZE bytes, BATCH per
+/// call (one `send_bytes` each if BATCH is 1).
+fn send_all(conn: &Connection, args: &str) {
+    let numbers: Vec<usize> = args.split(' ').map(|n| n.parse().expect("N SIZE BATCH")).collect();
+    let [n, size, batch] = numbers[..] else { panic!("N SIZE BATCH") };
+    let message = vec![7u8; size];
+    let mut sent = 0;
+    while sent < n {
+        let count = batch.min(n - sent);
+        if count == 1 {
+            conn.send_bytes(&message).unwrap();
+        } else {
+            conn.send_many(&vec![message.as_slice(); count]).unwrap();
+        }
+        sent += count;
+    }
+}
+
+/// Sends "N SIZE BATCH" (see [`send_all`]) on the passed connection.
+fn source(args: String) {
+    send_all(&passed_connection(), &args);
+}
+
+/// Guest↔guest: sends "N SIZE BATCH" to a `drain` child over a one-way
+/// pipe and says how long until the child had them all.
+fn pipe_to_child(args: String) {
+    let (theirs, mine) = pipe(false);
+    let sink = Process::new("drain", "");
+    sink.pass_connection(theirs).unwrap();
+    sink.start().unwrap();
+    let started = Instant::now();
+    send_all(&mine, &args);
+    mine.close();
+    sink.join(None).unwrap();
+    println!("elapsed_ns={}", started.elapsed().as_nanos());
+}
+
+/// Holds the passed connection, says so over it, and sleeps until killed.
+fn hold(_: String) {
+    let conn = passed_connection();
+    conn.send("holding").unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Guest↔guest, parent and child: N values to an `echo` child and back,
+/// in order; then closes and joins.
+fn pipe_parent(n: String) {
+    let n: u32 = n.parse().expect("a count");
+    let (mine, theirs) = pipe(true);
+    let child = Process::new("echo", "");
+    child.pass_connection(theirs).unwrap();
+    println!("pass_after_start={:?}", {
+        child.start().unwrap();
+        child.pass_connection(pipe(true).0).map_err(|e| e.to_string())
+    });
+    for i in 0..n {
+        mine.send(&i).unwrap();
+    }
+    let back: Vec<u32> = (0..n).map(|_| mine.recv().unwrap()).collect();
+    println!("in_order={}", back == (0..n).collect::<Vec<_>>());
+    mine.close();
+    child.join(None).unwrap();
+    println!("child_exitcode={:?}", child.exitcode().unwrap());
+}
+
+/// Siblings: a `produce` child sends 0..N over a one-way pipe to a
+/// `consume` child; the parent keeps neither end.
+fn siblings(n: String) {
+    let (rx, tx) = pipe(false);
+    let producer = Process::new("produce", &n);
+    producer.pass_connection(tx).unwrap();
+    let consumer = Process::new("consume", "");
+    consumer.pass_connection(rx).unwrap();
+    consumer.start().unwrap();
+    producer.start().unwrap();
+    producer.join(None).unwrap();
+    consumer.join(None).unwrap();
+}
+
+fn produce(n: String) {
+    let conn = passed_connection();
+    for i in 0..n.parse::<u64>().expect("a count") {
+        conn.send(&i).unwrap();
+    }
+}
+
+fn consume(_: String) {
+    let conn = passed_connection();
+    let (mut count, mut sum) = (0u64, 0u64);
+    let end = loop {
+        match conn.recv::<u64>() {
+            Ok(value) => {
+                count += 1;
+                sum += value;
+            }
+            Err(end) => break end,
+        }
+    };
+    println!("consumed={count} sum={sum} end={end}");
+}
+
+/// A parallel map: N `square` workers put (i, i*i) on a queue passed to
+/// them; the parent collects them, then finds the queue at EOF.
+fn queue_map(n: String) {
+    let results = Queue::new(0);
+    let workers: Vec<Process> = (1..=n.parse::<u64>().expect("a count"))
+        .map(|i| {
+            let worker = Process::new("square", &i.to_string());
+            worker.pass_queue(&results).unwrap();
+            worker.start().unwrap();
+            worker
+        })
+        .collect();
+    let mut got: Vec<(u64, u64)> = workers.iter().map(|_| results.get(Some(Duration::from_secs(30))).unwrap()).collect();
+    got.sort();
+    println!("results={got:?}");
+    workers.iter().for_each(|w| w.join(None).unwrap());
+    println!("after_workers={:?}", results.get::<(u64, u64)>(Some(Duration::from_secs(5))).map_err(|e| e.to_string()));
+}
+
+fn square(i: String) {
+    let results = inherited_queues().pop().expect("the parent passes a queue");
+    let i: u64 = i.parse().expect("a number");
+    results.put(&(i, i * i), None).unwrap();
+}
+
+/// A bounded queue: put blocks (times out) when full, get when empty.
+fn queue_bounds(_: String) {
+    let queue = Queue::new(2);
+    queue.put("a", None).unwrap();
+    queue.put("b", None).unwrap();
+    let started = Instant::now();
+    println!("third_put={:?}", queue.put("c", Some(Duration::from_millis(50))).map_err(|e| e.to_string()));
+    println!("waited={}", started.elapsed() >= Duration::from_millis(50));
+    println!("qsize={} empty={}", queue.qsize(), queue.empty());
+    let a: String = queue.get(None).unwrap();
+    let b: String = queue.get(None).unwrap();
+    println!("got={a}{b}");
+    // Only this handle is open: nothing can ever arrive.
+    println!("get_alone={:?}", queue.get::<String>(Some(Duration::from_secs(5))).map_err(|e| e.to_string()));
+    queue.close();
+    println!("put_closed={:?}", queue.put("d", None).map_err(|e| e.to_string()));
+}
+
+/// "ADDRESS [KEY]": listens, serves one client (prints what it sent,
+/// replies), or prints why accepting failed.
+fn serve(args: String) {
+    let (address, key) = split(&args);
+    let key = (!key.is_empty()).then(|| AuthKey::new(key.as_bytes().to_vec()));
+    let listener = Listener::bind(address, key.as_ref()).unwrap();
+    println!("listening at {}", listener.address());
+    match listener.accept() {
+        Ok(conn) => {
+            println!("server got={}", conn.recv::<String>().unwrap());
+            conn.send("welcome").unwrap();
+        }
+        Err(e) => println!("server error={e}"),
+    }
+}
+
+/// "ADDRESS [KEY]": connects (with its own authkey if no KEY), says hello
+/// and prints the reply, or why connecting failed.
+fn client(args: String) {
+    let (address, key) = split(&args);
+    let key = (!key.is_empty()).then(|| AuthKey::new(key.as_bytes().to_vec()));
+    match wmp_guest::connect(address, key.as_ref()) {
+        Ok(conn) => {
+            conn.send("hello from a client").unwrap();
+            println!("client got={}", conn.recv::<String>().unwrap());
+        }
+        Err(e) => println!("client error={e}"),
+    }
+}
+
+/// A killed peer: a `hold` child gets one end and is killed; this end
+/// then reads EOF and cannot send.
+fn killed_peer(_: String) {
+    let (mine, theirs) = pipe(true);
+    let child = Process::new("hold", "");
+    child.pass_connection(theirs).unwrap();
+    child.start().unwrap();
+    println!("child says={}", mine.recv::<String>().unwrap());
+    child.kill().unwrap();
+    child.join(None).unwrap();
+    println!("recv={:?}", mine.recv_bytes().map_err(|e| e.to_string()));
+    println!("send={:?}", mine.send_bytes(b"anyone?").map_err(|e| e.to_string()));
+}
+
+/// wait_ready on a child's sentinel and a pipe from it: the pipe is ready
+/// first (the child sends after MS ms), both once the child has ended.
+fn wait_both(ms: String) {
+    let (mine, theirs) = pipe(true);
+    let child = Process::new("send_later", &ms);
+    child.pass_connection(theirs).unwrap();
+    child.start().unwrap();
+    let sentinel = child.sentinel().unwrap();
+    println!("nothing_yet={:?}", wait_ready(&[&sentinel], &[&mine], Some(Duration::ZERO)));
+    println!("first_ready={:?}", wait_ready(&[&sentinel], &[&mine], Some(Duration::from_secs(30))));
+    println!("message={}", mine.recv::<String>().unwrap());
+    mine.send("thanks").unwrap();
+    child.join(None).unwrap();
+    println!("then_ready={:?}", wait_ready(&[&sentinel], &[&mine], Some(Duration::from_secs(30))));
+}
+
+/// Sends "late" after MS ms, then ends once the other side answers (or
+/// goes away), so it is still running when "late" is read.
+fn send_later(ms: String) {
+    let conn = passed_connection();
+    std::thread::sleep(Duration::from_millis(ms.parse().expect("milliseconds")));
+    conn.send("late").unwrap();
+    let _ = conn.recv_bytes();
+}
+
 wmp_guest::main!(
     main_process,
     identity,
@@ -253,4 +506,21 @@ wmp_guest::main!(
     alloc,
     fork_bomb,
     flood,
+    echo,
+    drain,
+    source,
+    pipe_to_child,
+    hold,
+    pipe_parent,
+    siblings,
+    produce,
+    consume,
+    queue_map,
+    square,
+    queue_bounds,
+    serve,
+    client,
+    killed_peer,
+    wait_both,
+    send_later,
 );

@@ -1,0 +1,335 @@
+//! Connections: the ends of a pipe (`multiprocessing.Pipe`). Each direction
+//! is a [`Channel`] of whole byte messages with a byte budget, so a fast
+//! writer waits for a slow reader instead of growing memory. An end that is
+//! closed or dropped (also when the process holding it ends, since its
+//! resources are freed then) makes the other end see EOF once it has read
+//! everything sent before, or a broken pipe when it writes.
+
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use wmp_core::ConnectionError;
+
+use crate::wait::within;
+
+/// Bytes one direction of a pipe holds before a writer waits (a message
+/// larger than that still goes through, alone).
+pub const PIPE_CAPACITY: usize = 4 << 20;
+
+/// What each message costs in the budget besides its bytes, so that a flood
+/// of empty messages is bounded too.
+const MESSAGE_OVERHEAD: usize = 16;
+
+/// One direction of a pipe.
+struct Channel {
+    state: Mutex<ChannelState>,
+    /// Signalled when a message arrives or the writer goes away.
+    readable: Notify,
+    /// Signalled when room is made or the reader goes away.
+    writable: Notify,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    messages: VecDeque<Vec<u8>>,
+    /// Budget used by `messages`.
+    used: usize,
+    writer_gone: bool,
+    reader_gone: bool,
+}
+
+impl Channel {
+    fn new(capacity: usize) -> Arc<Channel> {
+        Arc::new(Channel {
+            state: Mutex::new(ChannelState::default()),
+            readable: Notify::new(),
+            writable: Notify::new(),
+            capacity,
+        })
+    }
+
+    /// Queues the messages in order, waiting for room whenever the budget
+    /// is spent.
+    async fn send(&self, messages: impl IntoIterator<Item = Vec<u8>>) -> Result<(), ConnectionError> {
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let mut room = pin!(self.writable.notified());
+            room.as_mut().enable();
+            if self.push_while_room(&mut messages)? {
+                self.readable.notify_waiters();
+            } else {
+                room.await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues messages while the budget lasts; true if it queued any.
+    fn push_while_room(&self, messages: &mut impl Iterator<Item = Vec<u8>>) -> Result<bool, ConnectionError> {
+        let mut state = self.state.lock().unwrap();
+        if state.reader_gone {
+            return Err(ConnectionError::BrokenPipe);
+        }
+        let mut pushed = false;
+        while state.used < self.capacity
+            && let Some(message) = messages.next()
+        {
+            state.used += message.len() + MESSAGE_OVERHEAD;
+            state.messages.push_back(message);
+            pushed = true;
+        }
+        Ok(pushed)
+    }
+
+    /// Waits for at least one message and takes what `take` pops; EOF once
+    /// the queue is empty and the writer is gone.
+    async fn recv<T>(&self, mut take: impl FnMut(&mut ChannelState) -> T) -> Result<T, ConnectionError> {
+        loop {
+            let mut arrived = pin!(self.readable.notified());
+            arrived.as_mut().enable();
+            if let Some(taken) = self.try_take(&mut take) {
+                return taken;
+            }
+            arrived.await;
+        }
+    }
+
+    /// What `take` pops if a message is there, EOF if none can come, None
+    /// if one may still come.
+    fn try_take<T>(&self, take: &mut impl FnMut(&mut ChannelState) -> T) -> Option<Result<T, ConnectionError>> {
+        let mut state = self.state.lock().unwrap();
+        if !state.messages.is_empty() {
+            let taken = take(&mut state);
+            drop(state);
+            self.writable.notify_waiters();
+            return Some(Ok(taken));
+        }
+        state.writer_gone.then_some(Err(ConnectionError::Eof))
+    }
+
+    fn is_readable(&self) -> bool {
+        let state = self.state.lock().unwrap();
+        !state.messages.is_empty() || state.writer_gone
+    }
+
+    async fn readable(&self) {
+        loop {
+            let mut arrived = pin!(self.readable.notified());
+            arrived.as_mut().enable();
+            if self.is_readable() {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    fn writer_leaves(&self) {
+        self.state.lock().unwrap().writer_gone = true;
+        self.readable.notify_waiters();
+    }
+
+    /// What was never read is dropped with the reader.
+    fn reader_leaves(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.reader_gone = true;
+        state.messages = VecDeque::new();
+        state.used = 0;
+        drop(state);
+        self.writable.notify_waiters();
+    }
+}
+
+impl ChannelState {
+    fn pop(&mut self) -> Vec<u8> {
+        let message = self.messages.pop_front().expect("recv only takes from a non-empty channel");
+        self.used -= message.len() + MESSAGE_OVERHEAD;
+        message
+    }
+}
+
+/// One end of a pipe (`multiprocessing.connection.Connection`).
+///
+/// Messages are byte strings delivered whole and in order; [`send`] and
+/// [`recv`](Connection::recv) carry serde values as JSON. Sending waits
+/// while the other end has [`PIPE_CAPACITY`] bytes unread. Once the other
+/// end is closed, dropped, or its process has ended, `recv` returns what
+/// was sent before and then [`ConnectionError::Eof`].
+///
+/// The blocking methods must not be called from inside an async runtime;
+/// the `_async` forms can be awaited anywhere.
+///
+/// [`send`]: Connection::send
+pub struct Connection {
+    reader: Option<Arc<Channel>>,
+    writer: Option<Arc<Channel>>,
+    closed: AtomicBool,
+    handle: tokio::runtime::Handle,
+}
+
+/// A pair of connected ends: two-way if `duplex`, else the first end only
+/// receives and the second only sends (`multiprocessing.Pipe(duplex)`).
+pub(crate) fn pipe(handle: &tokio::runtime::Handle, duplex: bool, capacity: usize) -> (Connection, Connection) {
+    let forward = Channel::new(capacity);
+    let end = |reader, writer| Connection { reader, writer, closed: AtomicBool::new(false), handle: handle.clone() };
+    if duplex {
+        let backward = Channel::new(capacity);
+        (end(Some(forward.clone()), Some(backward.clone())), end(Some(backward), Some(forward)))
+    } else {
+        (end(Some(forward.clone()), None), end(None, Some(forward)))
+    }
+}
+
+impl Connection {
+    fn reader(&self) -> Result<&Channel, ConnectionError> {
+        self.check_open()?;
+        self.reader.as_deref().ok_or(ConnectionError::WriteOnly)
+    }
+
+    fn writer(&self) -> Result<&Channel, ConnectionError> {
+        self.check_open()?;
+        self.writer.as_deref().ok_or(ConnectionError::ReadOnly)
+    }
+
+    fn check_open(&self) -> Result<(), ConnectionError> {
+        if self.closed.load(Ordering::Acquire) { Err(ConnectionError::Closed) } else { Ok(()) }
+    }
+
+    /// Whether this end can receive / send (false for the wrong end of a
+    /// one-way pipe).
+    pub fn readable(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends one message.
+    pub fn send_bytes(&self, message: &[u8]) -> Result<(), ConnectionError> {
+        self.handle.block_on(self.send_bytes_async(message.to_vec()))
+    }
+
+    pub async fn send_bytes_async(&self, message: Vec<u8>) -> Result<(), ConnectionError> {
+        self.writer()?.send([message]).await
+    }
+
+    /// Sends many messages at once, in order (one wakeup of the reader
+    /// instead of one per message).
+    pub fn send_many(&self, messages: Vec<Vec<u8>>) -> Result<(), ConnectionError> {
+        self.handle.block_on(self.send_many_async(messages))
+    }
+
+    pub async fn send_many_async(&self, messages: Vec<Vec<u8>>) -> Result<(), ConnectionError> {
+        self.writer()?.send(messages).await
+    }
+
+    /// Sends a value as JSON.
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), ConnectionError> {
+        let message = serde_json::to_vec(value).map_err(|e| ConnectionError::Encode(e.to_string()))?;
+        self.handle.block_on(self.send_bytes_async(message))
+    }
+
+    /// Receives one message, waiting for it; EOF once the other end is
+    /// gone and everything it sent has been read.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, ConnectionError> {
+        self.handle.block_on(self.recv_bytes_async())
+    }
+
+    pub async fn recv_bytes_async(&self) -> Result<Vec<u8>, ConnectionError> {
+        self.reader()?.recv(ChannelState::pop).await
+    }
+
+    /// Receives at least one message, waiting for it, and then whatever
+    /// else has arrived, up to about `max_bytes` in all.
+    pub fn recv_many(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
+        self.handle.block_on(self.recv_many_async(max_bytes))
+    }
+
+    pub async fn recv_many_async(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
+        self.reader()?
+            .recv(|state| {
+                let mut taken = vec![state.pop()];
+                let mut size = taken[0].len();
+                while let Some(next) = state.messages.front()
+                    && size + next.len() <= max_bytes
+                {
+                    size += next.len();
+                    taken.push(state.pop());
+                }
+                taken
+            })
+            .await
+    }
+
+    /// Receives a value sent as JSON.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, ConnectionError> {
+        let message = self.recv_bytes()?;
+        serde_json::from_slice(&message).map_err(|e| ConnectionError::Decode(e.to_string()))
+    }
+
+    /// Whether a message (or EOF) is ready to be received, waiting up to
+    /// `timeout` for one (`None`: as long as it takes).
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
+        self.handle.block_on(self.poll_async(timeout))
+    }
+
+    pub async fn poll_async(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
+        let reader = self.reader()?;
+        Ok(within(&self.handle, timeout, reader.readable()).await.is_some())
+    }
+
+    /// Ready for [`wait`](crate::Runtime::wait_for): something (or EOF) to
+    /// receive, or this end closed (so that a wait never hangs on it).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.closed() || self.reader.as_ref().is_some_and(|r| r.is_readable())
+    }
+
+    pub(crate) async fn ready(&self) {
+        match (&self.reader, self.closed()) {
+            (Some(reader), false) => reader.readable().await,
+            (None, false) => std::future::pending().await,
+            (_, true) => {}
+        }
+    }
+
+    /// Closes this end: the other end sees EOF after what was sent, and
+    /// what was not read here is dropped. Closing twice is fine.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(writer) = &self.writer {
+            writer.writer_leaves();
+        }
+        if let Some(reader) = &self.reader {
+            reader.reader_leaves();
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("readable", &self.readable())
+            .field("writable", &self.writable())
+            .field("closed", &self.closed())
+            .finish()
+    }
+}

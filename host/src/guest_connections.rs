@@ -1,0 +1,241 @@
+//! The `wmp:process/connection` WIT imports as the host implements them
+//! for a guest: thin adapters from the WIT resources to [`Connection`],
+//! [`Queue`] and [`Listener`], with the calling guest's authkey as the
+//! default key and its spec as where passed handles wait for a child.
+
+use wasmtime::component::Resource;
+use wmp_core::{AuthKey, ConnectionError};
+
+use crate::backend::wasm::P2State;
+use crate::connection::Connection;
+use crate::guest_api::bindings::wmp::process::connection::{self as wit, Error as WitError};
+use crate::guest_api::{WitResult, nanos, wit_error};
+use crate::listener::Listener;
+use crate::process::Process;
+use crate::queue::Queue;
+use crate::sentinel::Sentinel;
+use crate::wait::{Waitable, wait_ready};
+
+fn wit_connection_error(err: ConnectionError) -> WitError {
+    let message = err.to_string();
+    match err {
+        ConnectionError::Eof => WitError::Eof(message),
+        ConnectionError::Closed => WitError::Closed(message),
+        ConnectionError::BrokenPipe => WitError::BrokenPipe(message),
+        ConnectionError::WriteOnly => WitError::WriteOnly(message),
+        ConnectionError::ReadOnly => WitError::ReadOnly(message),
+        ConnectionError::Empty => WitError::Empty(message),
+        ConnectionError::Full => WitError::Full(message),
+        ConnectionError::Authentication(why) => WitError::Authentication(why),
+        ConnectionError::Refused(address) => WitError::Refused(address),
+        ConnectionError::AddressInUse(address) => WitError::AddressInUse(address),
+        // The host moves bytes only; encoding is the guest SDK's.
+        ConnectionError::Encode(_) | ConnectionError::Decode(_) => unreachable!("the host never encodes messages"),
+    }
+}
+
+type ConnResult<T> = wasmtime::Result<Result<T, WitError>>;
+
+fn conn_result<T>(result: Result<T, ConnectionError>) -> ConnResult<T> {
+    Ok(result.map_err(wit_connection_error))
+}
+
+/// Splits framed messages (u32 little-endian length, then the bytes); a
+/// malformed buffer is a guest bug and traps.
+fn unframe(frames: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
+    let mut messages = Vec::new();
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(|| wasmtime::format_err!("truncated frame header"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            wasmtime::bail!("frame of {len} bytes with {} left", tail.len());
+        }
+        let (message, tail) = tail.split_at(len);
+        messages.push(message.to_vec());
+        rest = tail;
+    }
+    Ok(messages)
+}
+
+fn frame(messages: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut frames = Vec::with_capacity(messages.iter().map(|m| m.len() + 4).sum());
+    for message in messages {
+        frames.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        frames.extend_from_slice(&message);
+    }
+    frames
+}
+
+impl P2State {
+    fn key_or_own(&self, authkey: Option<Vec<u8>>) -> AuthKey {
+        authkey.map_or_else(|| self.guest.node.authkey(), AuthKey::new)
+    }
+
+    fn child(&self, process: &Resource<Process>) -> wasmtime::Result<Process> {
+        Ok(self.table.get(process)?.clone())
+    }
+}
+
+impl wit::Host for P2State {
+    async fn pipe(&mut self, duplex: bool) -> wasmtime::Result<(Resource<Connection>, Resource<Connection>)> {
+        let (a, b) = crate::connection::pipe(&self.guest.shared.handle, duplex, crate::connection::PIPE_CAPACITY);
+        Ok((self.table.push(a)?, self.table.push(b)?))
+    }
+
+    async fn listen(&mut self, address: String, authkey: Option<Vec<u8>>) -> ConnResult<Resource<Listener>> {
+        let authkey = self.key_or_own(authkey);
+        let shared = &self.guest.shared;
+        match shared.addresses.listen(&shared.handle, &address, authkey) {
+            Ok(listener) => Ok(Ok(self.table.push(listener)?)),
+            Err(err) => conn_result(Err(err)),
+        }
+    }
+
+    async fn connect(&mut self, address: String, authkey: Option<Vec<u8>>) -> ConnResult<Resource<Connection>> {
+        let authkey = self.key_or_own(authkey);
+        let shared = self.guest.shared.clone();
+        match shared.addresses.connect(&shared.handle, &address, &authkey).await {
+            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Err(err) => conn_result(Err(err)),
+        }
+    }
+
+    async fn pass_connection(
+        &mut self,
+        child: Resource<Process>,
+        end: Resource<Connection>,
+    ) -> WitResult<()> {
+        let child = self.child(&child)?;
+        let end = self.table.delete(end)?;
+        Ok(child.pass_connection(end).map_err(wit_error))
+    }
+
+    async fn pass_queue(&mut self, child: Resource<Process>, queue: Resource<Queue>) -> WitResult<()> {
+        let child = self.child(&child)?;
+        Ok(child.pass_queue(self.table.get(&queue)?).map_err(wit_error))
+    }
+
+    async fn inherited_connections(&mut self) -> wasmtime::Result<Vec<Resource<Connection>>> {
+        let connections = std::mem::take(&mut self.inherited.connections);
+        connections.into_iter().map(|c| Ok(self.table.push(c)?)).collect()
+    }
+
+    async fn inherited_queues(&mut self) -> wasmtime::Result<Vec<Resource<Queue>>> {
+        let queues = std::mem::take(&mut self.inherited.queues);
+        queues.into_iter().map(|q| Ok(self.table.push(q)?)).collect()
+    }
+
+    async fn wait(
+        &mut self,
+        sentinels: Vec<Resource<Sentinel>>,
+        connections: Vec<Resource<Connection>>,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Vec<u32>> {
+        let mut items: Vec<Waitable<'_>> = Vec::with_capacity(sentinels.len() + connections.len());
+        for sentinel in &sentinels {
+            items.push(Waitable::Sentinel(self.table.get(sentinel)?));
+        }
+        for connection in &connections {
+            items.push(Waitable::Connection(self.table.get(connection)?));
+        }
+        let ready = wait_ready(&self.guest.shared.handle, &items, nanos(timeout)).await;
+        Ok(ready.into_iter().map(|i| i as u32).collect())
+    }
+}
+
+impl wit::HostConnection for P2State {
+    async fn send_bytes(&mut self, connection: Resource<Connection>, message: Vec<u8>) -> ConnResult<()> {
+        conn_result(self.table.get(&connection)?.send_bytes_async(message).await)
+    }
+
+    async fn send_frames(&mut self, connection: Resource<Connection>, frames: Vec<u8>) -> ConnResult<()> {
+        let messages = unframe(&frames)?;
+        conn_result(self.table.get(&connection)?.send_many_async(messages).await)
+    }
+
+    async fn recv_bytes(&mut self, connection: Resource<Connection>) -> ConnResult<Vec<u8>> {
+        conn_result(self.table.get(&connection)?.recv_bytes_async().await)
+    }
+
+    async fn recv_frames(&mut self, connection: Resource<Connection>, max_bytes: u32) -> ConnResult<Vec<u8>> {
+        conn_result(self.table.get(&connection)?.recv_many_async(max_bytes as usize).await.map(frame))
+    }
+
+    async fn poll(&mut self, connection: Resource<Connection>, timeout: Option<u64>) -> ConnResult<bool> {
+        conn_result(self.table.get(&connection)?.poll_async(nanos(timeout)).await)
+    }
+
+    async fn readable(&mut self, connection: Resource<Connection>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&connection)?.readable())
+    }
+
+    async fn writable(&mut self, connection: Resource<Connection>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&connection)?.writable())
+    }
+
+    async fn close(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.get(&connection)?.close();
+        Ok(())
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+impl wit::HostQueue for P2State {
+    async fn new(&mut self, maxsize: u32) -> wasmtime::Result<Resource<Queue>> {
+        Ok(self.table.push(Queue::new(&self.guest.shared.handle, maxsize as usize))?)
+    }
+
+    async fn put(&mut self, queue: Resource<Queue>, message: Vec<u8>, timeout: Option<u64>) -> ConnResult<()> {
+        conn_result(self.table.get(&queue)?.put_bytes_async(message, nanos(timeout)).await)
+    }
+
+    async fn get(&mut self, queue: Resource<Queue>, timeout: Option<u64>) -> ConnResult<Vec<u8>> {
+        conn_result(self.table.get(&queue)?.get_bytes_async(nanos(timeout)).await)
+    }
+
+    async fn empty(&mut self, queue: Resource<Queue>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&queue)?.empty())
+    }
+
+    async fn qsize(&mut self, queue: Resource<Queue>) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.table.get(&queue)?.qsize()).unwrap_or(u32::MAX))
+    }
+
+    async fn close(&mut self, queue: Resource<Queue>) -> wasmtime::Result<()> {
+        self.table.get(&queue)?.close();
+        Ok(())
+    }
+
+    async fn drop(&mut self, queue: Resource<Queue>) -> wasmtime::Result<()> {
+        self.table.delete(queue)?;
+        Ok(())
+    }
+}
+
+impl wit::HostListener for P2State {
+    async fn accept(&mut self, listener: Resource<Listener>) -> ConnResult<Resource<Connection>> {
+        match self.table.get(&listener)?.accept_async().await {
+            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Err(err) => conn_result(Err(err)),
+        }
+    }
+
+    async fn address(&mut self, listener: Resource<Listener>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&listener)?.address().to_owned())
+    }
+
+    async fn close(&mut self, listener: Resource<Listener>) -> wasmtime::Result<()> {
+        self.table.get(&listener)?.close();
+        Ok(())
+    }
+
+    async fn drop(&mut self, listener: Resource<Listener>) -> wasmtime::Result<()> {
+        self.table.delete(listener)?;
+        Ok(())
+    }
+}

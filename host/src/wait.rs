@@ -1,0 +1,90 @@
+//! Waiting on several things at once (`multiprocessing.connection.wait`):
+//! process sentinels, ready when the process has ended, and connections,
+//! ready when there is something (or EOF) to receive.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::connection::Connection;
+use crate::sentinel::Sentinel;
+
+/// Something [`Runtime::wait_for`](crate::Runtime::wait_for) can wait on.
+#[derive(Clone, Copy, Debug)]
+pub enum Waitable<'a> {
+    Sentinel(&'a Sentinel),
+    Connection(&'a Connection),
+}
+
+impl<'a> From<&'a Sentinel> for Waitable<'a> {
+    fn from(sentinel: &'a Sentinel) -> Self {
+        Waitable::Sentinel(sentinel)
+    }
+}
+
+impl<'a> From<&'a Connection> for Waitable<'a> {
+    fn from(connection: &'a Connection) -> Self {
+        Waitable::Connection(connection)
+    }
+}
+
+impl Waitable<'_> {
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Waitable::Sentinel(sentinel) => sentinel.is_ready(),
+            Waitable::Connection(connection) => connection.is_ready(),
+        }
+    }
+
+    async fn ready(self) {
+        match self {
+            Waitable::Sentinel(sentinel) => sentinel.cell.ended().await,
+            Waitable::Connection(connection) => connection.ready().await,
+        }
+    }
+}
+
+/// Waits until at least one of `items` is ready or the timeout passes, and
+/// returns the indices of all that are ready; empty on timeout.
+pub(crate) async fn wait_ready(
+    handle: &tokio::runtime::Handle,
+    items: &[Waitable<'_>],
+    timeout: Option<Duration>,
+) -> Vec<usize> {
+    let ready = || -> Vec<usize> { items.iter().enumerate().filter(|(_, w)| w.is_ready()).map(|(i, _)| i).collect() };
+    let now = ready();
+    if !now.is_empty() || timeout == Some(Duration::ZERO) {
+        return now;
+    }
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+        items.iter().map(|w| Box::pin(w.ready()) as Pin<Box<_>>).collect();
+    let any_ready = std::future::poll_fn(|cx| {
+        if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) { Poll::Ready(()) } else { Poll::Pending }
+    });
+    within(handle, timeout, any_ready).await;
+    ready()
+}
+
+/// Runs `future` until it finishes (`Some`) or the timeout passes (`None`).
+/// The timer belongs to the wmp runtime, so callers on any executor (or
+/// none) can await this.
+pub(crate) async fn within<F: Future>(
+    handle: &tokio::runtime::Handle,
+    timeout: Option<Duration>,
+    future: F,
+) -> Option<F::Output> {
+    match timeout {
+        None => Some(future.await),
+        Some(limit) => {
+            let sleep = {
+                let _enter = handle.enter();
+                tokio::time::sleep(limit)
+            };
+            tokio::select! {
+                output = future => Some(output),
+                () = sleep => None,
+            }
+        }
+    }
+}
