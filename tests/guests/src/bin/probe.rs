@@ -303,6 +303,32 @@ fn pipe_to_child(args: String) {
     println!("elapsed_ns={}", started.elapsed().as_nanos());
 }
 
+/// Guest↔guest over a queue: puts "N SIZE" messages for a `queue_drain`
+/// child and says how long until the child had them all.
+fn queue_to_child(args: String) {
+    let (n, size) = split(&args);
+    let (n, size): (usize, usize) = (n.parse().expect("N SIZE"), size.parse().expect("N SIZE"));
+    let queue = Queue::new(0);
+    let sink = Process::new("queue_drain", &n.to_string());
+    sink.pass_queue(&queue).unwrap();
+    sink.start().unwrap();
+    let started = Instant::now();
+    let message = vec![7u8; size];
+    for _ in 0..n {
+        queue.put_bytes(&message, None).unwrap();
+    }
+    sink.join(None).unwrap();
+    println!("elapsed_ns={}", started.elapsed().as_nanos());
+}
+
+/// Takes N messages from the passed queue.
+fn queue_drain(n: String) {
+    let queue = inherited_queues().pop().expect("the parent passes a queue");
+    for _ in 0..n.parse::<usize>().expect("a count") {
+        queue.get_bytes(None).unwrap();
+    }
+}
+
 /// Holds the passed connection, says so over it, and sleeps until killed.
 fn hold(_: String) {
     let conn = passed_connection();
@@ -523,4 +549,6 @@ wmp_guest::main!(
     killed_peer,
     wait_both,
     send_later,
+    queue_to_child,
+    queue_drain,
 );
