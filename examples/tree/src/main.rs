@@ -4,15 +4,17 @@
 //! beside them (and is terminated when main ends), and a child that spins
 //! forever is killed. Every process says who it is.
 //!
-//! Results travel up as exit codes (a count fits in an i32): the Queue of
-//! the connections issue is the proper channel once it lands.
+//! Results travel up over queues, as in a parallel map with
+//! `multiprocessing.Queue`: each parent passes a queue to the children it
+//! starts, each child puts its (range, count) on it, and the parent takes
+//! the results in the order they finish.
 //!
 //!     cargo build -p wmp-example-tree --target wasm32-wasip2
 //!     cargo run -- run target/wasm32-wasip2/debug/tree.wasm 200000
 
 use std::time::Duration;
 
-use wmp_guest::{Process, current_process, exit};
+use wmp_guest::{Process, Queue, current_process, exit, inherited_queues};
 
 fn introduce(task: &str) {
     let me = current_process();
@@ -28,39 +30,55 @@ fn is_prime(n: u64) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
-/// Starts one child per part of `range`, running `target`, and returns the
-/// sum of their exit codes.
-fn fan_out(target: &str, range: (u64, u64), parts: u64) -> i32 {
+/// One part's result, as a child puts it on its parent's queue.
+type PartCount = ((u64, u64), u64);
+
+/// Starts one child per part of `range`, running `target` with a queue to
+/// put its result on, and returns the sum of the results.
+fn fan_out(target: &str, range: (u64, u64), parts: u64) -> u64 {
+    let results = Queue::new(0);
     let step = (range.1 - range.0).div_ceil(parts);
     let children: Vec<Process> = (0..parts)
         .map(|i| {
             let part = (range.0 + i * step, (range.0 + (i + 1) * step).min(range.1));
             let child = Process::new(target, &part);
+            child.pass_queue(&results).unwrap();
             child.start().unwrap();
             child
         })
         .collect();
-    children
+    let me = current_process().name();
+    let total = children
         .iter()
-        .map(|child| {
-            child.join(None).unwrap();
-            let code = child.exitcode().unwrap().unwrap();
-            println!("[{:<13}] {child} -> {code}", current_process().name());
-            code
+        .map(|_| {
+            let ((a, b), count): PartCount = results.get(None).unwrap();
+            println!("[{me:<13}] [{a}, {b}) -> {count}");
+            count
         })
-        .sum()
+        .sum();
+    for child in &children {
+        child.join(None).unwrap();
+        println!("[{me:<13}] {child}");
+    }
+    total
 }
 
-/// Level 2: count the primes in [a, b) and return the count.
+/// Puts this process's result on the queue its parent passed.
+fn report(range: (u64, u64), count: u64) {
+    let results = inherited_queues().pop().expect("the parent passes a queue");
+    results.put(&(range, count), None).unwrap();
+}
+
+/// Level 2: count the primes in [a, b) and report the count.
 fn count(range: (u64, u64)) {
     introduce(&format!("counting primes in [{}, {})", range.0, range.1));
-    exit((range.0..range.1).filter(|&n| is_prime(n)).count() as i32);
+    report(range, (range.0..range.1).filter(|&n| is_prime(n)).count() as u64);
 }
 
-/// Level 1: split [a, b) across two grandchildren.
+/// Level 1: split [a, b) across two grandchildren and report their sum.
 fn split(range: (u64, u64)) {
     introduce(&format!("splitting [{}, {}) in two", range.0, range.1));
-    exit(fan_out("count", range, 2));
+    report(range, fan_out("count", range, 2));
 }
 
 /// A daemonic watchdog: reports every period until its parent ends.
@@ -99,7 +117,7 @@ fn start() {
     runaway.join(None).unwrap();
     println!("[MainProcess  ] killed it: {runaway}");
 
-    let expected = (0..bound).filter(|&n| is_prime(n)).count() as i32;
+    let expected = (0..bound).filter(|&n| is_prime(n)).count() as u64;
     println!("[MainProcess  ] primes below {bound}: {total} (checked in one process: {expected})");
     println!("[MainProcess  ] active children at exit: {:?}", wmp_guest::active_children());
     if total != expected {
