@@ -164,9 +164,14 @@ impl Queue {
 }
 
 impl Clone for Queue {
+    /// Another open handle; a closed handle clones to a closed one (so
+    /// passing it to a child gives the child nothing to use).
     fn clone(&self) -> Self {
-        self.shared.state.lock().unwrap().handles += 1;
-        Queue { shared: self.shared.clone(), closed: AtomicBool::new(false), handle: self.handle.clone() }
+        let closed = self.closed.load(Ordering::Acquire);
+        if !closed {
+            self.shared.state.lock().unwrap().handles += 1;
+        }
+        Queue { shared: self.shared.clone(), closed: AtomicBool::new(closed), handle: self.handle.clone() }
     }
 }
 

@@ -157,6 +157,11 @@ fn a_bounded_queue_makes_put_wait_and_time_out() {
     assert_eq!(other.get_bytes(None).unwrap(), b"one");
     assert!(other.empty());
     assert_eq!(other.get_bytes(Some(Duration::from_millis(20))), Err(ConnectionError::Empty));
+    // A closed handle stays closed, also when cloned: with it gone, the
+    // other handle is alone and get no longer waits.
+    queue.close();
+    assert_eq!(queue.clone().put_bytes(b"three".to_vec(), None), Err(ConnectionError::Closed));
+    assert_eq!(other.get_bytes(None), Err(ConnectionError::Eof));
 }
 
 #[test]
