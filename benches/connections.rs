@@ -7,7 +7,9 @@
 //! (`benches/python_connections_baseline.py`, when python3 is there).
 //!
 //! Each case times from the first send until the receiving process has
-//! read everything and ended (joined), as the Python script does.
+//! read everything and ended (joined), as the Python script does. The
+//! receiver takes batches when the sender sends them, else one message
+//! per call.
 //!
 //! Run: `cargo bench --bench connections` (add `-- quick` for the table
 //! only, with fewer messages).
@@ -56,7 +58,7 @@ fn run(rt: &Runtime, probe: &Program, case: Case) -> Duration {
     let (stdout, captured) = Stdio::capture();
     let caps = Capabilities::new().args(["probe"]).stdout(stdout).stderr(Stdio::Inherit);
     let (target, args) = match case.route {
-        Route::HostToGuest => ("drain", String::new()),
+        Route::HostToGuest => ("drain", if case.batch > 1 { "batched" } else { "single" }.to_owned()),
         Route::GuestToGuest => ("pipe_to_child", format!("{} {} {}", case.n, case.size, case.batch)),
         Route::GuestQueue => ("queue_to_child", format!("{} {}", case.n, case.size)),
     };

@@ -274,7 +274,7 @@ fn a_64_mib_message_goes_through_whole() {
 fn many_small_messages_all_arrive() {
     let rt = runtime();
     let (theirs, mine) = rt.pipe(false);
-    let (child, out) = child(&rt, &probe(&rt), "drain", "");
+    let (child, out) = child(&rt, &probe(&rt), "drain", "batched");
     child.pass_connection(theirs).unwrap();
     child.start().unwrap();
     for batch in 0..200u32 {

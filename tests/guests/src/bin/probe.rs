@@ -250,12 +250,18 @@ fn echo(_: String) {
     println!("echoed={echoed} end={end}");
 }
 
-/// Receives in batches until EOF; says how many messages and bytes.
-fn drain(_: String) {
+/// Receives until EOF, in batches ("batched") or one message per call
+/// ("single"); says how many messages and bytes.
+fn drain(how: String) {
     let conn = passed_connection();
     let (mut messages, mut bytes) = (0usize, 0usize);
     let end = loop {
-        match conn.recv_many(1 << 20) {
+        let received = match how.as_str() {
+            "batched" => conn.recv_many(1 << 20),
+            "single" => conn.recv_bytes().map(|message| vec![message]),
+            other => panic!("drain batched|single, not {other:?}"),
+        };
+        match received {
             Ok(batch) => {
                 messages += batch.len();
                 bytes += batch.iter().map(Vec::len).sum::<usize>();
@@ -290,10 +296,12 @@ fn source(args: String) {
 }
 
 /// Guest↔guest: sends "N SIZE BATCH" to a `drain` child over a one-way
-/// pipe and says how long until the child had them all.
+/// pipe (which receives in batches too if BATCH > 1) and says how long
+/// until the child had them all.
 fn pipe_to_child(args: String) {
     let (theirs, mine) = pipe(false);
-    let sink = Process::new("drain", "");
+    let batch: usize = args.rsplit(' ').next().and_then(|b| b.parse().ok()).expect("N SIZE BATCH");
+    let sink = Process::new("drain", if batch > 1 { "batched" } else { "single" });
     sink.pass_connection(theirs).unwrap();
     sink.start().unwrap();
     let started = Instant::now();
