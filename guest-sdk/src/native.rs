@@ -23,31 +23,39 @@ pub type Pid = u32;
 mod connection;
 pub use connection::*;
 
-/// The runtime of this process and the target it was started to run.
+/// The runtime of this process, the target it was started to run, and
+/// the sockets of the connection ends its parent passed it (until taken).
 struct ThisProcess {
     runtime: Runtime,
     target: Option<wmp_host::Target>,
+    connections: std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>,
 }
 
 fn this_process() -> &'static ThisProcess {
     static THIS: OnceLock<ThisProcess> = OnceLock::new();
     THIS.get_or_init(|| {
-        let handoff = Handoff::from_environment().unwrap_or_else(|e| {
+        let mut handoff = Handoff::from_environment().unwrap_or_else(|e| {
             eprintln!("wmp-guest: cannot read the handoff from the parent process: {e}");
             std::process::exit(1)
         });
         let target = handoff.as_ref().and_then(Handoff::target);
+        let connections = handoff.as_mut().map(Handoff::take_connections).unwrap_or_default();
         let builder = handoff.into_iter().fold(Runtime::builder().worker_threads(1), |b, h| b.handoff(h));
         let runtime = builder.build().unwrap_or_else(|e| {
             eprintln!("wmp-guest: cannot start the process runtime: {e}");
             std::process::exit(1)
         });
-        ThisProcess { runtime, target }
+        ThisProcess { runtime, target, connections: std::sync::Mutex::new(connections) }
     })
 }
 
 fn runtime() -> &'static Runtime {
     &this_process().runtime
+}
+
+/// The sockets of the connection ends the parent passed (taken once).
+fn take_connection_sockets() -> Vec<std::os::unix::net::UnixStream> {
+    std::mem::take(&mut this_process().connections.lock().unwrap())
 }
 
 /// A process object: a child this process created, or the view of the

@@ -303,18 +303,38 @@ impl Connection {
         }
     }
 
+    /// Half of [`close`](Self::close): the other end sees EOF after what
+    /// was sent; this end can still receive.
+    pub(crate) fn stop_writing(&self) {
+        if let Some(writer) = &self.writer {
+            writer.writer_leaves();
+        }
+    }
+
+    /// As if the other end had closed its sending side: this end reads
+    /// what was sent, then EOF.
+    pub(crate) fn end_input(&self) {
+        if let Some(reader) = &self.reader {
+            reader.writer_leaves();
+        }
+    }
+
+    /// The other half of `close`: the other end's sends fail with a
+    /// broken pipe.
+    pub(crate) fn stop_reading(&self) {
+        if let Some(reader) = &self.reader {
+            reader.reader_leaves();
+        }
+    }
+
     /// Closes this end: the other end sees EOF after what was sent, and
     /// what was not read here is dropped. Closing twice is fine.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(writer) = &self.writer {
-            writer.writer_leaves();
-        }
-        if let Some(reader) = &self.reader {
-            reader.reader_leaves();
-        }
+        self.stop_writing();
+        self.stop_reading();
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Handoff {
     pub(crate) target: Option<HandoffTarget>,
     /// The limits its tree still has room for (see `Node::limits_to_hand_off`).
     pub(crate) limits: Limits,
+    /// Inherited sockets that carry the connection ends its parent passed
+    /// it, in the order passed.
+    #[serde(default)]
+    pub(crate) connections: Vec<RawFd>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -59,7 +63,25 @@ impl Handoff {
             authkey: who.authkey.as_bytes().to_vec(),
             target: target.map(|t| HandoffTarget { name: t.name.clone(), args: t.args.clone() }),
             limits,
+            connections: Vec::new(),
         }
+    }
+
+    /// The sockets of the connection ends the parent passed, in the order
+    /// passed ([`Runtime::connection_over`](crate::Runtime::connection_over)
+    /// makes connections of them); taken once. An fd that is not an open
+    /// socket (the handoff outlived it) is skipped.
+    pub fn take_connections(&mut self) -> Vec<std::os::unix::net::UnixStream> {
+        std::mem::take(&mut self.connections)
+            .into_iter()
+            .filter(|fd| {
+                let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+                link.to_string_lossy().starts_with("socket:")
+            })
+            // SAFETY: the fd is an open socket that the parent left to this
+            // process for this connection alone; it is taken exactly once.
+            .map(|fd| unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+            .collect()
     }
 
     /// The target this process was started to run, if any.
@@ -124,6 +146,7 @@ mod tests {
             authkey: vec![9; 32],
             target: Some(HandoffTarget { name: "work".into(), args: b"[1]".to_vec() }),
             limits: Limits { max_depth: Some(2), timeout: Some(std::time::Duration::from_millis(5)), ..Limits::new() },
+            connections: vec![5, 6],
         };
         let fd = handoff.to_memfd().unwrap();
         let mut file = std::fs::File::from(fd);

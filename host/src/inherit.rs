@@ -18,12 +18,6 @@ pub(crate) struct Handles {
     pub(crate) queues: Vec<Queue>,
 }
 
-impl Handles {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.connections.is_empty() && self.queues.is_empty()
-    }
-}
-
 /// The handles waiting in a launch spec, shared by its copies so that the
 /// child takes them exactly once.
 #[derive(Clone, Default)]
@@ -38,8 +32,8 @@ impl Inheritance {
         self.0.lock().unwrap().queues.push(queue);
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.lock().unwrap().is_empty()
+    pub(crate) fn has_queues(&self) -> bool {
+        !self.0.lock().unwrap().queues.is_empty()
     }
 
     pub(crate) fn take(&self) -> Handles {

@@ -38,6 +38,7 @@
 //! the host granted it ([`Runtime::share_native`]).
 
 mod backend;
+mod bridge;
 mod connection;
 mod error;
 mod guest_api;

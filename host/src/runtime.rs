@@ -18,6 +18,7 @@ use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::backend::native::Spawner;
+use crate::bridge::Bridges;
 use crate::connection::{Connection, PIPE_CAPACITY};
 use crate::listener::{Addresses, Listener};
 use crate::queue::Queue;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) spawner: Spawner,
     /// Names that listeners hold.
     pub(crate) addresses: Arc<Addresses>,
+    /// Connections to other OS processes.
+    pub(crate) bridges: Bridges,
 }
 
 impl Shared {
@@ -260,6 +263,7 @@ impl RuntimeBuilder {
             shut_down: AtomicBool::new(false),
             spawner: Spawner::default(),
             addresses: Arc::default(),
+            bridges: Bridges::default(),
         });
         // The main process is the host process: its pid is the OS pid. A
         // process a wmp runtime started natively is who the handoff says,
@@ -548,6 +552,16 @@ impl Runtime {
         crate::connection::pipe(&self.shared.handle, duplex, PIPE_CAPACITY)
     }
 
+    /// A connection whose other end is in another OS process, across
+    /// `socket` (each message framed as its u64 little-endian length, then
+    /// its bytes): how a native process uses the ends its parent passed it
+    /// ([`Handoff::take_connections`]).
+    pub fn connection_over(&self, socket: std::os::unix::net::UnixStream) -> std::io::Result<Connection> {
+        let (mine, theirs) = self.pipe(true);
+        self.shared.bridges.bridge(&self.shared.handle, theirs, socket)?;
+        Ok(mine)
+    }
+
     /// A queue (`multiprocessing.Queue(maxsize)`); `maxsize` 0 for no bound.
     /// Pass it to a child with [`Process::pass_queue`].
     pub fn queue(&self, maxsize: usize) -> Queue {
@@ -603,14 +617,19 @@ impl Runtime {
         })
     }
 
-    /// A sentinel for the main process run by [`run_main`](Self::run_main).
     /// Ends this OS process as a process of the model ends (a native
-    /// `wmp-guest` program calls this to exit): CPython's exit function
-    /// first (daemonic children terminated, the others joined), then
+    /// `wmp-guest` program calls this to exit): what it sent over
+    /// connections to other OS processes is flushed, then CPython's exit
+    /// function (daemonic children terminated, the others joined), then
     /// `exit(code)`; but a process that was stopped (it hit a limit of its
     /// tree) takes its children with it and ends like a kill.
     pub fn exit_process(&self, code: i32) -> ! {
         let reason = self.main.stop_requested().unwrap_or(ExitReason::Exit(code));
+        if !reason.is_stop() {
+            // What this process sent to others is delivered, as the OS
+            // delivers what a process wrote to a pipe before it exits.
+            self.shared.handle.block_on(self.shared.bridges.flush());
+        }
         let stop = self.shared.handle.block_on(crate::backend::end_children(&self.main, &reason));
         if reason.is_stop() || stop.is_some() {
             kill_this_process();
@@ -618,6 +637,7 @@ impl Runtime {
         std::process::exit(code)
     }
 
+    /// A sentinel for the main process run by [`run_main`](Self::run_main).
     pub fn main_sentinel(&self) -> Sentinel {
         Sentinel { cell: self.main.exit.clone(), handle: self.shared.handle.clone() }
     }

@@ -10,7 +10,20 @@ use std::time::{Duration, Instant};
 
 use wmp_host::{AuthKey, ConnectionError, NativeProgram, PIPE_CAPACITY, ProcessError, Waitable};
 
-use crate::{PATIENCE, child, probe, run_child, runtime, wait_for_output};
+use crate::{Backend, Fixture, PATIENCE, child, for_both_backends, probe, run_child, runtime, wait_for_output};
+
+// Under the native backend the probe is a native process, and the ends
+// passed to it cross over inherited sockets.
+for_both_backends!(
+    a_guest_child_echoes_what_the_host_sends,
+    the_host_receives_what_a_guest_child_sends_until_eof,
+    parent_and_child_guests_talk_over_a_pipe,
+    sibling_guests_talk_over_a_pipe_their_parent_made,
+    a_killed_peer_gives_eof_not_a_hang,
+    a_64_mib_message_goes_through_whole,
+    many_small_messages_all_arrive,
+    wait_returns_connections_with_data_beside_ended_sentinels,
+);
 
 #[test]
 fn a_pipe_delivers_values_in_order_then_eof_after_close() {
@@ -42,12 +55,11 @@ fn a_one_way_pipe_reads_at_one_end_and_writes_at_the_other() {
     assert_eq!(rx.recv_bytes().unwrap(), b"");
 }
 
-#[test]
-fn a_guest_child_echoes_what_the_host_sends() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (mine, theirs) = rt.pipe(true);
-    let (child, out) = child(&rt, &program, "echo", "");
+fn a_guest_child_echoes_what_the_host_sends(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let (mine, theirs) = fx.rt.pipe(true);
+    let (builder, out) = fx.probe_builder("echo", "");
+    let child = builder.build();
     child.pass_connection(theirs).unwrap();
     child.start().unwrap();
     for i in 0..1000u32 {
@@ -61,12 +73,11 @@ fn a_guest_child_echoes_what_the_host_sends() {
     assert!(out.stdout().contains("echoed=1000 end=EOF"), "{}", out.stdout());
 }
 
-#[test]
-fn the_host_receives_what_a_guest_child_sends_until_eof() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (mine, theirs) = rt.pipe(false);
-    let (child, _out) = child(&rt, &program, "source", "5000 64 100");
+fn the_host_receives_what_a_guest_child_sends_until_eof(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let (mine, theirs) = fx.rt.pipe(false);
+    let (builder, _out) = fx.probe_builder("source", "5000 64 100");
+    let child = builder.build();
     child.pass_connection(theirs).unwrap();
     child.start().unwrap();
     let mut received = 0;
@@ -86,10 +97,8 @@ fn the_host_receives_what_a_guest_child_sends_until_eof() {
     child.join(Some(PATIENCE)).unwrap();
 }
 
-#[test]
-fn parent_and_child_guests_talk_over_a_pipe() {
-    let rt = runtime();
-    let (p, out) = run_child(&rt, &probe(&rt), "pipe_parent", "1000");
+fn parent_and_child_guests_talk_over_a_pipe(backend: Backend) {
+    let (p, out) = Fixture::new(backend).run_probe("pipe_parent", "1000");
     assert_eq!(p.exitcode().unwrap(), Some(0), "{}", out.stderr());
     assert_eq!(out.value("in_order"), "true");
     assert_eq!(out.value("child_exitcode"), "Some(0)");
@@ -97,10 +106,8 @@ fn parent_and_child_guests_talk_over_a_pipe() {
     assert!(out.stdout().contains("echoed=1000 end=EOF"), "{}", out.stdout());
 }
 
-#[test]
-fn sibling_guests_talk_over_a_pipe_their_parent_made() {
-    let rt = runtime();
-    let (p, out) = run_child(&rt, &probe(&rt), "siblings", "10000");
+fn sibling_guests_talk_over_a_pipe_their_parent_made(backend: Backend) {
+    let (p, out) = Fixture::new(backend).run_probe("siblings", "10000");
     assert_eq!(p.exitcode().unwrap(), Some(0), "{}", out.stderr());
     assert!(out.stdout().contains("consumed=10000 sum=49995000 end=EOF"), "{}", out.stdout());
 }
@@ -222,12 +229,10 @@ fn a_wrong_key_fails_both_sides_and_delivers_nothing() {
     assert_eq!(rt.connect("nobody-here", None).unwrap_err(), ConnectionError::Refused("nobody-here".into()));
 }
 
-#[test]
-fn a_killed_peer_gives_eof_not_a_hang() {
-    let rt = runtime();
-    let program = probe(&rt);
-    let (mine, theirs) = rt.pipe(true);
-    let (holder, _) = child(&rt, &program, "hold", "");
+fn a_killed_peer_gives_eof_not_a_hang(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let (mine, theirs) = fx.rt.pipe(true);
+    let holder = fx.probe_builder("hold", "").0.build();
     holder.pass_connection(theirs).unwrap();
     holder.start().unwrap();
     assert_eq!(mine.recv::<String>().unwrap(), "holding");
@@ -237,7 +242,7 @@ fn a_killed_peer_gives_eof_not_a_hang() {
     assert_eq!(mine.send_bytes(b"anyone?"), Err(ConnectionError::BrokenPipe));
 
     // The same seen from a guest parent.
-    let (p, out) = run_child(&rt, &program, "killed_peer", "");
+    let (p, out) = fx.run_probe("killed_peer", "");
     assert_eq!(p.exitcode().unwrap(), Some(0), "{}", out.stderr());
     assert_eq!(out.value("child says"), "holding");
     assert!(out.value("recv").starts_with("Err(\"EOF"), "{}", out.stdout());
@@ -254,11 +259,11 @@ fn an_unstarted_child_closes_what_was_passed_to_it_when_dropped() {
     assert_eq!(mine.recv_bytes(), Err(ConnectionError::Eof));
 }
 
-#[test]
-fn a_64_mib_message_goes_through_whole() {
-    let rt = runtime();
-    let (mine, theirs) = rt.pipe(true);
-    let (child, out) = child(&rt, &probe(&rt), "echo", "");
+fn a_64_mib_message_goes_through_whole(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let (mine, theirs) = fx.rt.pipe(true);
+    let (builder, out) = fx.probe_builder("echo", "");
+    let child = builder.build();
     child.pass_connection(theirs).unwrap();
     child.start().unwrap();
     let big: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -270,11 +275,11 @@ fn a_64_mib_message_goes_through_whole() {
     assert_eq!(child.exitcode().unwrap(), Some(0), "{}", out.stderr());
 }
 
-#[test]
-fn many_small_messages_all_arrive() {
-    let rt = runtime();
-    let (theirs, mine) = rt.pipe(false);
-    let (child, out) = child(&rt, &probe(&rt), "drain", "batched");
+fn many_small_messages_all_arrive(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let (theirs, mine) = fx.rt.pipe(false);
+    let (builder, out) = fx.probe_builder("drain", "batched");
+    let child = builder.build();
     child.pass_connection(theirs).unwrap();
     child.start().unwrap();
     for batch in 0..200u32 {
@@ -315,12 +320,11 @@ fn a_slow_reader_holds_the_writer_back() {
     assert_eq!(received, 4 * PIPE_CAPACITY / SIZE);
 }
 
-#[test]
-fn wait_returns_connections_with_data_beside_ended_sentinels() {
-    let rt = runtime();
-    let program = probe(&rt);
+fn wait_returns_connections_with_data_beside_ended_sentinels(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let rt = &fx.rt;
     let (mine, theirs) = rt.pipe(true);
-    let (child, _) = child(&rt, &program, "send_later", "100");
+    let child = fx.probe_builder("send_later", "100").0.build();
     child.pass_connection(theirs).unwrap();
     child.start().unwrap();
     let sentinel = child.sentinel().unwrap();
@@ -334,8 +338,8 @@ fn wait_returns_connections_with_data_beside_ended_sentinels() {
     child.join(Some(PATIENCE)).unwrap();
     assert_eq!(rt.wait_for(&items, Some(PATIENCE)), [0, 1]);
 
-    // And from inside a guest (the wait-ready WIT function).
-    let (p, out) = run_child(&rt, &program, "wait_both", "100");
+    // And from inside a guest (the wait WIT function).
+    let (p, out) = fx.run_probe("wait_both", "100");
     assert_eq!(p.exitcode().unwrap(), Some(0), "{}", out.stderr());
     assert_eq!(out.value("nothing_yet"), "[]");
     assert_eq!(out.value("first_ready"), "[1]");
@@ -344,11 +348,11 @@ fn wait_returns_connections_with_data_beside_ended_sentinels() {
 }
 
 #[test]
-fn passing_a_connection_to_a_native_child_is_refused_at_start() {
+fn passing_a_queue_to_a_native_child_is_refused_at_start() {
     let rt = runtime();
-    let (_mine, theirs) = rt.pipe(true);
+    let queue = rt.queue(0);
     let child = rt.native_process(&NativeProgram::new("/bin/true")).build();
-    child.pass_connection(theirs).unwrap();
+    child.pass_queue(&queue).unwrap();
     let err = child.start().unwrap_err();
     assert!(matches!(&err, ProcessError::SpawnFailed(why) if why.contains("native processes")), "{err}");
 }

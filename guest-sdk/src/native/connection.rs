@@ -1,12 +1,13 @@
 //! Pipes, queues, listeners and `wait` in a native program: the host
-//! library's own, in this process's runtime. Passing a connection or a
-//! queue to a native child is not supported yet (starting it fails).
+//! library's own, in this process's runtime. A connection end passed to a
+//! native child reaches it over an inherited socket; passing a queue to a
+//! native child is not supported yet (starting it fails).
 
 use std::time::Duration;
 
 use wmp_core::{AuthKey, ConnectionError, ProcessError};
 
-use super::{Process, Sentinel, runtime};
+use super::{Process, Sentinel, runtime, take_connection_sockets};
 
 /// One end of a pipe, or a connection a listener accepted
 /// (`multiprocessing.connection.Connection`). Dropping it closes it.
@@ -126,8 +127,8 @@ pub fn connect(address: &str, authkey: Option<&AuthKey>) -> Result<Connection, C
 }
 
 impl Process {
-    /// Hands a connection end to this child before it starts (for a native
-    /// child, starting it then fails: not supported yet).
+    /// Hands a connection end to this child before it starts; the child
+    /// takes it from [`inherited_connections`], in the order passed.
     pub fn pass_connection(&self, end: Connection) -> Result<(), ProcessError> {
         self.handle.pass_connection(end.0)
     }
@@ -139,14 +140,20 @@ impl Process {
     }
 }
 
-/// The connection ends the parent passed to this process: none, since a
-/// native process cannot be passed any yet.
+/// The connection ends the parent passed to this process (the first call
+/// takes them all).
 pub fn inherited_connections() -> Vec<Connection> {
-    Vec::new()
+    take_connection_sockets()
+        .into_iter()
+        .map(|socket| {
+            let connection = runtime().connection_over(socket);
+            Connection(connection.unwrap_or_else(|e| panic!("cannot use a connection the parent passed: {e}")))
+        })
+        .collect()
 }
 
-/// The queue handles the parent passed to this process: none yet (see
-/// [`inherited_connections`]).
+/// The queue handles the parent passed to this process: none, since
+/// queues cannot be passed to native processes yet.
 pub fn inherited_queues() -> Vec<Queue> {
     Vec::new()
 }

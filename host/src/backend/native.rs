@@ -13,7 +13,8 @@
 //! they die with the runtime even if the host process is killed.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -51,14 +52,30 @@ pub(crate) fn launch(
     let limits = parent.limits.narrowed_by(&who.limits);
     refuse_wasm_only_limits(&limits).map_err(failed)?;
     let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);
-    let handoff = Handoff::for_child(parent, &who, spec.target.as_ref(), handed_limits);
+    // Each connection end passed to the child crosses over a socket pair:
+    // the child inherits one side, a bridge here pumps the other.
+    let connections = spec.inherited.take().connections;
+    let pairs = connections
+        .iter()
+        .map(|_| UnixStream::pair())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| failed(format!("cannot make a socket for a connection: {e}")))?;
+    let connection_fds: Vec<RawFd> = pairs.iter().map(|(_, theirs)| theirs.as_raw_fd()).collect();
+    let mut handoff = Handoff::for_child(parent, &who, spec.target.as_ref(), handed_limits);
+    handoff.connections = connection_fds.clone();
     let handoff = handoff.to_memfd().map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
-    let (command, forwarders) = command(native, &spec, &handoff, &limits);
+    let (command, forwarders) = command(native, &spec, &handoff, &connection_fds, &limits);
     let mut child = shared
         .spawner
         .spawn(with_parent_death(command))
         .map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
+    for (connection, (ours, theirs)) in connections.into_iter().zip(pairs) {
+        drop(theirs);
+        // A bridge that cannot start drops the connection: the other end
+        // sees EOF, as if the child had closed it.
+        let _ = shared.bridges.bridge(&shared.handle, connection, ours);
+    }
     let pipes = [child.stdout.take().map(OwnedFd::from), child.stderr.take().map(OwnedFd::from)];
     let reaper = Reaper { child: Some(child), leads_group: !spec.caps.inherit_stdin };
     let pid = reaper.pid();
@@ -95,7 +112,13 @@ fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
 /// The command for `native`, with its argv, environment, directory,
 /// stdio, memory limit and the handoff fd; and the output streams that
 /// must be forwarded once it runs.
-fn command(native: &NativeProgram, spec: &LaunchSpec, handoff: &OwnedFd, limits: &Limits) -> (Command, Vec<Forwarder>) {
+fn command(
+    native: &NativeProgram,
+    spec: &LaunchSpec,
+    handoff: &OwnedFd,
+    connection_fds: &[RawFd],
+    limits: &Limits,
+) -> (Command, Vec<Forwarder>) {
     let caps = &spec.caps;
     let mut command = Command::new(&native.path);
     if let Some((argv0, rest)) = caps.args.split_first() {
@@ -106,6 +129,7 @@ fn command(native: &NativeProgram, spec: &LaunchSpec, handoff: &OwnedFd, limits:
     }
     command.envs(caps.env.iter().map(|(k, v)| (k, v)));
     command.env(HANDOFF_FD_VAR, handoff.as_raw_fd().to_string());
+    let inherited: Vec<RawFd> = std::iter::once(handoff.as_raw_fd()).chain(connection_fds.iter().copied()).collect();
     if let Some(dir) = &native.current_dir {
         command.current_dir(dir);
     }
@@ -113,7 +137,6 @@ fn command(native: &NativeProgram, spec: &LaunchSpec, handoff: &OwnedFd, limits:
     let (stdout, stdout_forwarder) = caps.stdout.for_native();
     let (stderr, stderr_forwarder) = caps.stderr.for_native();
     command.stdout(stdout).stderr(stderr);
-    let handoff_fd = handoff.as_raw_fd();
     let max_memory = limits.max_memory;
     // A child reading the host's terminal must stay in its process group
     // (or reading would stop it); any other leads a group of its own.
@@ -125,9 +148,12 @@ fn command(native: &NativeProgram, spec: &LaunchSpec, handoff: &OwnedFd, limits:
             if own_group && libc::setpgid(0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            // The one fd this child inherits on purpose.
-            if libc::fcntl(handoff_fd, libc::F_SETFD, 0) < 0 {
-                return Err(io::Error::last_os_error());
+            // The fds this child inherits on purpose: the handoff and the
+            // sockets of its connections.
+            for &fd in &inherited {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             if let Some(bytes) = max_memory {
                 let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };

@@ -1,0 +1,138 @@
+//! Connections across an OS process boundary: a connection end whose peer
+//! lives in another OS process (a native child), carried over a Unix
+//! socket. Each message is framed as its length (u64, little-endian), then
+//! its bytes; a length of `u64::MAX` says the sender will send no more.
+//! One task pumps each direction. The socket's end (the other process
+//! closed it or died) is EOF for this side's reader and a broken pipe for
+//! its writers, as a closed end is.
+//!
+//! Messages sent here are on their way once `send` returns, so a native
+//! process flushes its bridges before it exits ([`Bridges::flush`]).
+
+use std::io;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+
+use crate::connection::Connection;
+
+/// Most bytes taken from the connection per socket write.
+const CHUNK: usize = 1 << 20;
+
+/// The frame length that means "no more messages from this side".
+const WRITER_CLOSED: u64 = u64::MAX;
+
+/// The bridges of a runtime, so that they can be flushed at exit.
+#[derive(Default)]
+pub(crate) struct Bridges(Mutex<Vec<Outgoing>>);
+
+/// One bridge's outgoing pump: its connection, and whether the pump has
+/// sent its last frame (or can send no more).
+struct Outgoing {
+    connection: Weak<Connection>,
+    done: watch::Receiver<bool>,
+}
+
+impl Bridges {
+    /// Pumps messages between `connection` and `socket` until the socket
+    /// ends; then the connection is closed.
+    pub(crate) fn bridge(
+        &self,
+        handle: &tokio::runtime::Handle,
+        connection: Connection,
+        socket: std::os::unix::net::UnixStream,
+    ) -> io::Result<()> {
+        socket.set_nonblocking(true)?;
+        let socket = {
+            let _runtime = handle.enter();
+            UnixStream::from_std(socket)?
+        };
+        let (from_socket, to_socket) = socket.into_split();
+        let connection = Arc::new(connection);
+        let (done_tx, done) = watch::channel(false);
+        let mut list = self.0.lock().unwrap();
+        list.retain(|o| o.connection.strong_count() > 0);
+        list.push(Outgoing { connection: Arc::downgrade(&connection), done });
+        drop(list);
+        let outgoing = handle.spawn(outgoing(connection.clone(), to_socket, done_tx));
+        handle.spawn(async move {
+            incoming(&connection, from_socket).await;
+            // The other side is gone: nothing more comes, nothing more
+            // can be delivered.
+            connection.close();
+            outgoing.abort();
+        });
+        Ok(())
+    }
+
+    /// Sends everything written so far and then "no more", on every
+    /// bridge: what a process does with its connections when it exits.
+    pub(crate) async fn flush(&self) {
+        let pumps: Vec<Outgoing> = std::mem::take(&mut *self.0.lock().unwrap());
+        for pump in &pumps {
+            if let Some(connection) = pump.connection.upgrade() {
+                connection.end_input();
+            }
+        }
+        for mut pump in pumps {
+            // An error means the pump was stopped: nothing left to wait for.
+            let _ = pump.done.wait_for(|done| *done).await;
+        }
+    }
+}
+
+/// Connection → socket, until the connection's EOF (then "no more"), or
+/// until the socket takes no more (then the connection's writers see a
+/// broken pipe).
+async fn outgoing(connection: Arc<Connection>, mut socket: OwnedWriteHalf, done: watch::Sender<bool>) {
+    let mut frames = Vec::new();
+    loop {
+        frames.clear();
+        match connection.recv_many_async(CHUNK).await {
+            Ok(messages) => {
+                for message in messages {
+                    frames.extend_from_slice(&(message.len() as u64).to_le_bytes());
+                    frames.extend_from_slice(&message);
+                }
+            }
+            // EOF, or a write-only end: nothing (more) to send.
+            Err(_) => frames.extend_from_slice(&WRITER_CLOSED.to_le_bytes()),
+        }
+        let last = frames.len() == 8 && frames[..] == WRITER_CLOSED.to_le_bytes();
+        if socket.write_all(&frames).await.is_err() {
+            connection.close();
+            done.send_replace(true);
+            return;
+        }
+        if last {
+            done.send_replace(true);
+            // Keep the socket open: the other side may still be sending.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Socket → connection, until the socket ends. Messages for a reader that
+/// is gone are dropped.
+async fn incoming(connection: &Connection, mut socket: OwnedReadHalf) {
+    loop {
+        let mut len = [0u8; 8];
+        if socket.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let len = u64::from_le_bytes(len);
+        if len == WRITER_CLOSED {
+            connection.stop_writing();
+            continue;
+        }
+        let Ok(len) = usize::try_from(len) else { return };
+        let mut message = vec![0u8; len];
+        if socket.read_exact(&mut message).await.is_err() {
+            return;
+        }
+        let _ = connection.send_bytes_async(message).await;
+    }
+}
