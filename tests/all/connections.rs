@@ -145,6 +145,38 @@ fn the_host_gets_from_a_queue_its_guest_children_put_on() {
 }
 
 #[test]
+fn a_queue_hands_each_message_to_exactly_one_of_many_consumers() {
+    let rt = runtime();
+    let queue = rt.queue(16);
+    let (producers, consumers, each) = (4u64, 4, 5000u64);
+    let producing: Vec<_> = (0..producers)
+        .map(|p| {
+            let queue = queue.clone();
+            std::thread::spawn(move || (0..each).for_each(|i| queue.put(&(p * each + i), None).unwrap()))
+        })
+        .collect();
+    let consuming: Vec<_> = (0..consumers)
+        .map(|_| {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match queue.get::<u64>(Some(PATIENCE)).unwrap() {
+                        u64::MAX => break got,
+                        value => got.push(value),
+                    }
+                }
+            })
+        })
+        .collect();
+    producing.into_iter().for_each(|p| p.join().unwrap());
+    (0..consumers).for_each(|_| queue.put(&u64::MAX, None).unwrap());
+    let mut all: Vec<u64> = consuming.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    all.sort();
+    assert_eq!(all, (0..producers * each).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_bounded_queue_makes_put_wait_and_time_out() {
     let rt = runtime();
     let (p, out) = run_child(&rt, &probe(&rt), "queue_bounds", "");
