@@ -220,14 +220,15 @@ impl Process {
 
     /// Hands a connection end to the child, which takes it when it starts
     /// (a wmp-guest child as `inherited_connections()[i]`, in the order
-    /// passed); this process no longer has it. Only before start, only by
-    /// the creator; starting a native child with one fails.
+    /// passed; a native one over an inherited socket); this process no
+    /// longer has it. Only before start, only by the creator.
     pub fn pass_connection(&self, connection: Connection) -> Result<(), ProcessError> {
         self.before_start(|spec| spec.inherited.add_connection(connection))
     }
 
     /// Gives the child a handle to the queue (`inherited_queues()[i]` in a
-    /// wmp-guest child); this process keeps its own.
+    /// wmp-guest child); this process keeps its own. A native child cannot
+    /// be given one yet: its start fails.
     pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
         self.before_start(|spec| spec.inherited.add_queue(queue.clone()))
     }
