@@ -10,7 +10,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use wmp_core::{AuthKey, ProcessError};
@@ -24,11 +25,13 @@ mod connection;
 pub use connection::*;
 
 /// The runtime of this process, the target it was started to run, and
-/// the sockets of the connection ends its parent passed it (until taken).
+/// the sockets of the connection ends and queues its parent passed it
+/// (until taken).
 struct ThisProcess {
     runtime: Runtime,
     target: Option<wmp_host::Target>,
-    connections: std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>,
+    connections: Mutex<Vec<UnixStream>>,
+    queues: Mutex<Vec<UnixStream>>,
 }
 
 fn this_process() -> &'static ThisProcess {
@@ -40,12 +43,13 @@ fn this_process() -> &'static ThisProcess {
         });
         let target = handoff.as_ref().and_then(Handoff::target);
         let connections = handoff.as_mut().map(Handoff::take_connections).unwrap_or_default();
+        let queues = handoff.as_mut().map(Handoff::take_queues).unwrap_or_default();
         let builder = handoff.into_iter().fold(Runtime::builder().worker_threads(1), |b, h| b.handoff(h));
         let runtime = builder.build().unwrap_or_else(|e| {
             eprintln!("wmp-guest: cannot start the process runtime: {e}");
             std::process::exit(1)
         });
-        ThisProcess { runtime, target, connections: std::sync::Mutex::new(connections) }
+        ThisProcess { runtime, target, connections: Mutex::new(connections), queues: Mutex::new(queues) }
     })
 }
 
@@ -54,8 +58,13 @@ fn runtime() -> &'static Runtime {
 }
 
 /// The sockets of the connection ends the parent passed (taken once).
-fn take_connection_sockets() -> Vec<std::os::unix::net::UnixStream> {
+fn take_connection_sockets() -> Vec<UnixStream> {
     std::mem::take(&mut this_process().connections.lock().unwrap())
+}
+
+/// The sockets of the queues the parent passed (taken once).
+fn take_queue_sockets() -> Vec<UnixStream> {
+    std::mem::take(&mut this_process().queues.lock().unwrap())
 }
 
 /// A process object: a child this process created, or the view of the

@@ -92,12 +92,7 @@ async fn outgoing(connection: Arc<Connection>, mut socket: OwnedWriteHalf, done:
     loop {
         frames.clear();
         match connection.recv_many_async(CHUNK).await {
-            Ok(messages) => {
-                for message in messages {
-                    frames.extend_from_slice(&(message.len() as u64).to_le_bytes());
-                    frames.extend_from_slice(&message);
-                }
-            }
+            Ok(messages) => messages.iter().for_each(|message| put_frame(&mut frames, message)),
             // EOF, or a write-only end: nothing (more) to send.
             Err(_) => frames.extend_from_slice(&WRITER_CLOSED.to_le_bytes()),
         }
@@ -119,20 +114,33 @@ async fn outgoing(connection: Arc<Connection>, mut socket: OwnedWriteHalf, done:
 /// is gone are dropped.
 async fn incoming(connection: &Connection, mut socket: OwnedReadHalf) {
     loop {
-        let mut len = [0u8; 8];
-        if socket.read_exact(&mut len).await.is_err() {
-            return;
+        match read_frame(&mut socket).await {
+            Ok(Some(message)) => {
+                let _ = connection.send_bytes_async(message).await;
+            }
+            Ok(None) => connection.stop_writing(),
+            Err(_) => return,
         }
-        let len = u64::from_le_bytes(len);
-        if len == WRITER_CLOSED {
-            connection.stop_writing();
-            continue;
-        }
-        let Ok(len) = usize::try_from(len) else { return };
-        let mut message = vec![0u8; len];
-        if socket.read_exact(&mut message).await.is_err() {
-            return;
-        }
-        let _ = connection.send_bytes_async(message).await;
     }
+}
+
+/// Appends `message` to `frames` as one frame.
+pub(crate) fn put_frame(frames: &mut Vec<u8>, message: &[u8]) {
+    frames.extend_from_slice(&(message.len() as u64).to_le_bytes());
+    frames.extend_from_slice(message);
+}
+
+/// Reads one frame: its message, or None for the "no more" marker; an
+/// error once the socket has ended.
+pub(crate) async fn read_frame(socket: &mut OwnedReadHalf) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 8];
+    socket.read_exact(&mut len).await?;
+    let len = u64::from_le_bytes(len);
+    if len == WRITER_CLOSED {
+        return Ok(None);
+    }
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    let mut message = vec![0u8; len];
+    socket.read_exact(&mut message).await?;
+    Ok(Some(message))
 }

@@ -333,8 +333,9 @@ impl Connection {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.stop_writing();
+        // Reading first: once the other end sees EOF, its sends fail too.
         self.stop_reading();
+        self.stop_writing();
     }
 }
 

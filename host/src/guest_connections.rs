@@ -199,11 +199,11 @@ impl wit::HostQueue for P2State {
     }
 
     async fn empty(&mut self, queue: Resource<Queue>) -> wasmtime::Result<bool> {
-        Ok(self.table.get(&queue)?.empty())
+        Ok(self.table.get(&queue)?.qsize_async().await == 0)
     }
 
     async fn qsize(&mut self, queue: Resource<Queue>) -> wasmtime::Result<u32> {
-        Ok(u32::try_from(self.table.get(&queue)?.qsize()).unwrap_or(u32::MAX))
+        Ok(u32::try_from(self.table.get(&queue)?.qsize_async().await).unwrap_or(u32::MAX))
     }
 
     async fn close(&mut self, queue: Resource<Queue>) -> wasmtime::Result<()> {

@@ -41,6 +41,9 @@ pub struct Handoff {
     /// it, in the order passed.
     #[serde(default)]
     pub(crate) connections: Vec<RawFd>,
+    /// Inherited sockets to servers of the queues its parent passed it.
+    #[serde(default)]
+    pub(crate) queues: Vec<RawFd>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl Handoff {
             target: target.map(|t| HandoffTarget { name: t.name.clone(), args: t.args.clone() }),
             limits,
             connections: Vec::new(),
+            queues: Vec::new(),
         }
     }
 
@@ -72,16 +76,14 @@ impl Handoff {
     /// makes connections of them); taken once. An fd that is not an open
     /// socket (the handoff outlived it) is skipped.
     pub fn take_connections(&mut self) -> Vec<std::os::unix::net::UnixStream> {
-        std::mem::take(&mut self.connections)
-            .into_iter()
-            .filter(|fd| {
-                let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
-                link.to_string_lossy().starts_with("socket:")
-            })
-            // SAFETY: the fd is an open socket that the parent left to this
-            // process for this connection alone; it is taken exactly once.
-            .map(|fd| unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
-            .collect()
+        inherited_sockets(std::mem::take(&mut self.connections))
+    }
+
+    /// The sockets of the queues the parent passed, in the order passed
+    /// ([`Runtime::queue_over`](crate::Runtime::queue_over) makes queue
+    /// handles of them); taken once, as [`take_connections`](Self::take_connections).
+    pub fn take_queues(&mut self) -> Vec<std::os::unix::net::UnixStream> {
+        inherited_sockets(std::mem::take(&mut self.queues))
     }
 
     /// The target this process was started to run, if any.
@@ -130,6 +132,20 @@ impl Handoff {
     }
 }
 
+/// The inherited fds that are open sockets, owned (an fd that is not, the
+/// handoff outlived, and is skipped).
+fn inherited_sockets(fds: Vec<RawFd>) -> Vec<std::os::unix::net::UnixStream> {
+    fds.into_iter()
+        .filter(|fd| {
+            let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+            link.to_string_lossy().starts_with("socket:")
+        })
+        // SAFETY: the fd is an open socket that the parent left to this
+        // process for this use alone; the handoff gives it out once.
+        .map(|fd| unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +163,7 @@ mod tests {
             target: Some(HandoffTarget { name: "work".into(), args: b"[1]".to_vec() }),
             limits: Limits { max_depth: Some(2), timeout: Some(std::time::Duration::from_millis(5)), ..Limits::new() },
             connections: vec![5, 6],
+            queues: vec![7],
         };
         let fd = handoff.to_memfd().unwrap();
         let mut file = std::fs::File::from(fd);

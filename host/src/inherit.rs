@@ -32,10 +32,6 @@ impl Inheritance {
         self.0.lock().unwrap().queues.push(queue);
     }
 
-    pub(crate) fn has_queues(&self) -> bool {
-        !self.0.lock().unwrap().queues.is_empty()
-    }
-
     pub(crate) fn take(&self) -> Handles {
         std::mem::take(&mut self.0.lock().unwrap())
     }

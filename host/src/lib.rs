@@ -50,6 +50,7 @@ mod listener;
 mod process;
 mod program;
 mod queue;
+mod queue_bridge;
 mod registry;
 mod runtime;
 mod sentinel;

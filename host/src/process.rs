@@ -227,8 +227,8 @@ impl Process {
     }
 
     /// Gives the child a handle to the queue (`inherited_queues()[i]` in a
-    /// wmp-guest child); this process keeps its own. A native child cannot
-    /// be given one yet: its start fails.
+    /// wmp-guest child; a native one reaches it over an inherited socket);
+    /// this process keeps its own.
     pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
         self.before_start(|spec| spec.inherited.add_queue(queue.clone()))
     }

@@ -2,12 +2,14 @@
 //! messages in order, optionally bounded so that `put` waits for room.
 //! Every handle (each process's, and one waiting to be handed to a child)
 //! counts; a `get` that finds the queue empty with no other handle left
-//! fails with EOF instead of waiting forever.
+//! fails with EOF instead of waiting forever. A native process's handle to
+//! a queue in its parent's runtime is remote (`queue_bridge.rs`).
 
 use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use wmp_core::ConnectionError;
 
+use crate::queue_bridge::RemoteQueue;
 use crate::wait::within;
 
 struct Shared {
@@ -59,9 +62,17 @@ impl Shared {
 /// A handle to a queue; cloning gives another handle to the same queue
 /// (that is how it is passed to a child). See the module docs.
 pub struct Queue {
-    shared: Arc<Shared>,
+    place: Place,
     closed: AtomicBool,
     handle: tokio::runtime::Handle,
+}
+
+/// Where the queue is.
+#[derive(Clone)]
+enum Place {
+    Local(Arc<Shared>),
+    /// In another OS process's runtime (one handle there per process).
+    Remote(Arc<RemoteQueue>),
 }
 
 impl Queue {
@@ -72,7 +83,13 @@ impl Queue {
             put: Notify::new(),
             taken: Notify::new(),
         });
-        Queue { shared, closed: AtomicBool::new(false), handle: handle.clone() }
+        Queue { place: Place::Local(shared), closed: AtomicBool::new(false), handle: handle.clone() }
+    }
+
+    /// A handle to the queue served at the other end of `socket`.
+    pub(crate) fn remote(handle: &tokio::runtime::Handle, socket: std::os::unix::net::UnixStream) -> std::io::Result<Queue> {
+        let remote = Arc::new(RemoteQueue::new(handle, socket)?);
+        Ok(Queue { place: Place::Remote(remote), closed: AtomicBool::new(false), handle: handle.clone() })
     }
 
     fn check_open(&self) -> Result<(), ConnectionError> {
@@ -87,7 +104,10 @@ impl Queue {
 
     pub async fn put_bytes_async(&self, message: Vec<u8>, timeout: Option<Duration>) -> Result<(), ConnectionError> {
         self.check_open()?;
-        let shared = &self.shared;
+        let shared = match &self.place {
+            Place::Local(shared) => shared,
+            Place::Remote(remote) => return remote.put(&message, timeout).await,
+        };
         let mut message = Some(message);
         let put = async {
             loop {
@@ -112,7 +132,10 @@ impl Queue {
 
     pub async fn get_bytes_async(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
         self.check_open()?;
-        let shared = &self.shared;
+        let shared = match &self.place {
+            Place::Local(shared) => shared,
+            Place::Remote(remote) => return remote.get(timeout).await,
+        };
         let get = async {
             loop {
                 let mut arrived = pin!(shared.put.notified());
@@ -144,12 +167,14 @@ impl Queue {
 
     /// Messages in the queue now.
     pub fn qsize(&self) -> usize {
-        self.shared.state.lock().unwrap().messages.len()
+        self.handle.block_on(self.qsize_async())
     }
 
-    /// The bound given at creation; 0 for none.
-    pub fn maxsize(&self) -> usize {
-        self.shared.maxsize
+    pub async fn qsize_async(&self) -> usize {
+        match &self.place {
+            Place::Local(shared) => shared.state.lock().unwrap().messages.len(),
+            Place::Remote(remote) => remote.qsize().await,
+        }
     }
 
     /// Closes this handle (the queue lives on while other handles do);
@@ -158,8 +183,11 @@ impl Queue {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.shared.state.lock().unwrap().handles -= 1;
-        self.shared.put.notify_waiters();
+        // A remote handle closes with the last of its process's handles.
+        if let Place::Local(shared) = &self.place {
+            shared.state.lock().unwrap().handles -= 1;
+            shared.put.notify_waiters();
+        }
     }
 }
 
@@ -168,10 +196,10 @@ impl Clone for Queue {
     /// passing it to a child gives the child nothing to use).
     fn clone(&self) -> Self {
         let closed = self.closed.load(Ordering::Acquire);
-        if !closed {
-            self.shared.state.lock().unwrap().handles += 1;
+        if let (false, Place::Local(shared)) = (closed, &self.place) {
+            shared.state.lock().unwrap().handles += 1;
         }
-        Queue { shared: self.shared.clone(), closed: AtomicBool::new(closed), handle: self.handle.clone() }
+        Queue { place: self.place.clone(), closed: AtomicBool::new(closed), handle: self.handle.clone() }
     }
 }
 
@@ -183,6 +211,7 @@ impl Drop for Queue {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("qsize", &self.qsize()).field("maxsize", &self.shared.maxsize).finish()
+        let remote = matches!(self.place, Place::Remote(_));
+        f.debug_struct("Queue").field("remote", &remote).field("closed", &self.closed.load(Ordering::Acquire)).finish()
     }
 }

@@ -562,6 +562,13 @@ impl Runtime {
         Ok(mine)
     }
 
+    /// A handle to a queue in another OS process, served across `socket`:
+    /// how a native process uses the queues its parent passed it
+    /// ([`Handoff::take_queues`]).
+    pub fn queue_over(&self, socket: std::os::unix::net::UnixStream) -> std::io::Result<Queue> {
+        Queue::remote(&self.shared.handle, socket)
+    }
+
     /// A queue (`multiprocessing.Queue(maxsize)`); `maxsize` 0 for no bound.
     /// Pass it to a child with [`Process::pass_queue`].
     pub fn queue(&self, maxsize: usize) -> Queue {

@@ -1,13 +1,12 @@
 //! Pipes, queues, listeners and `wait` in a native program: the host
-//! library's own, in this process's runtime. A connection end passed to a
-//! native child reaches it over an inherited socket; passing a queue to a
-//! native child is not supported yet (starting it fails).
+//! library's own, in this process's runtime. Connection ends and queues
+//! passed to a native child reach it over inherited sockets.
 
 use std::time::Duration;
 
 use wmp_core::{AuthKey, ConnectionError, ProcessError};
 
-use super::{Process, Sentinel, runtime, take_connection_sockets};
+use super::{Process, Sentinel, runtime, take_connection_sockets, take_queue_sockets};
 
 /// One end of a pipe, or a connection a listener accepted
 /// (`multiprocessing.connection.Connection`). Dropping it closes it.
@@ -133,8 +132,8 @@ impl Process {
         self.handle.pass_connection(end.0)
     }
 
-    /// Gives this child a handle to the queue before it starts (for a
-    /// native child, starting it then fails: not supported yet).
+    /// Gives this child a handle to the queue before it starts; the child
+    /// takes it from [`inherited_queues`], in the order passed.
     pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
         self.handle.pass_queue(&queue.0)
     }
@@ -152,10 +151,15 @@ pub fn inherited_connections() -> Vec<Connection> {
         .collect()
 }
 
-/// The queue handles the parent passed to this process: none, since
-/// queues cannot be passed to native processes yet.
+/// The queue handles the parent passed to this process (taken once).
 pub fn inherited_queues() -> Vec<Queue> {
-    Vec::new()
+    take_queue_sockets()
+        .into_iter()
+        .map(|socket| {
+            let queue = runtime().queue_over(socket);
+            Queue(queue.unwrap_or_else(|e| panic!("cannot use a queue the parent passed: {e}")))
+        })
+        .collect()
 }
 
 /// Waits until a sentinel is ready or a connection has something (or

@@ -29,9 +29,6 @@ pub(crate) fn start(
             let node = Node::new(&shared.engine, Some(parent), shared.registry.allocate_wasm_pid(), who);
             wasm::launch(shared, node.clone(), &program, spec).map(|()| node)
         }
-        Runnable::Native(_) if spec.inherited.has_queues() => {
-            Err(ProcessError::SpawnFailed("queues cannot be passed to native processes yet".into()))
-        }
         Runnable::Native(native) => native::launch(shared, parent, who, &native, spec),
     };
     if started.is_err() {

@@ -24,6 +24,7 @@ use tokio::io::unix::AsyncFd;
 use wmp_core::ProcessError;
 
 use crate::handoff::{HANDOFF_FD_VAR, Handoff};
+use crate::inherit::Handles;
 use crate::limits::{Limit, Limits};
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
@@ -52,29 +53,34 @@ pub(crate) fn launch(
     let limits = parent.limits.narrowed_by(&who.limits);
     refuse_wasm_only_limits(&limits).map_err(failed)?;
     let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);
-    // Each connection end passed to the child crosses over a socket pair:
-    // the child inherits one side, a bridge here pumps the other.
-    let connections = spec.inherited.take().connections;
-    let pairs = connections
-        .iter()
+    // Each connection end and queue passed to the child crosses over a
+    // socket pair: the child inherits one side; here a bridge pumps the
+    // other (a connection) or a server answers on it (a queue).
+    let Handles { connections, queues } = spec.inherited.take();
+    let pairs = (0..connections.len() + queues.len())
         .map(|_| UnixStream::pair())
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| failed(format!("cannot make a socket for a connection: {e}")))?;
-    let connection_fds: Vec<RawFd> = pairs.iter().map(|(_, theirs)| theirs.as_raw_fd()).collect();
+        .map_err(|e| failed(format!("cannot make a socket for a connection or queue: {e}")))?;
+    let inherited_fds: Vec<RawFd> = pairs.iter().map(|(_, theirs)| theirs.as_raw_fd()).collect();
     let mut handoff = Handoff::for_child(parent, &who, spec.target.as_ref(), handed_limits);
-    handoff.connections = connection_fds.clone();
+    let (connection_fds, queue_fds) = inherited_fds.split_at(connections.len());
+    handoff.connections = connection_fds.to_vec();
+    handoff.queues = queue_fds.to_vec();
     let handoff = handoff.to_memfd().map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
-    let (command, forwarders) = command(native, &spec, &handoff, &connection_fds, &limits);
+    let (command, forwarders) = command(native, &spec, &handoff, &inherited_fds, &limits);
     let mut child = shared
         .spawner
         .spawn(with_parent_death(command))
         .map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
-    for (connection, (ours, theirs)) in connections.into_iter().zip(pairs) {
-        drop(theirs);
-        // A bridge that cannot start drops the connection: the other end
-        // sees EOF, as if the child had closed it.
-        let _ = shared.bridges.bridge(&shared.handle, connection, ours);
+    let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
+    // A bridge or server that cannot start drops its connection or queue
+    // handle: the other side sees EOF, as if the child had closed it.
+    for (connection, socket) in connections.into_iter().zip(ours.by_ref()) {
+        let _ = shared.bridges.bridge(&shared.handle, connection, socket);
+    }
+    for (queue, socket) in queues.into_iter().zip(ours) {
+        let _ = crate::queue_bridge::serve(&shared.handle, queue, socket);
     }
     let pipes = [child.stdout.take().map(OwnedFd::from), child.stderr.take().map(OwnedFd::from)];
     let reaper = Reaper { child: Some(child), leads_group: !spec.caps.inherit_stdin };
@@ -116,7 +122,7 @@ fn command(
     native: &NativeProgram,
     spec: &LaunchSpec,
     handoff: &OwnedFd,
-    connection_fds: &[RawFd],
+    inherited_fds: &[RawFd],
     limits: &Limits,
 ) -> (Command, Vec<Forwarder>) {
     let caps = &spec.caps;
@@ -129,7 +135,7 @@ fn command(
     }
     command.envs(caps.env.iter().map(|(k, v)| (k, v)));
     command.env(HANDOFF_FD_VAR, handoff.as_raw_fd().to_string());
-    let inherited: Vec<RawFd> = std::iter::once(handoff.as_raw_fd()).chain(connection_fds.iter().copied()).collect();
+    let inherited: Vec<RawFd> = std::iter::once(handoff.as_raw_fd()).chain(inherited_fds.iter().copied()).collect();
     if let Some(dir) = &native.current_dir {
         command.current_dir(dir);
     }
@@ -149,7 +155,7 @@ fn command(
                 return Err(io::Error::last_os_error());
             }
             // The fds this child inherits on purpose: the handoff and the
-            // sockets of its connections.
+            // sockets of its connections and queues.
             for &fd in &inherited {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(io::Error::last_os_error());

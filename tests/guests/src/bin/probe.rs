@@ -428,6 +428,23 @@ fn square(i: String) {
     results.put(&(i, i * i), None).unwrap();
 }
 
+/// The queue its parent passed (bounded to 1, empty): puts one message,
+/// times out on a second, then waits for room for it; once the parent has
+/// emptied the queue, waits for the parent's message, then finds EOF once
+/// the parent has closed its handle.
+fn queue_peer(_: String) {
+    let queue = inherited_queues().pop().expect("the parent passes a queue");
+    println!("first_put={:?}", queue.put("first", None).map_err(|e| e.to_string()));
+    println!("second_put={:?}", queue.put("second", Some(Duration::from_millis(20))).map_err(|e| e.to_string()));
+    println!("waited_put={:?}", queue.put("second", None).map_err(|e| e.to_string()));
+    while !queue.empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    println!("emptied");
+    println!("got={}", queue.get::<String>(None).unwrap());
+    println!("then={:?}", queue.get::<String>(None).map_err(|e| e.to_string()));
+}
+
 /// A bounded queue: put blocks (times out) when full, get when empty.
 fn queue_bounds(_: String) {
     let queue = Queue::new(2);
@@ -503,6 +520,7 @@ fn wait_both(ms: String) {
     println!("message={}", mine.recv::<String>().unwrap());
     mine.send("thanks").unwrap();
     child.join(None).unwrap();
+    mine.poll(Some(Duration::from_secs(30))).unwrap();
     println!("then_ready={:?}", wait_ready(&[&sentinel], &[&mine], Some(Duration::from_secs(30))));
 }
 
@@ -559,4 +577,5 @@ wmp_guest::main!(
     send_later,
     queue_to_child,
     queue_drain,
+    queue_peer,
 );
