@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::status::ExitReason;
-use crate::wait::{Waitable, wait_ready};
+use crate::wait::{Waitable, wait_ready, wait_ready_blocking};
 
 /// Where a process publishes its end, exactly once.
 pub(crate) struct ExitCell {
@@ -149,5 +149,6 @@ pub(crate) fn wait_blocking(
     sentinels: &[Sentinel],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    handle.block_on(wait_any(handle, sentinels, timeout))
+    let items: Vec<Waitable<'_>> = sentinels.iter().map(Waitable::from).collect();
+    wait_ready_blocking(handle, &items, timeout)
 }
