@@ -32,6 +32,14 @@
 //! process count, spawn depth); children inherit them and can only narrow
 //! them.
 //!
+//! Processes talk as in `multiprocessing`: pipes ([`Runtime::pipe`], two
+//! [`Connection`] ends), queues ([`Runtime::queue`], [`Queue`]), both
+//! handed to a child before start ([`Process::pass_connection`],
+//! [`Process::pass_queue`]), and listeners at names in the runtime whose
+//! clients prove the authkey by CPython's HMAC challenge
+//! ([`Runtime::listen`], [`Runtime::connect`]); [`Runtime::wait_for`] waits
+//! on connections beside sentinels. Their errors are [`ConnectionError`].
+//!
 //! The same API runs native programs ([`Runtime::native_process`]): real
 //! OS child processes with the same state machine, whose pid is the OS
 //! pid, whose sentinel is a pidfd, and which a guest may start only when
