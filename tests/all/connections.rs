@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wmp_host::{AuthKey, ConnectionError, PIPE_CAPACITY, Waitable};
+use wmp_host::{AuthKey, Connection, ConnectionError, PIPE_CAPACITY, Process, Waitable};
 
-use crate::{Backend, Fixture, PATIENCE, child, for_both_backends, probe, run_child, runtime, wait_for_output};
+use crate::{Backend, Fixture, Output, PATIENCE, child, for_both_backends, probe, run_child, runtime, wait_for_output};
 
 // Under the native backend the probe is a native process, and the ends
 // and queues passed to it cross over inherited sockets.
@@ -28,7 +28,18 @@ for_both_backends!(
     a_childs_handle_to_a_bounded_queue_waits_and_times_out,
 );
 
+/// Starts the probe's `target` with `args` under `fx`'s backend, with
+/// `connection` passed to it.
+fn started_with_connection(fx: &Fixture, target: &str, args: &str, connection: Connection) -> (Process, Output) {
+    let (builder, out) = fx.probe_builder(target, args);
+    let child = builder.build();
+    child.pass_connection(connection).unwrap();
+    child.start().unwrap();
+    (child, out)
+}
+
 #[test]
+
 fn a_pipe_delivers_values_in_order_then_eof_after_close() {
     let rt = runtime();
     let (a, b) = rt.pipe(true);
@@ -61,10 +72,7 @@ fn a_one_way_pipe_reads_at_one_end_and_writes_at_the_other() {
 fn a_guest_child_echoes_what_the_host_sends(backend: Backend) {
     let fx = Fixture::new(backend);
     let (mine, theirs) = fx.rt.pipe(true);
-    let (builder, out) = fx.probe_builder("echo", "");
-    let child = builder.build();
-    child.pass_connection(theirs).unwrap();
-    child.start().unwrap();
+    let (child, out) = started_with_connection(&fx, "echo", "", theirs);
     for i in 0..1000u32 {
         mine.send(&(i, "payload")).unwrap();
     }
@@ -79,10 +87,7 @@ fn a_guest_child_echoes_what_the_host_sends(backend: Backend) {
 fn the_host_receives_what_a_guest_child_sends_until_eof(backend: Backend) {
     let fx = Fixture::new(backend);
     let (mine, theirs) = fx.rt.pipe(false);
-    let (builder, _out) = fx.probe_builder("source", "5000 64 100");
-    let child = builder.build();
-    child.pass_connection(theirs).unwrap();
-    child.start().unwrap();
+    let (child, _out) = started_with_connection(&fx, "source", "5000 64 100", theirs);
     let mut received = 0;
     loop {
         match mine.recv_many(1 << 20) {
@@ -293,10 +298,7 @@ fn an_unstarted_child_closes_what_was_passed_to_it_when_dropped() {
 fn a_64_mib_message_goes_through_whole(backend: Backend) {
     let fx = Fixture::new(backend);
     let (mine, theirs) = fx.rt.pipe(true);
-    let (builder, out) = fx.probe_builder("echo", "");
-    let child = builder.build();
-    child.pass_connection(theirs).unwrap();
-    child.start().unwrap();
+    let (child, out) = started_with_connection(&fx, "echo", "", theirs);
     let big: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
     mine.send_bytes(&big).unwrap();
     let back = mine.recv_bytes().unwrap();
@@ -309,10 +311,7 @@ fn a_64_mib_message_goes_through_whole(backend: Backend) {
 fn many_small_messages_all_arrive(backend: Backend) {
     let fx = Fixture::new(backend);
     let (theirs, mine) = fx.rt.pipe(false);
-    let (builder, out) = fx.probe_builder("drain", "batched");
-    let child = builder.build();
-    child.pass_connection(theirs).unwrap();
-    child.start().unwrap();
+    let (child, out) = started_with_connection(&fx, "drain", "batched", theirs);
     for batch in 0..200u32 {
         mine.send_many((0..1000u32).map(|i| (batch * 1000 + i).to_le_bytes().to_vec()).collect()).unwrap();
     }
