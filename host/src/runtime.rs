@@ -22,7 +22,7 @@ use crate::bridge::Bridges;
 use crate::connection::{Connection, PIPE_CAPACITY};
 use crate::listener::{Addresses, Listener};
 use crate::queue::Queue;
-use crate::wait::{Waitable, wait_ready, wait_ready_blocking};
+use crate::wait::{Waitable, wait_ready};
 use crate::handoff::Handoff;
 use crate::spec::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
 use crate::status::{ExitReason, Signal};
@@ -538,7 +538,7 @@ impl Runtime {
     /// EOF) to receive, or the timeout passes; returns the indices of the
     /// ready ones, empty on timeout (`multiprocessing.connection.wait`).
     pub fn wait_for(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
-        wait_ready_blocking(&self.shared.handle, items, timeout)
+        self.shared.handle.block_on(wait_ready(&self.shared.handle, items, timeout))
     }
 
     pub async fn wait_for_async(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::status::ExitReason;
-use crate::wait::{Waitable, wait_ready, wait_ready_blocking};
+use crate::wait::{Waitable, wait_ready};
 
 /// Where a process publishes its end, exactly once.
 pub(crate) struct ExitCell {
@@ -149,6 +149,5 @@ pub(crate) fn wait_blocking(
     sentinels: &[Sentinel],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    let items: Vec<Waitable<'_>> = sentinels.iter().map(Waitable::from).collect();
-    wait_ready_blocking(handle, &items, timeout)
+    handle.block_on(wait_any(handle, sentinels, timeout))
 }

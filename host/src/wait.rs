@@ -52,7 +52,7 @@ pub(crate) async fn wait_ready(
     items: &[Waitable<'_>],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    let ready = || ready_indices(items);
+    let ready = || -> Vec<usize> { items.iter().enumerate().filter(|(_, w)| w.is_ready()).map(|(i, _)| i).collect() };
     let now = ready();
     if !now.is_empty() || timeout == Some(Duration::ZERO) {
         return now;
@@ -64,37 +64,6 @@ pub(crate) async fn wait_ready(
     });
     within(handle, timeout, any_ready).await;
     ready()
-}
-
-fn ready_indices(items: &[Waitable<'_>]) -> Vec<usize> {
-    items.iter().enumerate().filter(|(_, w)| w.is_ready()).map(|(i, _)| i).collect()
-}
-
-/// How long a blocking wait looks for readiness before it parks its
-/// thread. Most processes end within tens of microseconds, and on a
-/// virtual machine a parked thread whose CPU went idle takes about as long
-/// again to be woken; yielding this long instead costs less.
-const YIELD_BEFORE_PARKING: Duration = Duration::from_micros(100);
-
-/// The blocking form of [`wait_ready`], for callers outside async code.
-pub(crate) fn wait_ready_blocking(
-    handle: &tokio::runtime::Handle,
-    items: &[Waitable<'_>],
-    timeout: Option<Duration>,
-) -> Vec<usize> {
-    let yield_for = timeout.map_or(YIELD_BEFORE_PARKING, |t| t.min(YIELD_BEFORE_PARKING));
-    let started = std::time::Instant::now();
-    while started.elapsed() < yield_for {
-        let now = ready_indices(items);
-        if !now.is_empty() {
-            return now;
-        }
-        // Yield rather than spin: on two cores the process waited for may
-        // need this one.
-        std::thread::yield_now();
-    }
-    let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
-    handle.block_on(wait_ready(handle, items, left))
 }
 
 /// Runs `future` until it finishes (`Some`) or the timeout passes (`None`).
