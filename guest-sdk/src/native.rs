@@ -203,12 +203,6 @@ impl fmt::Display for Process {
     }
 }
 
-impl fmt::Debug for Process {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 /// Becomes ready when its process ends.
 pub struct Sentinel(wmp_host::Sentinel);
 

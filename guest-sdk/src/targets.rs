@@ -8,6 +8,13 @@ use wmp_core::ProcessError;
 
 use crate::{Process, current_process, exit};
 
+/// The same as `Display`: CPython's repr.
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl Process {
     /// A child that will run the target registered as `target` (see
     /// [`main!`](crate::main)) with `args`, encoded as JSON
