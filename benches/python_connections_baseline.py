@@ -22,28 +22,27 @@ def queue_sink(queue, n):
         queue.get()
 
 
-def pipe_case(n, size):
-    rx, tx = mp.Pipe(duplex=False)
-    child = mp.Process(target=pipe_sink, args=(rx, n))
+def timed_case(channel, sink, send, n, size):
+    """Seconds from the first send of n messages of `size` bytes until the
+    child draining `channel` with `sink` has read them all and ended."""
+    child = mp.Process(target=sink, args=(channel, n))
     child.start()
     message = b"x" * size
     t0 = time.perf_counter()
     for _ in range(n):
-        tx.send_bytes(message)
+        send(message)
     child.join()
     return time.perf_counter() - t0
+
+
+def pipe_case(n, size):
+    rx, tx = mp.Pipe(duplex=False)
+    return timed_case(rx, pipe_sink, tx.send_bytes, n, size)
 
 
 def queue_case(n, size):
     queue = mp.Queue()
-    child = mp.Process(target=queue_sink, args=(queue, n))
-    child.start()
-    message = b"x" * size
-    t0 = time.perf_counter()
-    for _ in range(n):
-        queue.put(message)
-    child.join()
-    return time.perf_counter() - t0
+    return timed_case(queue, queue_sink, queue.put, n, size)
 
 
 if __name__ == "__main__":

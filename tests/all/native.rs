@@ -15,12 +15,18 @@ pub fn is_reaped(pid: u32) -> bool {
     r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
+/// A native child running `sh -c script`, started, with its output captured.
+fn started_sh(f: &Fixture, script: &str) -> (wmp_host::Process, crate::Output) {
+    let (builder, out) = native_builder(&f.rt, &["sh", "-c", script]);
+    let p = builder.build();
+    p.start().unwrap();
+    (p, out)
+}
+
 #[test]
 fn a_native_child_has_its_os_pid_and_is_reaped() {
     let f = Fixture::new(Backend::Native);
-    let (p, out) = native_builder(&f.rt, &["sh", "-c", "echo $$; exit 4"]);
-    let p = p.build();
-    p.start().unwrap();
+    let (p, out) = started_sh(&f, "echo $$; exit 4");
     p.join(Some(PATIENCE)).unwrap();
     let pid = p.pid().unwrap().unwrap();
     assert_eq!(out.stdout().trim(), pid.to_string(), "the pid is the OS pid");
@@ -38,9 +44,7 @@ fn a_native_child_has_its_os_pid_and_is_reaped() {
 #[test]
 fn a_child_killed_by_a_signal_reports_minus_that_signal() {
     let f = Fixture::new(Backend::Native);
-    let (p, _) = native_builder(&f.rt, &["sh", "-c", "kill -SEGV $$"]);
-    let p = p.build();
-    p.start().unwrap();
+    let (p, _) = started_sh(&f, "kill -SEGV $$");
     p.join(Some(PATIENCE)).unwrap();
     assert_eq!(p.exitcode(), Ok(Some(-11)));
     assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Signaled(11))));
@@ -50,9 +54,7 @@ fn a_child_killed_by_a_signal_reports_minus_that_signal() {
 #[test]
 fn terminate_can_be_ignored_and_kill_cannot() {
     let f = Fixture::new(Backend::Native);
-    let (p, out) = native_builder(&f.rt, &["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.01; done"]);
-    let p = p.build();
-    p.start().unwrap();
+    let (p, out) = started_sh(&f, "trap '' TERM; echo ready; while :; do sleep 0.01; done");
     crate::wait_for_output(&p, &out, "ready");
     p.terminate().unwrap();
     p.join(Some(Duration::from_millis(200))).unwrap();
@@ -65,9 +67,7 @@ fn terminate_can_be_ignored_and_kill_cannot() {
 #[test]
 fn a_program_that_handles_terminate_reports_its_own_exit_code() {
     let f = Fixture::new(Backend::Native);
-    let (p, out) = native_builder(&f.rt, &["sh", "-c", "trap 'exit 5' TERM; echo ready; while :; do sleep 0.01; done"]);
-    let p = p.build();
-    p.start().unwrap();
+    let (p, out) = started_sh(&f, "trap 'exit 5' TERM; echo ready; while :; do sleep 0.01; done");
     crate::wait_for_output(&p, &out, "ready");
     p.terminate().unwrap();
     p.join(Some(PATIENCE)).unwrap();
@@ -193,9 +193,7 @@ fn a_granted_program_gets_the_guests_environment_not_the_hosts() {
 #[test]
 fn kill_takes_the_programs_own_children_with_it() {
     let f = Fixture::new(Backend::Native);
-    let (p, out) = native_builder(&f.rt, &["sh", "-c", "sleep 600 & echo $!; wait"]);
-    let p = p.build();
-    p.start().unwrap();
+    let (p, out) = started_sh(&f, "sleep 600 & echo $!; wait");
     crate::wait_for_output(&p, &out, "\n");
     let grandchild: u32 = out.stdout().trim().parse().unwrap();
     p.kill().unwrap();
