@@ -281,6 +281,9 @@ impl Process {
     pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
         let node = self.joinable()?;
         let sentinel = self.sentinel_of(&node);
+        if timeout.is_none() {
+            node.run.run_here(&sentinel.handle);
+        }
         sentinel.wait(timeout);
         self.after_join(&node);
         Ok(())

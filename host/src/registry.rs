@@ -11,6 +11,7 @@ use wmp_core::AuthKey;
 
 use crate::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::process::ProcessObject;
+use crate::run_slot::RunSlot;
 use crate::sentinel::ExitCell;
 use crate::status::{ExitReason, Signal};
 
@@ -39,6 +40,8 @@ pub(crate) struct Node {
     /// nothing while no child has ended.
     ended_children: AtomicIsize,
     pub(crate) exit: Arc<ExitCell>,
+    /// A wasm process's run until a runtime worker or its joiner takes it.
+    pub(crate) run: Arc<RunSlot>,
     /// Why the process is being stopped (a signal or a limit), once asked.
     stop: watch::Sender<Option<ExitReason>>,
     engine: wasmtime::Engine,
@@ -86,6 +89,7 @@ impl Node {
             children: Mutex::new(Vec::new()),
             ended_children: AtomicIsize::new(0),
             exit: Arc::new(ExitCell::new()),
+            run: Arc::default(),
             stop: watch::Sender::new(None),
             engine: engine.clone(),
             limits,

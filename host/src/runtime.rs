@@ -229,6 +229,8 @@ impl RuntimeBuilder {
                 .max_tables_per_module(8)
                 .max_memory_size(self.limits.max_memory.unwrap_or(1 << 32).min(1 << 32));
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        } else {
+            config.with_host_stack(Arc::new(crate::stacks::StackRecycler::default()));
         }
         match &self.cache {
             CodeCache::Off => {}
@@ -600,6 +602,7 @@ impl Runtime {
     /// joined. Returns how it ended.
     pub fn run_main(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
         let ended = self.start_main(program, caps)?;
+        self.main.run.run_here(&self.shared.handle);
         Ok(self.shared.handle.block_on(ended))
     }
 

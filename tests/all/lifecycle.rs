@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use wmp_host::{ExitReason, ProcessError};
+use wmp_host::{ExitReason, Limit, Limits, ProcessError};
 
 use crate::{Backend, Fixture, Job, PATIENCE, child, probe, run_child, runtime};
 
@@ -16,6 +16,8 @@ crate::for_both_backends!(
     join_checks_and_timeout,
     exitcode_of_a_normal_return_and_of_exit,
     terminate_and_kill_stop_a_spinning_process,
+    a_process_being_joined_is_stopped_from_another_thread,
+    a_join_that_cannot_block_leaves_the_process_running,
     signals_before_start_fail_and_after_exit_do_nothing,
     close_rules,
     an_unstarted_object_can_be_closed,
@@ -144,6 +146,46 @@ fn terminate_and_kill_stop_a_spinning_process(backend: Backend) {
         assert_eq!(p.exit_reason(), Ok(Some(reason)));
     }
     assert_eq!(rt.live_process_count(), 0, "the stores (or OS processes) are gone");
+}
+
+/// A join without a timeout may run the guest on the joining thread (see
+/// `run_slot`): a signal from another thread must still reach it, and the
+/// process's own time limit still applies.
+fn a_process_being_joined_is_stopped_from_another_thread(backend: Backend) {
+    let f = Fixture::new(backend);
+    for (signal, code) in [("terminate", -15), ("kill", -9)] {
+        let (p, _) = f.child(Job::Spin);
+        p.start().unwrap();
+        let signaller = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                if signal == "terminate" { p.terminate() } else { p.kill() }
+            })
+        };
+        p.join(None).unwrap();
+        signaller.join().unwrap().unwrap();
+        assert_eq!(p.exitcode(), Ok(Some(code)), "{signal}");
+    }
+    let (builder, _) = f.builder(Job::Spin);
+    let p = builder.limits(Limits { timeout: Some(Duration::from_millis(50)), ..Limits::new() }).build();
+    p.start().unwrap();
+    p.join(None).unwrap();
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(Limit::Timeout))));
+}
+
+/// A join called where it cannot block (inside an async context) panics,
+/// as tokio's `block_on` does; the process it was about to wait for keeps
+/// running to its end.
+fn a_join_that_cannot_block_leaves_the_process_running(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::ExitWith(3));
+    p.start().unwrap();
+    let elsewhere = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| elsewhere.block_on(async { p.join(None) })));
+    assert!(joined.is_err(), "a blocking join inside an async context panics");
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(3)));
 }
 
 #[test]

@@ -115,8 +115,8 @@ impl HasGuest for P1State {
 /// point; it owns the store.
 type GuestRun = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 
-/// Launches `node` running `program` with `spec` as a tokio task on the
-/// runtime.
+/// Launches `node` running `program` with `spec`, on the runtime or on the
+/// thread that joins it first (see `run_slot`).
 pub(crate) fn launch(
     shared: &Arc<Shared>,
     node: Arc<Node>,
@@ -130,7 +130,7 @@ pub(crate) fn launch(
     let run = prepare(shared, &node, program, spec)
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     shared.registry.add_live(&node);
-    shared.handle.spawn(supervise(shared.clone(), node, report_to, run));
+    node.run.clone().launch(&shared.handle, Box::pin(supervise(shared.clone(), node, report_to, run)));
     Ok(())
 }
 

@@ -1,0 +1,89 @@
+//! Who runs a started wasm process: a runtime worker, or the first thread
+//! that joins it.
+//!
+//! `start` hands a process's run to the tokio runtime. On an idle machine,
+//! waking a worker for it and then being woken back when it ends costs tens
+//! of microseconds (measured: a spawn + `block_on` round trip is ~70 µs
+//! when the other core sleeps, ~4 µs when it is busy), which is more than a
+//! small guest's whole life. So the run waits in a [`RunSlot`]: the worker
+//! takes it when it gets there, but a caller that blocks in `join` first
+//! takes it instead and runs it on its own thread, so a start→exit→join of
+//! a short guest never sleeps waiting for another thread to wake (only the
+//! worker's wake-up is left, and nobody waits for it). The process runs concurrently with
+//! its creator either way, as `start` promises; only who polls it changes.
+//!
+//! A join with a timeout leaves the run to the runtime (see
+//! [`RunSlot::run_here`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::runtime::Handle;
+
+/// A process's whole run, from instantiation to the publication of its end.
+pub(crate) type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The run of one process until someone takes it to poll it.
+#[derive(Default)]
+pub(crate) struct RunSlot {
+    run: Mutex<Option<Run>>,
+}
+
+impl RunSlot {
+    /// Puts `run` in the slot and schedules a runtime task that takes it
+    /// unless a joiner has taken it first.
+    pub(crate) fn launch(self: &Arc<Self>, handle: &Handle, run: Run) {
+        *self.run.lock().unwrap() = Some(run);
+        let worker = WorkerSide(self.clone());
+        handle.spawn(async move {
+            if let Some(run) = worker.0.take() {
+                run.await;
+            }
+        });
+    }
+
+    fn take(&self) -> Option<Run> {
+        self.run.lock().unwrap().take()
+    }
+
+    /// Runs the process to its end on this thread, if no worker has taken
+    /// it yet. Only a join without a timeout does this: a guest polled here
+    /// yields only at its epoch checks, so a join with a timeout could
+    /// overrun it by a tick. Blocks like any blocking wait (so it panics on
+    /// a runtime thread; the run then goes back to the runtime).
+    pub(crate) fn run_here(&self, handle: &Handle) {
+        let Some(run) = self.take() else { return };
+        let mut claimed = Claimed { run: Some(run), handle: handle.clone() };
+        handle.block_on(async {
+            claimed.run.as_mut().expect("taken only on drop").await;
+            claimed.run = None;
+        });
+    }
+}
+
+/// A run taken out of its slot; dropped unfinished (the joiner panicked),
+/// it is handed back to the runtime to finish there.
+struct Claimed {
+    run: Option<Run>,
+    handle: Handle,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.handle.spawn(run);
+        }
+    }
+}
+
+/// The runtime task's hold on the slot. A runtime shut down before the
+/// task ran drops it unpolled; the run it never took is dropped with it
+/// (the store freed, as for a task that was running), not left in the slot.
+struct WorkerSide(Arc<RunSlot>);
+
+impl Drop for WorkerSide {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
