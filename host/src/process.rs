@@ -292,6 +292,9 @@ impl Process {
     pub async fn join_async(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
         let node = self.joinable()?;
         let sentinel = self.sentinel_of(&node);
+        if timeout.is_none() {
+            node.run.run_in_caller(&sentinel.handle).await;
+        }
         wait_any(&sentinel.handle.clone(), std::slice::from_ref(&sentinel), timeout).await;
         self.after_join(&node);
         Ok(())

@@ -53,12 +53,24 @@ impl RunSlot {
     /// overrun it by a tick. Blocks like any blocking wait (so it panics on
     /// a runtime thread; the run then goes back to the runtime).
     pub(crate) fn run_here(&self, handle: &Handle) {
+        handle.block_on(self.run_in_caller(handle));
+    }
+
+    /// [`run_here`](Self::run_here) for an async joiner: the run is polled
+    /// as part of the joiner's task, inside the wmp runtime's context
+    /// whatever executor that task is on (the guest's timers belong to the
+    /// runtime). A joiner dropped before the run ends (a guest killed while
+    /// joining) hands the run back to the runtime.
+    pub(crate) async fn run_in_caller(&self, handle: &Handle) {
         let Some(run) = self.take() else { return };
         let mut claimed = Claimed { run: Some(run), handle: handle.clone() };
-        handle.block_on(async {
-            claimed.run.as_mut().expect("taken only on drop").await;
-            claimed.run = None;
-        });
+        let run = claimed.run.as_mut().expect("taken only on drop");
+        std::future::poll_fn(|cx| {
+            let _entered = handle.enter();
+            run.as_mut().poll(cx)
+        })
+        .await;
+        claimed.run = None;
     }
 }
 

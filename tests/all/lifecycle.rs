@@ -26,6 +26,7 @@ crate::for_both_backends!(
     nothing_dangles_once_handles_are_gone,
     dropping_the_runtime_kills_what_still_runs,
     the_async_api_joins_and_waits_without_blocking,
+    an_async_join_works_on_an_executor_without_timers,
     start_reaps_ended_children_first,
 );
 
@@ -332,6 +333,17 @@ fn the_async_api_joins_and_waits_without_blocking(backend: Backend) {
         // The runtime owns a tokio runtime; drop it outside this async context.
         tokio::task::spawn_blocking(move || drop(f)).await.unwrap();
     });
+}
+
+/// An async join may poll the guest itself (see `run_slot`): a guest that
+/// sleeps must still work when the embedder's executor has no timers.
+fn an_async_join_works_on_an_executor_without_timers(backend: Backend) {
+    let f = Fixture::new(backend);
+    let embedder = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (p, _) = f.child(Job::Sleep(20));
+    p.start().unwrap();
+    embedder.block_on(p.join_async(None)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)));
 }
 
 fn start_reaps_ended_children_first(backend: Backend) {
