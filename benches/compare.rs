@@ -138,6 +138,9 @@ fn main() {
     );
     let probe = rt.load(wmp_test_guests::PROBE).unwrap();
     let sdk = rt.load(wmp_test_guests::MINIMAL).unwrap();
+    let sdk_floor = measure(n, || floor.run_sdk_noop());
+    let f = sdk_floor.p50;
+    table.add("wasmtime instantiate+run, Rust SDK component, model stubbed (floor)", sdk_floor, Some(f));
     table.add(
         "wmp start+join, Rust SDK component (minimal guest, target noop)",
         measure(n, || start_join(&rt, &sdk, quiet(), Some("noop"))),

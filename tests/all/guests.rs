@@ -15,6 +15,7 @@ crate::for_both_backends!(
     a_panic_gives_exitcode_1_with_its_message,
     a_daemonic_process_may_not_start_children,
     an_ending_process_terminates_daemons_and_joins_the_rest,
+    a_child_runs_while_its_parent_computes,
 );
 
 fn a_child_sees_itself_and_its_parent(backend: Backend) {
@@ -148,4 +149,18 @@ fn an_ending_process_terminates_daemons_and_joins_the_rest(backend: Backend) {
     assert!(before.elapsed() >= Duration::from_millis(300), "ended after {:?}", before.elapsed());
     // ... and the spinning daemons were stopped rather than left behind.
     assert_eq!(f.rt.live_process_count(), 0);
+}
+
+/// A child a guest starts is scheduled when its parent's poll returns
+/// (see `run_slot`): a parent that computes without ever blocking still
+/// lets it run, within about an epoch tick.
+fn a_child_runs_while_its_parent_computes(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, out) = f.run_probe("start_then_compute", "exit_with 7");
+    assert_eq!(p.exitcode(), Ok(Some(0)), "{}", out.stderr());
+    let text = out.stdout();
+    let line = text.lines().find(|l| l.starts_with("child exitcode=")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("child exitcode=Some(7) after "), "{line}");
+    let ms: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(ms < 2000, "the child waited {ms} ms for its parent: {line}");
 }

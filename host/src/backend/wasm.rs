@@ -20,7 +20,7 @@ use wmp_core::ProcessError;
 use crate::inherit::Handles;
 use crate::limits::Limit;
 use crate::program::{Code, Program};
-use crate::registry::Node;
+use crate::registry::{Node, Pid};
 use crate::runtime::Shared;
 use crate::spec::{Capabilities, LaunchSpec, Target};
 use crate::status::ExitReason;
@@ -130,7 +130,8 @@ pub(crate) fn launch(
     let run = prepare(shared, &node, program, spec)
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     shared.registry.add_live(&node);
-    node.run.clone().launch(&shared.handle, Box::pin(supervise(shared.clone(), node, report_to, run)));
+    let parent = node.parent_pid;
+    node.run.clone().launch(&shared.handle, parent, Box::pin(supervise(shared.clone(), node, report_to, run)));
     Ok(())
 }
 
@@ -229,7 +230,7 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         biased;
         reason = node.stopped() => (reason, None),
         () = timer => (ExitReason::Limit(Limit::Timeout), None),
-        result = PanicGuard(run) => match result {
+        result = PanicGuard { run, guest: node.pid, handle: &shared.handle } => match result {
             Ok(result) => classify(result, &node),
             Err(panic) => host_failure(&panic),
         },
@@ -252,17 +253,22 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
     node.exit.publish(reason);
 }
 
-/// Turns a panic while running a guest (a bug in the host or in
-/// wasmtime-wasi) into the end of that one process instead of a task that
-/// never publishes its end.
-struct PanicGuard(GuestRun);
+/// Polls a guest's run (see `run_slot::poll_guest`), and turns a panic
+/// while running it (a bug in the host or in wasmtime-wasi) into the end
+/// of that one process instead of a task that never publishes its end.
+struct PanicGuard<'a> {
+    run: GuestRun,
+    guest: Pid,
+    handle: &'a tokio::runtime::Handle,
+}
 
-impl Future for PanicGuard {
+impl Future for PanicGuard<'_> {
     type Output = std::thread::Result<wasmtime::Result<()>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let run = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+        let PanicGuard { run, guest, handle } = &mut *self;
+        let poll = || crate::run_slot::poll_guest(*guest, handle, run.as_mut(), cx);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
             Ok(poll) => poll.map(Ok),
             Err(panic) => std::task::Poll::Ready(Err(panic)),
         }

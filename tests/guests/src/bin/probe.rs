@@ -221,6 +221,21 @@ fn spawn_and_spin(_: String) {
     spin(String::new());
 }
 
+/// Starts "TARGET ARGS" and computes, never blocking, until the child has
+/// ended: the child must run meanwhile, not wait for its parent to block.
+fn start_then_compute(args: String) {
+    let (target, rest) = split(&args);
+    let child = Process::new(target, rest);
+    child.start().unwrap();
+    let started = Instant::now();
+    let mut x: u64 = 0;
+    while child.is_alive().unwrap() && started.elapsed() < Duration::from_secs(20) {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+    let ms = started.elapsed().as_millis();
+    println!("child exitcode={:?} after {ms} ms of computing", child.exitcode().unwrap());
+}
+
 fn main_process() {
     identity(String::new());
     let args: Vec<String> = std::env::args().collect();
@@ -553,6 +568,7 @@ wmp_guest::main!(
     set_authkey,
     reap,
     spawn_and_spin,
+    start_then_compute,
     other_program,
     unknown_target,
     alloc,
