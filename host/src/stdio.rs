@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
+
+use crate::backend::native::ChildOutput;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// The destination of a process's stdout or stderr.
@@ -232,13 +234,12 @@ impl Stdio {
 
     /// The stdio a native child gets for this stream, and the forwarder that
     /// must copy its pipe where this `Stdio` says.
-    pub(crate) fn for_native(&self) -> (std::process::Stdio, Option<Forwarder>) {
-        let forward = |sink: Box<dyn tokio::io::AsyncWrite + Send + Sync>| {
-            (std::process::Stdio::piped(), Some(Forwarder { sink }))
-        };
+    pub(crate) fn for_native(&self) -> (ChildOutput, Option<Forwarder>) {
+        let forward =
+            |sink: Box<dyn tokio::io::AsyncWrite + Send + Sync>| (ChildOutput::Pipe, Some(Forwarder { sink }));
         match self {
-            Stdio::Inherit => (std::process::Stdio::inherit(), None),
-            Stdio::Null => (std::process::Stdio::null(), None),
+            Stdio::Inherit => (ChildOutput::Inherit, None),
+            Stdio::Null => (ChildOutput::Null, None),
             Stdio::Capture(buffer) => forward(buffer.async_stream()),
             Stdio::Pipe(pipe) => forward(pipe.async_stream()),
         }

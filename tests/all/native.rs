@@ -106,6 +106,83 @@ fn a_missing_program_fails_to_start_with_a_clear_error() {
 }
 
 #[test]
+fn a_program_without_a_slash_is_looked_up_in_path() {
+    let rt = runtime();
+    let exit_4 = Capabilities::new().args(["sh", "-c", "exit 4"]);
+    let p = rt.native_process(&NativeProgram::new("sh")).capabilities(exit_4.clone()).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(4)), "found in the host's PATH");
+    let only_bin = NativeProgram::new("sh").inherit_env(false);
+    let p = rt.native_process(&only_bin).capabilities(exit_4.env("PATH", "/bin")).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(4)), "found in the child's own PATH");
+    let p = rt.native_process(&only_bin).capabilities(Capabilities::new().env("PATH", "/nowhere")).build();
+    let err = p.start().unwrap_err().to_string();
+    assert!(err.contains("No such file or directory"), "{err}");
+}
+
+/// The steps between the child's creation and its exec (see
+/// `backend/native/spawn.rs`) report the one that failed, and leave no
+/// child behind.
+#[test]
+fn a_start_that_fails_before_exec_names_its_cause() {
+    let rt = runtime();
+    let in_missing_dir = NativeProgram::new("/bin/true").current_dir("/no/such/dir");
+    let p = rt.native_process(&in_missing_dir).build();
+    let err = p.start().unwrap_err();
+    assert!(matches!(err, ProcessError::SpawnFailed(_)), "{err:?}");
+    assert!(err.to_string().contains("No such file or directory"), "{err}");
+    assert_eq!(p.pid(), Ok(None));
+
+    let not_executable = std::env::temp_dir().join(format!("wmp-not-executable-{}", std::process::id()));
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let p = rt.native_process(&NativeProgram::new(&not_executable)).build();
+    let err = p.start().unwrap_err().to_string();
+    std::fs::remove_file(&not_executable).unwrap();
+    assert!(err.contains("Permission denied"), "{err}");
+    assert_eq!(rt.live_process_count(), 0);
+}
+
+/// A native child dies with the host even when the host is SIGKILLed and
+/// runs no code of its own at the end (the parent-death signal).
+#[test]
+fn native_children_die_with_a_killed_host() {
+    let script = std::env::temp_dir().join(format!("wmp-sleeper-{}.sh", std::process::id()));
+    std::fs::write(&script, "#!/bin/sh\necho child=$$\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script_path = script.to_str().unwrap();
+    let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(["run", "--allow-native", script_path, wmp_test_guests::PROBE, "spawn", "other_program", script_path, "-"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut output = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
+    let child: u32 = output
+        .find_map(|line| line.unwrap().strip_prefix("child=").map(str::to_owned))
+        .expect("the child's pid")
+        .parse()
+        .unwrap();
+    host.kill().unwrap();
+    host.wait().unwrap();
+    std::fs::remove_file(&script).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    // Killed, and then reaped by whoever adopted it (or left a zombie).
+    let gone = || is_reaped(child) || std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| s.contains(") Z "));
+    while !gone() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let outlived = !gone();
+    if outlived {
+        // SAFETY: a plain kill of the pid read above, so a failure here
+        // does not leave it holding the test harness's output open.
+        unsafe { libc::kill(child as libc::pid_t, libc::SIGKILL) };
+    }
+    assert!(!outlived, "the native child {child} outlived its killed host");
+}
+
+#[test]
 fn the_sentinel_is_a_pollable_pidfd() {
     let f = Fixture::new(Backend::Native);
     let (p, _) = f.child(Job::Spin);

@@ -9,14 +9,19 @@
 //! Every child is reaped by the task that watches it, also when every
 //! handle is dropped without a join; if that task is dropped (the runtime
 //! shuts down) the child is killed and reaped on the spot. Children are
-//! forked by one long-lived spawner thread with `PR_SET_PDEATHSIG`, so
-//! they die with the runtime even if the host process is killed.
+//! started (see [`spawn`]) by one long-lived spawner thread with
+//! `PR_SET_PDEATHSIG`, so they die with the runtime even if the host
+//! process is killed.
 
+mod spawn;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
@@ -31,6 +36,9 @@ use crate::runtime::Shared;
 use crate::spec::{LaunchSpec, NativeProgram};
 use crate::status::ExitReason;
 use crate::stdio::Forwarder;
+
+pub(crate) use spawn::ChildOutput;
+use spawn::{ChildStack, Spawn, Spawned};
 
 /// How long a process's end waits for the rest of its output to be
 /// forwarded (after that, only a grandchild that kept the stream open
@@ -68,10 +76,7 @@ pub(crate) fn launch(
     handoff.queues = queue_fds.to_vec();
     let handoff = handoff.to_memfd().map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
     let (command, forwarders) = command(native, &spec, &handoff, &inherited_fds, &limits);
-    let mut child = shared
-        .spawner
-        .spawn(with_parent_death(command))
-        .map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
+    let child = shared.spawner.spawn(command).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
     let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
     // A bridge or server that cannot start drops its connection or queue
@@ -82,9 +87,9 @@ pub(crate) fn launch(
     for (queue, socket) in queues.into_iter().zip(ours) {
         let _ = crate::queue_bridge::serve(&shared.handle, queue, socket);
     }
-    let pipes = [child.stdout.take().map(OwnedFd::from), child.stderr.take().map(OwnedFd::from)];
-    let reaper = Reaper { child: Some(child), leads_group: !spec.caps.inherit_stdin };
-    let pid = reaper.pid();
+    let Spawned { pid, stdout, stderr } = child;
+    let pipes = [stdout, stderr];
+    let reaper = Reaper { pid: Some(pid), leads_group: !spec.caps.inherit_stdin };
     let pidfd = Arc::new(pidfd_open(pid).map_err(|e| failed(format!("pidfd_open: {e}")))?);
     let _runtime = shared.handle.enter();
     // SAFETY: the Arc keeps the pidfd open, unchanged, for as long as the
@@ -115,82 +120,44 @@ fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
     Err(format!("a native program cannot run under a {limit}"))
 }
 
-/// The command for `native`, with its argv, environment, directory,
-/// stdio, memory limit and the handoff fd; and the output streams that
-/// must be forwarded once it runs.
+/// How to start `native`: its argv, environment, directory, stdio,
+/// memory limit and the fds it inherits (the handoff, and the sockets of
+/// its connections and queues); and the output streams that must be
+/// forwarded once it runs.
 fn command(
     native: &NativeProgram,
     spec: &LaunchSpec,
     handoff: &OwnedFd,
     inherited_fds: &[RawFd],
     limits: &Limits,
-) -> (Command, Vec<Forwarder>) {
+) -> (Spawn, Vec<Forwarder>) {
     let caps = &spec.caps;
-    let mut command = Command::new(&native.path);
-    if let Some((argv0, rest)) = caps.args.split_first() {
-        command.arg0(argv0).args(rest);
-    }
-    if !native.inherit_env {
-        command.env_clear();
-    }
-    command.envs(caps.env.iter().map(|(k, v)| (k, v)));
-    command.env(HANDOFF_FD_VAR, handoff.as_raw_fd().to_string());
-    let inherited: Vec<RawFd> = std::iter::once(handoff.as_raw_fd()).chain(inherited_fds.iter().copied()).collect();
-    if let Some(dir) = &native.current_dir {
-        command.current_dir(dir);
-    }
-    command.stdin(if caps.inherit_stdin { std::process::Stdio::inherit() } else { std::process::Stdio::null() });
+    let argv = if caps.args.is_empty() {
+        vec![native.path.clone().into_os_string()]
+    } else {
+        caps.args.iter().map(OsString::from).collect()
+    };
+    let mut env: BTreeMap<OsString, OsString> =
+        if native.inherit_env { std::env::vars_os().collect() } else { BTreeMap::new() };
+    env.extend(caps.env.iter().map(|(k, v)| (k.into(), v.into())));
+    env.insert(HANDOFF_FD_VAR.into(), handoff.as_raw_fd().to_string().into());
     let (stdout, stdout_forwarder) = caps.stdout.for_native();
     let (stderr, stderr_forwarder) = caps.stderr.for_native();
-    command.stdout(stdout).stderr(stderr);
-    let max_memory = limits.max_memory;
-    // A child reading the host's terminal must stay in its process group
-    // (or reading would stop it); any other leads a group of its own.
-    let own_group = !caps.inherit_stdin;
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe calls (setpgid, fcntl, setrlimit).
-    unsafe {
-        command.pre_exec(move || {
-            if own_group && libc::setpgid(0, 0) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The fds this child inherits on purpose: the handoff and the
-            // sockets of its connections and queues.
-            for &fd in &inherited {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some(bytes) = max_memory {
-                let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
-                if libc::setrlimit(libc::RLIMIT_AS, &limit) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    (command, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())
-}
-
-/// Makes the child die when the spawner thread (and so the runtime) is
-/// gone, even if the host process is killed.
-fn with_parent_death(mut command: Command) -> Command {
-    let host_pid = std::process::id() as libc::pid_t;
-    // SAFETY: prctl, getppid and raise are async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The host may have died between fork and prctl.
-            if libc::getppid() != host_pid {
-                libc::raise(libc::SIGKILL);
-            }
-            Ok(())
-        });
-    }
-    command
+    let spawn = Spawn {
+        program: native.path.clone(),
+        argv,
+        env,
+        current_dir: native.current_dir.clone(),
+        inherit_stdin: caps.inherit_stdin,
+        stdout,
+        stderr,
+        keep_fds: std::iter::once(handoff.as_raw_fd()).chain(inherited_fds.iter().copied()).collect(),
+        // A child reading the host's terminal must stay in its process
+        // group (or reading would stop it); any other leads a group of its own.
+        own_group: !caps.inherit_stdin,
+        max_memory: limits.max_memory,
+    };
+    (spawn, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())
 }
 
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -207,18 +174,15 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// leads), and dropping it before the child was reaped kills and reaps it,
 /// so no zombie is ever left.
 struct Reaper {
-    child: Option<Child>,
+    /// The child, until it is reaped.
+    pid: Option<u32>,
     leads_group: bool,
 }
 
 impl Reaper {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
     fn send(&self, signal: libc::c_int) {
-        if let Some(child) = &self.child {
-            let pid = child.id() as libc::pid_t;
+        if let Some(pid) = self.pid {
+            let pid = pid as libc::pid_t;
             // SAFETY: the child is not reaped, so its pid (and the group it
             // leads) is still its own.
             unsafe { libc::kill(if self.leads_group { -pid } else { pid }, signal) };
@@ -234,15 +198,15 @@ impl Reaper {
 
     /// Reaps the child, which has exited (its pidfd is readable).
     fn reap(&mut self) -> io::Result<ExitStatus> {
-        self.child.take().expect("reaped once").wait()
+        spawn::reap(self.pid.take().expect("reaped once")).map(ExitStatus::from_raw)
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         self.send(libc::SIGKILL);
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
+        if let Some(pid) = self.pid.take() {
+            let _ = spawn::reap(pid);
         }
     }
 }
@@ -322,25 +286,26 @@ fn exit_reason(status: ExitStatus, requested: Option<ExitReason>) -> ExitReason 
     }
 }
 
-/// The one thread that forks native children. A child's parent-death
-/// signal fires when the thread that forked it ends, so forking from
-/// callers' threads (which come and go) would kill children early.
+/// The one thread that starts native children. A child's parent-death
+/// signal fires when the thread that started it ends, so starting them
+/// from callers' threads (which come and go) would kill children early.
 #[derive(Default)]
 pub(crate) struct Spawner {
     jobs: OnceLock<Mutex<mpsc::Sender<SpawnJob>>>,
 }
 
-type SpawnJob = (Command, mpsc::SyncSender<io::Result<Child>>);
+type SpawnJob = (Spawn, mpsc::SyncSender<io::Result<Spawned>>);
 
 impl Spawner {
-    fn spawn(&self, command: Command) -> io::Result<Child> {
+    fn spawn(&self, command: Spawn) -> io::Result<Spawned> {
         let jobs = self.jobs.get_or_init(|| {
             let (sender, receiver) = mpsc::channel::<SpawnJob>();
             std::thread::Builder::new()
                 .name("wmp-spawner".into())
                 .spawn(move || {
-                    for (mut command, reply) in receiver {
-                        let _ = reply.send(command.spawn());
+                    let mut stack = ChildStack::default();
+                    for (command, reply) in receiver {
+                        let _ = reply.send(command.run(&mut stack));
                     }
                 })
                 .expect("spawning the wmp-spawner thread");
