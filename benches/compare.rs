@@ -198,7 +198,7 @@ fn main() {
     for _ in 0..(if quick { 50 } else { 200 }) {
         let p = rt.process(&spin).capabilities(quiet()).target("spin", br#""""#.to_vec()).build();
         p.start().unwrap();
-        std::thread::sleep(Duration::from_millis(2));
+        p.join(Some(Duration::from_millis(2))).unwrap(); // a wait: it runs meanwhile, well into its loop
         let start = Instant::now();
         p.kill().unwrap();
         p.join(None).unwrap();

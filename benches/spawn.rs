@@ -80,7 +80,7 @@ fn spawn_join(c: &mut Criterion) {
             for _ in 0..iters {
                 let p = rt.process(&probe).capabilities(quiet()).target("spin", br#""""#.to_vec()).build();
                 p.start().unwrap();
-                std::thread::sleep(Duration::from_millis(2)); // well into its loop
+                p.join(Some(Duration::from_millis(2))).unwrap(); // a wait: it runs meanwhile, well into its loop
                 let killed = Instant::now();
                 p.kill().unwrap();
                 p.join(None).unwrap();

@@ -108,7 +108,7 @@ impl Listener {
     /// answers its challenge); an authentication error drops the
     /// connection.
     pub fn accept(&self) -> Result<Connection, ConnectionError> {
-        self.handle.block_on(self.accept_async())
+        crate::run_slot::block_on(&self.handle, self.accept_async())
     }
 
     pub async fn accept_async(&self) -> Result<Connection, ConnectionError> {

@@ -99,7 +99,7 @@ impl Queue {
     /// Puts a message, waiting up to `timeout` for room in a bounded queue
     /// (`None`: as long as it takes); [`ConnectionError::Full`] after that.
     pub fn put_bytes(&self, message: Vec<u8>, timeout: Option<Duration>) -> Result<(), ConnectionError> {
-        self.handle.block_on(self.put_bytes_async(message, timeout))
+        crate::run_slot::block_on(&self.handle, self.put_bytes_async(message, timeout))
     }
 
     pub async fn put_bytes_async(&self, message: Vec<u8>, timeout: Option<Duration>) -> Result<(), ConnectionError> {
@@ -127,7 +127,7 @@ impl Queue {
     /// [`ConnectionError::Empty`] after that, [`ConnectionError::Eof`] at
     /// once if the queue is empty and no other handle could put one.
     pub fn get_bytes(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
-        self.handle.block_on(self.get_bytes_async(timeout))
+        crate::run_slot::block_on(&self.handle, self.get_bytes_async(timeout))
     }
 
     pub async fn get_bytes_async(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
@@ -167,7 +167,7 @@ impl Queue {
 
     /// Messages in the queue now.
     pub fn qsize(&self) -> usize {
-        self.handle.block_on(self.qsize_async())
+        crate::run_slot::block_on(&self.handle, self.qsize_async())
     }
 
     pub async fn qsize_async(&self) -> usize {

@@ -1,31 +1,29 @@
-//! Who runs a started wasm process: a runtime worker, or the first thread
-//! that joins it.
+//! Who runs a started wasm process, and from when: a runtime worker, or
+//! the first thread that joins it.
 //!
-//! `start` hands a process's run to the tokio runtime. On an idle machine,
-//! waking a worker for it and then being woken back when it ends costs tens
-//! of microseconds (measured: a spawn + `block_on` round trip is ~70 µs
-//! when the other core sleeps, ~4 µs when it is busy), which is more than a
-//! small guest's whole life. So the run waits in a [`RunSlot`]: the worker
-//! takes it when it gets there, but a caller that blocks in `join` first
-//! takes it instead and runs it on its own thread, so a start→exit→join of
-//! a short guest never sleeps waiting for another thread to wake (only the
-//! worker's wake-up is left, and nobody waits for it). The process runs concurrently with
-//! its creator either way, as `start` promises; only who polls it changes.
+//! Handing a run to a tokio worker wakes the other core, and on this kind
+//! of machine (a VM with two vCPUs) that is the expensive part of a short
+//! process: waking an idle vCPU costs tens of microseconds, and while two
+//! cores run the host, every unmapping and copy-on-write fault has to
+//! interrupt the other core to flush its TLB. Measured: a guest starting
+//! and joining children one after another took ~100 µs per child that way
+//! and ~47 µs with one core busy; a host start→join of a minimal module
+//! ~27 µs against ~6 µs.
 //!
-//! A join with a timeout leaves the run to the runtime (see
-//! [`RunSlot::run_here`]).
+//! So a started process's run waits in a [`RunSlot`], and is handed to
+//! the runtime only when its starter lets go:
+//! - one a guest starts, when the guest's poll returns: it blocks (a join
+//!   with a timeout, a wait, a receive, a sleep), yields at an epoch tick
+//!   (at most a tick after the start, however long it computes) or ends;
+//! - one the host starts, at the host's next blocking wait of any kind or
+//!   next start, or at the next epoch tick if it never waits.
 //!
-//! A child started by a guest is not even handed to the runtime at once:
-//! it is scheduled when the poll of its parent returns, that is when the
-//! parent blocks (a join with a timeout, a wait, a receive, a sleep),
-//! yields at an epoch tick (so at most a tick after its start, however
-//! long the parent computes), or ends. A parent that joins it before that
-//! runs it itself, and the runtime never sees it. This matters because
-//! each task handed to a worker that is not needed wakes the other core,
-//! and with two cores busy every unmapping and copy-on-write fault of the
-//! host has to interrupt the other core to flush its TLB: measured, a
-//! guest starting and joining children one after another took ~100 µs per
-//! child that way and ~47 µs with one core busy.
+//! A `join` without a timeout that comes first takes the run and polls it
+//! itself (on the joining thread, or inside the joining guest's task), so
+//! start→join of a short process involves no other thread. A join with a
+//! timeout leaves the run to the runtime (see [`RunSlot::run_here`]). The
+//! process runs concurrently with its starter either way, as `start`
+//! promises; only who polls it, and from when, changes.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -48,19 +46,21 @@ pub(crate) struct RunSlot {
 
 impl RunSlot {
     /// Puts `run`, the run of a child of `parent` (none for a main
-    /// process), in the slot and schedules it: now, or when `parent` is
-    /// the guest being polled on this thread, once that poll returns.
+    /// process), in the slot, to be scheduled when `parent`'s poll
+    /// returns if `parent` is the guest being polled on this thread, else
+    /// at the next blocking wait or epoch tick (see [`schedule_waiting`]).
     pub(crate) fn launch(self: &Arc<Self>, handle: &Handle, parent: Option<Pid>, run: Run) {
         *self.run.lock().unwrap() = Some(run);
-        let deferred = POLLING.with_borrow_mut(|polls| match polls.last_mut() {
+        let in_parents_poll = POLLING.with_borrow_mut(|polls| match polls.last_mut() {
             Some(poll) if Some(poll.guest) == parent => {
                 poll.started.push(self.clone());
                 true
             }
             _ => false,
         });
-        if !deferred {
-            self.schedule(handle);
+        if !in_parents_poll {
+            schedule_waiting(); // those started before this one run meanwhile
+            WAITING.lock().unwrap().push((self.clone(), handle.clone()));
         }
     }
 
@@ -87,24 +87,26 @@ impl RunSlot {
     /// overrun it by a tick. Blocks like any blocking wait (so it panics on
     /// a runtime thread; the run then goes back to the runtime).
     pub(crate) fn run_here(&self, handle: &Handle) {
-        handle.block_on(self.run_in_caller(handle));
+        if let Some(claimed) = self.claim(handle) {
+            handle.block_on(claimed.run_to_end());
+        }
     }
 
     /// [`run_here`](Self::run_here) for an async joiner: the run is polled
-    /// as part of the joiner's task, inside the wmp runtime's context
-    /// whatever executor that task is on (the guest's timers belong to the
-    /// runtime). A joiner dropped before the run ends (a guest killed while
-    /// joining) hands the run back to the runtime.
+    /// as part of the joiner's task. A joiner dropped before the run ends
+    /// (a guest killed while joining) hands the run back to the runtime.
     pub(crate) async fn run_in_caller(&self, handle: &Handle) {
-        let Some(run) = self.take() else { return };
-        let mut claimed = Claimed { run: Some(run), handle: handle.clone() };
-        let run = claimed.run.as_mut().expect("taken only on drop");
-        std::future::poll_fn(|cx| {
-            let _entered = handle.enter();
-            run.as_mut().poll(cx)
-        })
-        .await;
-        claimed.run = None;
+        if let Some(claimed) = self.claim(handle) {
+            claimed.run_to_end().await;
+        }
+    }
+
+    /// Takes the run, if no worker has, and lets the other waiting
+    /// processes go to the runtime (the caller is about to block).
+    fn claim(&self, handle: &Handle) -> Option<Claimed> {
+        let run = self.take()?;
+        schedule_waiting();
+        Some(Claimed { run: Some(run), handle: handle.clone() })
     }
 }
 
@@ -113,6 +115,21 @@ impl RunSlot {
 struct Claimed {
     run: Option<Run>,
     handle: Handle,
+}
+
+impl Claimed {
+    /// Polls the run to its end, inside the wmp runtime's context whatever
+    /// executor polls this (the guest's timers belong to the runtime).
+    async fn run_to_end(mut self) {
+        let handle = self.handle.clone();
+        let run = self.run.as_mut().expect("taken only on drop");
+        std::future::poll_fn(|cx| {
+            let _entered = handle.enter();
+            run.as_mut().poll(cx)
+        })
+        .await;
+        self.run = None;
+    }
 }
 
 impl Drop for Claimed {
@@ -132,6 +149,28 @@ impl Drop for WorkerSide {
     fn drop(&mut self) {
         drop(self.0.take());
     }
+}
+
+/// Processes started outside their parent's poll (by the embedding host,
+/// or for a main process) and not scheduled yet.
+static WAITING: Mutex<Vec<(Arc<RunSlot>, Handle)>> = Mutex::new(Vec::new());
+
+/// Hands every process started outside a guest's poll and not yet taken
+/// by a joiner to its runtime. Called before every blocking wait of the
+/// host API ([`block_on`]), by every start, and at every epoch tick, so a
+/// started process runs within a tick even if its starter never waits.
+pub(crate) fn schedule_waiting() {
+    let waiting = std::mem::take(&mut *WAITING.lock().unwrap());
+    for (slot, handle) in waiting {
+        slot.schedule(&handle);
+    }
+}
+
+/// `handle.block_on(future)` for the blocking host API: what the thread
+/// started is scheduled first, so it runs while the thread waits.
+pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
+    schedule_waiting();
+    handle.block_on(future)
 }
 
 thread_local! {

@@ -361,8 +361,9 @@ fn random_authkey() -> Result<AuthKey> {
     Ok(AuthKey::new(key))
 }
 
-/// Bumps the engine's epoch every tick so running guests check in; the
-/// thread ends when the engine is dropped.
+/// Bumps the engine's epoch every tick so running guests check in, and
+/// schedules processes whose starter has not waited since (see
+/// `run_slot`); the thread ends when the engine is dropped.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
@@ -371,6 +372,7 @@ fn start_epoch_ticker(engine: &Engine) {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
+                crate::run_slot::schedule_waiting();
                 std::thread::sleep(EPOCH_TICK);
             }
         })
@@ -540,7 +542,7 @@ impl Runtime {
     /// EOF) to receive, or the timeout passes; returns the indices of the
     /// ready ones, empty on timeout (`multiprocessing.connection.wait`).
     pub fn wait_for(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
-        self.shared.handle.block_on(wait_ready(&self.shared.handle, items, timeout))
+        crate::run_slot::block_on(&self.shared.handle, wait_ready(&self.shared.handle, items, timeout))
     }
 
     pub async fn wait_for_async(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
@@ -588,7 +590,7 @@ impl Runtime {
     /// Connects to the listener at `address`, proving `authkey` (the main
     /// process's key if None); waits until the listener accepts.
     pub fn connect(&self, address: &str, authkey: Option<AuthKey>) -> Result<Connection, ConnectionError> {
-        self.shared.handle.block_on(self.connect_async(address, authkey))
+        crate::run_slot::block_on(&self.shared.handle, self.connect_async(address, authkey))
     }
 
     pub async fn connect_async(&self, address: &str, authkey: Option<AuthKey>) -> Result<Connection, ConnectionError> {
@@ -603,7 +605,7 @@ impl Runtime {
     pub fn run_main(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
         let ended = self.start_main(program, caps)?;
         self.main.run.run_here(&self.shared.handle);
-        Ok(self.shared.handle.block_on(ended))
+        Ok(crate::run_slot::block_on(&self.shared.handle, ended))
     }
 
     pub async fn run_main_async(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
@@ -638,9 +640,9 @@ impl Runtime {
         if !reason.is_stop() {
             // What this process sent to others is delivered, as the OS
             // delivers what a process wrote to a pipe before it exits.
-            self.shared.handle.block_on(self.shared.bridges.flush());
+            crate::run_slot::block_on(&self.shared.handle, self.shared.bridges.flush());
         }
-        let stop = self.shared.handle.block_on(crate::backend::end_children(&self.main, &reason));
+        let stop = crate::run_slot::block_on(&self.shared.handle, crate::backend::end_children(&self.main, &reason));
         if reason.is_stop() || stop.is_some() {
             kill_this_process();
         }
@@ -667,6 +669,7 @@ impl Drop for Runtime {
         for node in &live {
             node.signal(Signal::Kill);
         }
+        crate::run_slot::schedule_waiting(); // handed to the runtime, so the shutdown drops them
         if let Some(tokio) = self.tokio.take() {
             tokio.shutdown_background();
         }

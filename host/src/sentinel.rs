@@ -149,5 +149,5 @@ pub(crate) fn wait_blocking(
     sentinels: &[Sentinel],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    handle.block_on(wait_any(handle, sentinels, timeout))
+    crate::run_slot::block_on(handle, wait_any(handle, sentinels, timeout))
 }

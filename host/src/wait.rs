@@ -52,6 +52,7 @@ pub(crate) async fn wait_ready(
     items: &[Waitable<'_>],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
+    crate::run_slot::schedule_waiting();
     let ready = || -> Vec<usize> { items.iter().enumerate().filter(|(_, w)| w.is_ready()).map(|(i, _)| i).collect() };
     let now = ready();
     if !now.is_empty() || timeout == Some(Duration::ZERO) {

@@ -18,6 +18,7 @@ crate::for_both_backends!(
     terminate_and_kill_stop_a_spinning_process,
     a_process_being_joined_is_stopped_from_another_thread,
     a_join_that_cannot_block_leaves_the_process_running,
+    a_started_process_runs_while_the_host_never_waits,
     signals_before_start_fail_and_after_exit_do_nothing,
     close_rules,
     an_unstarted_object_can_be_closed,
@@ -173,6 +174,21 @@ fn a_process_being_joined_is_stopped_from_another_thread(backend: Backend) {
     p.start().unwrap();
     p.join(None).unwrap();
     assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(Limit::Timeout))));
+}
+
+/// A process the host starts is handed to a worker at the host's next
+/// blocking wait (see `run_slot`); a host that never waits, only polls,
+/// still sees it run, within about an epoch tick.
+fn a_started_process_runs_while_the_host_never_waits(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, _) = f.child(Job::ExitWith(3));
+    p.start().unwrap();
+    let started = Instant::now();
+    while p.is_alive().unwrap() && started.elapsed() < PATIENCE {
+        std::hint::spin_loop();
+    }
+    assert_eq!(p.exitcode(), Ok(Some(3)));
+    assert!(started.elapsed() < Duration::from_secs(2), "it waited {:?} for the host", started.elapsed());
 }
 
 /// A join called where it cannot block (inside an async context) panics,
