@@ -47,6 +47,7 @@
 
 mod backend;
 mod bridge;
+mod code_cache;
 mod connection;
 mod error;
 mod guest_api;

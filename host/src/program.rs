@@ -10,6 +10,7 @@ use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::backend::wasm::{P1State, P2State};
+use crate::code_cache::CodeCacheDir;
 use wmp_core::ProcessError;
 
 use crate::error::{Error, Result, one_line};
@@ -154,21 +155,28 @@ pub(crate) fn binary<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow
 }
 
 /// Code compiled for this engine, not linked yet.
-enum Compiled {
+pub(crate) enum Compiled {
     Component(Component),
     Module(Module),
 }
 
-/// Compiles and links a program from WebAssembly (binary or text).
-pub(crate) fn compile(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u8]) -> Result<Program> {
+/// Compiles and links a program from WebAssembly (binary or text),
+/// through `cache` if there is one.
+pub(crate) fn compile(
+    engine: &Engine,
+    linkers: &Linkers,
+    cache: Option<&CodeCacheDir>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Program> {
     let invalid = |e: wasmtime::Error| Error::InvalidProgram { name: name.to_owned(), reason: one_line(&e) };
     let bytes = binary(name, bytes)?;
-    let compiled = if wasmparser::Parser::is_component(&bytes) {
-        Compiled::Component(Component::new(engine, &bytes).map_err(invalid)?)
-    } else {
-        Compiled::Module(Module::new(engine, &bytes).map_err(invalid)?)
+    let compiled = match cache {
+        Some(cache) => cache.load(engine, &bytes),
+        None if wasmparser::Parser::is_component(&bytes) => Component::new(engine, &bytes).map(Compiled::Component),
+        None => Module::new(engine, &bytes).map(Compiled::Module),
     };
-    link(linkers, name, compiled, declared_targets(&bytes))
+    link(linkers, name, compiled.map_err(invalid)?, declared_targets(&bytes))
 }
 
 /// Compiles WebAssembly to a `.cwasm` artifact for this engine's settings.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine};
 use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError};
 
+use crate::code_cache::CodeCacheDir;
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::program::{self, Linkers, Program};
@@ -37,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) registry: Registry,
     pub(crate) linkers: Linkers,
+    code_cache: Option<CodeCacheDir>,
     pub(crate) fuel_metering: bool,
     /// Programs guests may start by name besides their own.
     shared_programs: Mutex<HashMap<String, Runnable>>,
@@ -87,13 +89,16 @@ impl ProcessInfo {
     }
 }
 
-/// Where compiled code is cached between runs.
+/// Where compiled code is cached between runs: uncompressed `.cwasm`
+/// files keyed by the program's hash and the engine's settings, mapped
+/// when loaded.
 #[derive(Clone, Debug, Default)]
 pub enum CodeCache {
     /// No cache: compile every time.
     #[default]
     Off,
-    /// wasmtime's default cache directory (as `wasmtime run` uses).
+    /// `$XDG_CACHE_HOME/wmp/code` (else `~/.cache/wmp/code`); no cache if
+    /// neither variable is set.
     System,
     /// A cache in this directory.
     Directory(PathBuf),
@@ -232,18 +237,13 @@ impl RuntimeBuilder {
         } else {
             config.with_host_stack(Arc::new(crate::stacks::StackRecycler::default()));
         }
-        match &self.cache {
-            CodeCache::Off => {}
-            CodeCache::System => {
-                config.cache(Some(wasmtime::Cache::from_file(None).map_err(setup)?));
-            }
-            CodeCache::Directory(dir) => {
-                let mut cache = wasmtime::CacheConfig::new();
-                cache.with_directory(dir);
-                config.cache(Some(wasmtime::Cache::new(cache).map_err(setup)?));
-            }
-        }
         let engine = Engine::new(&config).map_err(setup)?;
+        let code_cache = match self.cache {
+            CodeCache::Off => None,
+            CodeCache::System => CodeCacheDir::system_dir(),
+            CodeCache::Directory(dir) => Some(dir),
+        }
+        .map(|dir| CodeCacheDir::new(dir, &engine));
         start_epoch_ticker(&engine);
         let mut tokio = tokio::runtime::Builder::new_multi_thread();
         if let Some(threads) = self.worker_threads {
@@ -260,6 +260,7 @@ impl RuntimeBuilder {
             handle: tokio.handle().clone(),
             registry: Registry::new(),
             linkers,
+            code_cache,
             fuel_metering,
             shared_programs: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
@@ -424,7 +425,7 @@ impl Runtime {
     /// Loads a program from bytes; `name` names it in errors and is its
     /// default `argv[0]`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
-        program::compile(&self.shared.engine, &self.shared.linkers, name, bytes)
+        program::compile(&self.shared.engine, &self.shared.linkers, self.shared.code_cache.as_ref(), name, bytes)
     }
 
     /// Compiles a program to a `.cwasm` artifact that

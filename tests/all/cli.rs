@@ -302,3 +302,21 @@ fn a_guest_starts_a_native_program_only_with_allow_native() {
     let out = wmp(&["run", "--allow-native", "no=/bin/false", PROBE, "spawn", "other_program", "no", "-"]);
     assert!(stdout(&out).contains("no exitcode=Some(1)"), "granted under another name: {}", stdout(&out));
 }
+
+#[test]
+fn wmp_run_keeps_compiled_code_in_the_user_cache_unless_told_not_to() {
+    let cached = |extra: &[&str], name: &str| {
+        let cache = scratch(name);
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend([PLAIN_P2, "args", "hello"]);
+        for _ in 0..2 {
+            let out = Command::new(env!("CARGO_BIN_EXE_wmp")).args(&args).env("XDG_CACHE_HOME", &cache).output().unwrap();
+            assert_eq!(stdout(&out), "plain.wasm\nargs\nhello\n", "{}", stderr(&out));
+        }
+        let code = cache.join("wmp").join("code");
+        std::fs::read_dir(&code).map(|entries| entries.count()).unwrap_or(0)
+    };
+    assert_eq!(cached(&[], "cache-on"), 1, "one .cwasm, reused by the second run");
+    assert_eq!(cached(&["--disable-cache"], "cache-off"), 0);
+}
