@@ -610,7 +610,9 @@ impl Runtime {
     }
 
     pub async fn run_main_async(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
-        Ok(self.start_main(program, caps)?.await)
+        let ended = self.start_main(program, caps)?;
+        self.main.run.run_in_caller(&self.shared.handle).await;
+        Ok(ended.await)
     }
 
     fn start_main(

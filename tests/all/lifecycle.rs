@@ -378,3 +378,19 @@ fn start_reaps_ended_children_first(backend: Backend) {
     second.kill().unwrap();
     second.join(None).unwrap();
 }
+
+#[test]
+fn a_runtime_runs_a_guest_as_its_main_process_blocking_or_async() {
+    // A WASI p2 exit carries only success or failure: any non-zero is 1.
+    let exit_3 = || wmp_host::Capabilities::new().args(["plain", "exit", "3"]);
+    let rt = runtime();
+    let program = rt.load(wmp_test_guests::PLAIN_P2).unwrap();
+    assert_eq!(rt.run_main(&program, exit_3()).unwrap(), ExitReason::Exit(1));
+    assert!(rt.run_main(&program, exit_3()).is_err(), "a runtime has one main process");
+    let rt = runtime();
+    let program = rt.load(wmp_test_guests::PLAIN_P2).unwrap();
+    let embedder = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let started = Instant::now();
+    assert_eq!(embedder.block_on(rt.run_main_async(&program, exit_3())).unwrap(), ExitReason::Exit(1));
+    assert!(started.elapsed() < PATIENCE);
+}
