@@ -44,6 +44,11 @@
 //! OS child processes with the same state machine, whose pid is the OS
 //! pid, whose sentinel is a pidfd, and which a guest may start only when
 //! the host granted it ([`Runtime::share_native`]).
+//!
+//! Scheduling: a started process runs concurrently with its starter, on a
+//! tokio worker, from the moment the starter next waits (or at the next
+//! 10 ms epoch tick); a `join` without a timeout that comes first runs it
+//! on the joining thread, so a short start→join involves no other thread.
 
 mod backend;
 mod bridge;
