@@ -6,9 +6,14 @@
 //!   program with the same WASI context, no process model — the floor;
 //! - `wmp`: the same program as a wmp process (`start` + `join`);
 //! - `sdk_noop`: the smallest Rust `wmp-guest` program, target `noop`;
+//! - `guest_started/sdk_child`: that program started and joined by a
+//!   guest (one parent starts 100 children in turn; time per child);
 //! - `kill_spinning`: kill a guest spinning in a tight loop, until joined;
 //! - `native_true` / `wmp_native_true`: `/bin/true` spawned with
-//!   `std::process::Command` and as a wmp native process.
+//!   `std::process::Command` and as a wmp native process;
+//! - `run_command/wmp` and `run_command/wasmtime`: `wmp run` and (when a
+//!   `wasmtime` binary is on PATH) `wasmtime run` of the plain hello
+//!   component, end to end, caches warm (`cargo build --release` first).
 //!
 //! Run: `cargo bench --bench spawn`.
 
@@ -71,6 +76,27 @@ fn spawn_join(c: &mut Criterion) {
     });
     group.finish();
 
+    // Children started and joined by a guest, one after another.
+    let mut group = c.benchmark_group("guest_started");
+    let children = 100;
+    let sdk = rt.load(wmp_test_guests::MINIMAL).unwrap();
+    group.bench_function("sdk_child", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let args = serde_json::to_vec(&children.to_string()).unwrap();
+                let parent = rt.process(&sdk).capabilities(quiet()).target("spawn_many", args).build();
+                let started = Instant::now();
+                parent.start().unwrap();
+                parent.join(None).unwrap();
+                total += started.elapsed() / children;
+                assert_eq!(parent.exitcode(), Ok(Some(0)));
+            }
+            total
+        })
+    });
+    group.finish();
+
     // Kill of a guest spinning in a tight loop: from kill() to joined.
     let mut group = c.benchmark_group("kill_spinning");
     let probe = rt.load(wmp_test_guests::PROBE).unwrap();
@@ -93,5 +119,25 @@ fn spawn_join(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, spawn_join);
+/// `wmp run` against `wasmtime run` on the same component, end to end.
+fn run_command(c: &mut Criterion) {
+    let wmp = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wmp");
+    let has_wasmtime = std::process::Command::new("wasmtime").arg("--version").output().is_ok();
+    let mut group = c.benchmark_group("run_command");
+    for (name, binary) in [("wmp", wmp.exists().then_some(wmp.as_path())), ("wasmtime", has_wasmtime.then_some("wasmtime".as_ref()))] {
+        let Some(binary) = binary else { continue };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let out = std::process::Command::new(binary)
+                    .args(["run", wmp_test_guests::PLAIN_P2, "args", "hello"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, spawn_join, run_command);
 criterion_main!(benches);

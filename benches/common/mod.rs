@@ -1,6 +1,9 @@
 //! What the benches share: the floor (raw wasmtime running a program with
 //! the same WASI context and no process model) and the programs measured.
 
+// Each bench compiles this module for itself and uses part of it.
+#![allow(dead_code)]
+
 use wasmtime::component::{Component, ResourceTable, Val};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
