@@ -14,8 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
-use wasmtime::{Engine, Module};
+use wasmtime::Engine;
 
 use crate::program::Compiled;
 
@@ -54,36 +53,22 @@ impl CodeCacheDir {
     /// compiled and then stored (a failure to store is only logged).
     pub(crate) fn load(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Compiled> {
         let entry = self.entry(wasm);
-        let component = wasmparser::Parser::is_component(wasm);
         if entry.exists() {
             // SAFETY: entries are written only by `store` below, from
-            // `Engine::precompile_*` of an engine with the same settings
+            // `Compiled::artifact` of an engine with the same settings
             // (their hash is in the name); the directory is trusted (see
             // the module documentation).
-            let mapped = unsafe {
-                if component {
-                    Component::deserialize_file(engine, &entry).map(Compiled::Component)
-                } else {
-                    Module::deserialize_file(engine, &entry).map(Compiled::Module)
-                }
-            };
-            match mapped {
+            match unsafe { Compiled::from_artifact_file(engine, &entry) } {
                 Ok(compiled) => return Ok(compiled),
                 Err(error) => tracing::debug!(entry = %entry.display(), %error, "unusable cache entry, compiling"),
             }
         }
-        let artifact = if component { engine.precompile_component(wasm)? } else { engine.precompile_module(wasm)? };
+        let artifact = Compiled::artifact(engine, wasm)?;
         if let Err(error) = self.store(&entry, &artifact) {
             tracing::debug!(entry = %entry.display(), %error, "cannot store compiled code");
         }
         // SAFETY: the artifact was just made by this engine.
-        unsafe {
-            Ok(if component {
-                Compiled::Component(Component::deserialize(engine, &artifact)?)
-            } else {
-                Compiled::Module(Module::deserialize(engine, &artifact)?)
-            })
-        }
+        unsafe { Compiled::from_artifact(engine, &artifact) }.expect("an artifact just made")
     }
 
     fn store(&self, entry: &Path, artifact: &[u8]) -> std::io::Result<()> {

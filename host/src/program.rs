@@ -160,6 +160,49 @@ pub(crate) enum Compiled {
     Module(Module),
 }
 
+impl Compiled {
+    /// The `.cwasm` artifact of WebAssembly binary `wasm` for `engine`.
+    pub(crate) fn artifact(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        if wasmparser::Parser::is_component(wasm) {
+            engine.precompile_component(wasm)
+        } else {
+            engine.precompile_module(wasm)
+        }
+    }
+
+    /// The code in an artifact made by [`artifact`](Self::artifact); None
+    /// if `bytes` is no artifact at all.
+    ///
+    /// # Safety
+    ///
+    /// The bytes must come from `artifact` (of a compatible engine):
+    /// wasmtime runs the machine code in them as it is.
+    pub(crate) unsafe fn from_artifact(engine: &Engine, bytes: &[u8]) -> Option<wasmtime::Result<Compiled>> {
+        // SAFETY: the caller vouches for the bytes.
+        Some(match Engine::detect_precompiled(bytes)? {
+            wasmtime::Precompiled::Component => unsafe { Component::deserialize(engine, bytes) }.map(Compiled::Component),
+            wasmtime::Precompiled::Module => unsafe { Module::deserialize(engine, bytes) }.map(Compiled::Module),
+        })
+    }
+
+    /// [`from_artifact`](Self::from_artifact) from a file, which is mapped
+    /// rather than read.
+    ///
+    /// # Safety
+    ///
+    /// As for `from_artifact`, for the file's contents.
+    pub(crate) unsafe fn from_artifact_file(engine: &Engine, path: &Path) -> wasmtime::Result<Compiled> {
+        // SAFETY: the caller vouches for the file.
+        match Engine::detect_precompiled_file(path)? {
+            Some(wasmtime::Precompiled::Component) => {
+                unsafe { Component::deserialize_file(engine, path) }.map(Compiled::Component)
+            }
+            Some(wasmtime::Precompiled::Module) => unsafe { Module::deserialize_file(engine, path) }.map(Compiled::Module),
+            None => Err(wasmtime::format_err!("not a precompiled (.cwasm) program")),
+        }
+    }
+}
+
 /// Compiles and links a program from WebAssembly (binary or text),
 /// through `cache` if there is one.
 pub(crate) fn compile(
@@ -182,12 +225,7 @@ pub(crate) fn compile(
 /// Compiles WebAssembly to a `.cwasm` artifact for this engine's settings.
 pub(crate) fn precompile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     let bytes = binary(name, bytes)?;
-    let compiled = if wasmparser::Parser::is_component(&bytes) {
-        engine.precompile_component(&bytes)
-    } else {
-        engine.precompile_module(&bytes)
-    };
-    compiled.map_err(|e| Error::InvalidProgram { name: name.to_owned(), reason: one_line(&e) })
+    Compiled::artifact(engine, &bytes).map_err(|e| Error::InvalidProgram { name: name.to_owned(), reason: one_line(&e) })
 }
 
 /// Links a program from a `.cwasm` artifact made by [`precompile`].
@@ -199,10 +237,8 @@ pub(crate) fn precompile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Ve
 pub(crate) unsafe fn deserialize(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u8]) -> Result<Program> {
     let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
     // SAFETY: the caller vouches for the bytes (see above).
-    let compiled = match Engine::detect_precompiled(bytes) {
-        Some(wasmtime::Precompiled::Component) => unsafe { Component::deserialize(engine, bytes) }.map(Compiled::Component),
-        Some(wasmtime::Precompiled::Module) => unsafe { Module::deserialize(engine, bytes) }.map(Compiled::Module),
-        None => return Err(invalid("not a precompiled (.cwasm) program".into())),
+    let Some(compiled) = (unsafe { Compiled::from_artifact(engine, bytes) }) else {
+        return Err(invalid("not a precompiled (.cwasm) program".into()));
     };
     // An artifact keeps no custom sections, so its targets are not known.
     link(linkers, name, compiled.map_err(|e| invalid(one_line(&e)))?, None)

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use crate::backend::native::ChildOutput;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// The destination of a process's stdout or stderr.
 #[derive(Clone, Debug, Default)]
