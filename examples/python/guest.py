@@ -6,15 +6,23 @@ program the host shared with guests (a Rust guest, say), with ARGS as its
 argv, and prints its exit code.
 """
 
+import sys
+
 from wit_world import exports
 from wit_world.imports import environment
 from wmp_multiprocessing import Process, current_process, exit, run
 
 
+def say(line):
+    """Writes a line in one write (print writes the newline apart, so the
+    lines of children running at the same time could interleave)."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
 def describe(role, p):
     identity = ",".join(str(n) for n in p.identity)
     parent = "none" if p.parent_pid is None else p.parent_pid
-    print(f"{role} name={p.name} pid={p.pid} identity=[{identity}] parent_pid={parent}", flush=True)
+    say(f"{role} name={p.name} pid={p.pid} identity=[{identity}] parent_pid={parent}")
 
 def worker(code):
     describe("worker", current_process())
@@ -31,7 +39,7 @@ def main():
         child.start()
     for child in children:
         child.join()
-        print(f"{argv[0] if argv else child.name} exitcode={child.exitcode}", flush=True)
+        say(f"{argv[0] if argv else child.name} exitcode={child.exitcode}")
 
 class Run(exports.Run):
     def run(self):
