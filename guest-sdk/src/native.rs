@@ -2,11 +2,12 @@
 //! same API as in a wasm guest, run by an in-process `wmp-host` runtime.
 //!
 //! A program a wmp runtime started natively is who that runtime handed it
-//! (name, identity, daemon flag, authkey, parent: [`Handoff`]); one started
-//! any other way is `MainProcess`. Its children are fresh runs of this same
-//! executable that run a named target (CPython's "spawn"), or of another
-//! native program (`Process::in_program` takes its path). Its parent view
-//! follows the parent's end through a pidfd.
+//! (name, identity, daemon flag, authkey, parent: [`Handoff`], read before
+//! `main` runs); one started any other way is `MainProcess`. Its children
+//! are fresh runs of this same executable that run a named target
+//! (CPython's "spawn"), or of another native program (`Process::in_program`
+//! takes its path). Its parent view follows the parent's end through a
+//! pidfd.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
 pub type Pid = u32;
 
 mod connection;
+mod handoff_at_load;
 pub use connection::*;
 
 /// The runtime of this process, the target it was started to run, and
@@ -37,7 +39,7 @@ struct ThisProcess {
 fn this_process() -> &'static ThisProcess {
     static THIS: OnceLock<ThisProcess> = OnceLock::new();
     THIS.get_or_init(|| {
-        let mut handoff = Handoff::from_environment().unwrap_or_else(|e| {
+        let mut handoff = handoff_at_load::take().unwrap_or_else(|e| {
             eprintln!("wmp-guest: cannot read the handoff from the parent process: {e}");
             std::process::exit(1)
         });

@@ -5,7 +5,10 @@
 //!
 //! The authkey never goes on argv or into the environment (other users and
 //! any later child would see it there); the environment only says which fd
-//! holds the handoff (`WMP_HANDOFF_FD`).
+//! holds the handoff (`WMP_HANDOFF_FD`). Only a wmp guest is handed one
+//! (see `backend/native/guest_marker.rs`), and it reads it once, as it
+//! loads: the memfd is closed then, and the sockets it names become
+//! close-on-exec, so no program the guest execs inherits either.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -113,7 +116,8 @@ impl Handoff {
     }
 
     /// The handoff this process was started with, if a wmp runtime started
-    /// it; the fd is closed once read.
+    /// it; the fd is closed once read, and the fds it names are made
+    /// close-on-exec.
     pub fn from_environment() -> std::io::Result<Option<Handoff>> {
         let Some(fd) = std::env::var(HANDOFF_FD_VAR).ok().and_then(|v| v.parse::<RawFd>().ok()) else {
             return Ok(None);
@@ -128,7 +132,14 @@ impl Handoff {
         let mut bytes = Vec::new();
         file.rewind()?;
         file.read_to_end(&mut bytes)?;
-        serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other)
+        drop(file);
+        let handoff: Handoff = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+        for &fd in handoff.connections.iter().chain(&handoff.queues) {
+            // SAFETY: fcntl on an fd number; one that is not open fails
+            // harmlessly (and is skipped when the sockets are taken).
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        Ok(Some(handoff))
     }
 }
 

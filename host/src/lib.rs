@@ -85,6 +85,8 @@ pub use process::Process;
 pub use program::{Program, ProgramKind};
 pub use queue::Queue;
 pub use handoff::Handoff;
+#[doc(hidden)]
+pub use backend::native::guest_marker::GUEST_NOTE;
 pub use registry::{FIRST_WASM_PID, Pid};
 pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
 pub use sentinel::Sentinel;

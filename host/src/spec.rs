@@ -156,13 +156,24 @@ pub struct NativeProgram {
     pub(crate) path: PathBuf,
     pub(crate) current_dir: Option<PathBuf>,
     pub(crate) inherit_env: bool,
+    /// Whether it is handed an identity and the authkey; None: if it
+    /// carries the wmp-guest marker (see `backend/native/guest_marker.rs`).
+    pub(crate) wmp_guest: Option<bool>,
 }
 
 impl NativeProgram {
     /// The executable at `path` (looked up in `PATH` if it has no `/`),
     /// started with the host's environment plus the process's `env`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        NativeProgram { path: path.into(), current_dir: None, inherit_env: true }
+        NativeProgram { path: path.into(), current_dir: None, inherit_env: true, wmp_guest: None }
+    }
+
+    /// Declares whether it is a wmp guest, to be handed its identity and
+    /// the authkey, instead of asking its executable: by default only a
+    /// program linked with `wmp-guest` (which marks its binary) is one.
+    pub fn wmp_guest(mut self, is_guest: bool) -> Self {
+        self.wmp_guest = Some(is_guest);
+        self
     }
 
     /// The working directory it starts in (the host's by default).

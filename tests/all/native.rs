@@ -182,6 +182,85 @@ fn native_children_die_with_a_killed_host() {
     assert!(!outlived, "the native child {child} outlived its killed host");
 }
 
+/// The fds a program lists of its own (`ls -l /proc/self/fd`, run by `sh`
+/// with `sh`'s fds), one per line.
+const LIST_FDS: &str = "ls -l /proc/self/fd; echo \"handoff_var=${WMP_HANDOFF_FD-}\"";
+
+#[test]
+fn a_program_that_is_no_wmp_guest_gets_no_handoff() {
+    let rt = runtime();
+    let (builder, out) = native_builder(&rt, &["sh", "-c", LIST_FDS]);
+    run_child_to_end(builder.build());
+    let text = out.stdout();
+    assert!(!text.contains("wmp-handoff"), "{text}");
+    assert!(text.contains("handoff_var=\n"), "{text}");
+    // Declared a guest, the same program is handed one.
+    let caps = Capabilities::new().args(["sh", "-c", LIST_FDS]);
+    let (stdout, out) = Stdio::capture();
+    let declared = NativeProgram::new("/bin/sh").wmp_guest(true);
+    run_child_to_end(rt.native_process(&declared).capabilities(caps.stdout(stdout)).build());
+    let text = out.text();
+    assert!(text.contains("memfd:wmp-handoff"), "{text}");
+    assert!(!text.contains("handoff_var=\n"), "{text}");
+}
+
+#[test]
+fn a_program_declared_no_guest_gets_no_identity() {
+    let f = Fixture::new(Backend::Native);
+    let (builder, out) = f.probe_builder("identity", "");
+    let p = builder.build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(out.value("name"), "Process-1", "the probe, a wmp guest, knows who it is");
+    assert_eq!(out.value("authkey"), hex(&f.rt.current_process().authkey()));
+    let exe = std::env::current_exe().unwrap();
+    let not_a_guest = NativeProgram::new(exe).wmp_guest(false);
+    let (stdout, out) = Stdio::capture();
+    let caps = Capabilities::new().args(["probe"]).env(crate::NATIVE_PROBE_VAR, "1").stdout(stdout);
+    run_child_to_end(f.rt.native_process(&not_a_guest).capabilities(caps).build());
+    let text = out.text();
+    assert!(text.contains("name=MainProcess\n"), "{text}");
+    assert!(!text.contains(&hex(&f.rt.current_process().authkey())), "{text}");
+}
+
+fn hex(key: &wmp_host::AuthKey) -> String {
+    key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn run_child_to_end(p: wmp_host::Process) {
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+}
+
+/// A wmp guest reads its handoff as it loads, and a program it execs
+/// itself inherits neither the handoff nor the sockets it names.
+#[test]
+fn what_a_wmp_guest_execs_inherits_no_handoff_and_no_sockets() {
+    let f = Fixture::new(Backend::Native);
+    let (builder, out) = f.probe_builder("fds_of_an_exec", "");
+    let p = builder.build();
+    let (_ours, theirs) = f.rt.pipe(true);
+    p.pass_connection(theirs).unwrap();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    let text = out.stdout();
+    assert!(text.contains("ls status=exit status: 0"), "{text}{}", out.stderr());
+    assert!(!text.contains("wmp-handoff"), "{text}");
+    assert!(!text.contains("socket:"), "{text}");
+}
+
+#[test]
+fn a_program_that_is_no_wmp_guest_cannot_take_connections() {
+    let rt = runtime();
+    let (builder, _) = native_builder(&rt, &["sh", "-c", "exit 0"]);
+    let p = builder.build();
+    let (_ours, theirs) = rt.pipe(true);
+    p.pass_connection(theirs).unwrap();
+    let err = p.start().unwrap_err().to_string();
+    assert!(err.contains("/bin/sh is not a wmp guest, so it cannot take connections or queues"), "{err}");
+}
+
 #[test]
 fn the_sentinel_is_a_pollable_pidfd() {
     let f = Fixture::new(Backend::Native);
@@ -262,9 +341,9 @@ fn a_granted_program_gets_the_guests_environment_not_the_hosts() {
     p.start().unwrap();
     p.join(Some(PATIENCE)).unwrap();
     let text = out.text();
-    let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("WMP_HANDOFF_FD=")).collect();
+    let mut lines: Vec<&str> = text.lines().collect();
     lines.sort();
-    assert_eq!(lines, ["GUEST_VAR=1", "env exitcode=Some(0)"], "no variable of the host's");
+    assert_eq!(lines, ["GUEST_VAR=1", "env exitcode=Some(0)"], "no variable of the host's, nor a handoff");
 }
 
 #[test]

@@ -12,11 +12,16 @@
 //! started (see [`spawn`]) by one long-lived spawner thread with
 //! `PR_SET_PDEATHSIG`, so they die with the runtime even if the host
 //! process is killed.
+//!
+//! Only a wmp guest is handed its identity and the authkey (see
+//! [`guest_marker`]).
 
+pub(crate) mod guest_marker;
 mod spawn;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -33,7 +38,7 @@ use crate::inherit::Handles;
 use crate::limits::{Limit, Limits};
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
-use crate::spec::{LaunchSpec, NativeProgram};
+use crate::spec::{Capabilities, LaunchSpec, NativeProgram};
 use crate::status::ExitReason;
 use crate::stdio::Forwarder;
 
@@ -60,22 +65,37 @@ pub(crate) fn launch(
     }
     let limits = parent.limits.narrowed_by(&who.limits);
     refuse_wasm_only_limits(&limits).map_err(failed)?;
-    let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);
+    let Handles { connections, queues } = spec.inherited.take();
+    let env = environment(native, &spec.caps);
+    let executable =
+        spawn::resolve(&native.path, &env).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
+    // Only a wmp guest learns who it is: any other program gets no handoff
+    // fd, so the authkey cannot reach it or what it starts.
+    let is_guest = native.wmp_guest.unwrap_or_else(|| guest_marker::is_wmp_guest(&executable));
+    if !is_guest && connections.len() + queues.len() > 0 {
+        let why = format!("{} is not a wmp guest, so it cannot take connections or queues", executable.display());
+        return Err(failed(why));
+    }
     // Each connection end and queue passed to the child crosses over a
     // socket pair: the child inherits one side; here a bridge pumps the
     // other (a connection) or a server answers on it (a queue).
-    let Handles { connections, queues } = spec.inherited.take();
     let pairs = (0..connections.len() + queues.len())
         .map(|_| UnixStream::pair())
         .collect::<io::Result<Vec<_>>>()
         .map_err(|e| failed(format!("cannot make a socket for a connection or queue: {e}")))?;
     let inherited_fds: Vec<RawFd> = pairs.iter().map(|(_, theirs)| theirs.as_raw_fd()).collect();
-    let mut handoff = Handoff::for_child(parent, &who, spec.target.as_ref(), handed_limits);
-    let (connection_fds, queue_fds) = inherited_fds.split_at(connections.len());
-    handoff.connections = connection_fds.to_vec();
-    handoff.queues = queue_fds.to_vec();
-    let handoff = handoff.to_memfd().map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
-    let (command, forwarders) = command(native, &spec, &handoff, &inherited_fds, &limits);
+    let handoff = is_guest
+        .then(|| {
+            let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);
+            let mut handoff = Handoff::for_child(parent, &who, spec.target.as_ref(), handed_limits);
+            let (connection_fds, queue_fds) = inherited_fds.split_at(connections.len());
+            handoff.connections = connection_fds.to_vec();
+            handoff.queues = queue_fds.to_vec();
+            handoff.to_memfd()
+        })
+        .transpose()
+        .map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
+    let (command, forwarders) = command(native, executable, env, &spec, handoff.as_ref(), &inherited_fds, &limits);
     let child = shared.spawner.spawn(command).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
     let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
@@ -120,38 +140,48 @@ fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
     Err(format!("a native program cannot run under a {limit}"))
 }
 
-/// How to start `native`: its argv, environment, directory, stdio,
-/// memory limit and the fds it inherits (the handoff, and the sockets of
-/// its connections and queues); and the output streams that must be
-/// forwarded once it runs.
+/// The environment `native` starts with: the host's if it inherits it,
+/// then the process's own variables.
+fn environment(native: &NativeProgram, caps: &Capabilities) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> =
+        if native.inherit_env { std::env::vars_os().collect() } else { BTreeMap::new() };
+    env.extend(caps.env.iter().map(|(k, v)| (k.into(), v.into())));
+    env
+}
+
+/// How to start `native`, found at `executable`: its argv, environment, directory, stdio,
+/// memory limit and the fds it inherits (the handoff if it is a wmp
+/// guest, and the sockets of its connections and queues); and the output
+/// streams that must be forwarded once it runs.
 fn command(
     native: &NativeProgram,
+    executable: PathBuf,
+    mut env: BTreeMap<OsString, OsString>,
     spec: &LaunchSpec,
-    handoff: &OwnedFd,
+    handoff: Option<&OwnedFd>,
     inherited_fds: &[RawFd],
     limits: &Limits,
 ) -> (Spawn, Vec<Forwarder>) {
     let caps = &spec.caps;
     let argv = if caps.args.is_empty() {
-        vec![native.path.clone().into_os_string()]
+        vec![executable.clone().into_os_string()]
     } else {
         caps.args.iter().map(OsString::from).collect()
     };
-    let mut env: BTreeMap<OsString, OsString> =
-        if native.inherit_env { std::env::vars_os().collect() } else { BTreeMap::new() };
-    env.extend(caps.env.iter().map(|(k, v)| (k.into(), v.into())));
-    env.insert(HANDOFF_FD_VAR.into(), handoff.as_raw_fd().to_string().into());
+    if let Some(handoff) = handoff {
+        env.insert(HANDOFF_FD_VAR.into(), handoff.as_raw_fd().to_string().into());
+    }
     let (stdout, stdout_forwarder) = caps.stdout.for_native();
     let (stderr, stderr_forwarder) = caps.stderr.for_native();
     let spawn = Spawn {
-        program: native.path.clone(),
+        program: executable,
         argv,
         env,
         current_dir: native.current_dir.clone(),
         inherit_stdin: caps.inherit_stdin,
         stdout,
         stderr,
-        keep_fds: std::iter::once(handoff.as_raw_fd()).chain(inherited_fds.iter().copied()).collect(),
+        keep_fds: handoff.map(AsRawFd::as_raw_fd).into_iter().chain(inherited_fds.iter().copied()).collect(),
         // A child reading the host's terminal must stay in its process
         // group (or reading would stop it); any other leads a group of its own.
         own_group: !caps.inherit_stdin,

@@ -277,7 +277,7 @@ fn open_dev_null() -> io::Result<OwnedFd> {
 
 /// `program` itself if it names a path, else the first executable of that
 /// name in `PATH` (the child's if it is given one, as `Command` does).
-fn resolve(program: &Path, env: &BTreeMap<OsString, OsString>) -> io::Result<PathBuf> {
+pub(crate) fn resolve(program: &Path, env: &BTreeMap<OsString, OsString>) -> io::Result<PathBuf> {
     if program.as_os_str().as_bytes().contains(&b'/') {
         return Ok(program.to_owned());
     }

@@ -184,6 +184,13 @@ fn other_program(args: String) {
     }
 }
 
+/// Lists the fds a program it execs itself (not through wmp) inherits:
+/// `ls -l /proc/self/fd`, its output inherited. Native only.
+fn fds_of_an_exec(_: String) {
+    let status = std::process::Command::new("ls").args(["-l", "/proc/self/fd"]).status().unwrap();
+    println!("ls status={status}");
+}
+
 /// Starts a child running a target this program does not have.
 fn unknown_target(_: String) {
     println!("start error={}", Process::new("no_such_target", "").start().unwrap_err());
@@ -570,6 +577,7 @@ wmp_guest::main!(
     spawn_and_spin,
     start_then_compute,
     other_program,
+    fds_of_an_exec,
     unknown_target,
     alloc,
     fork_bomb,
