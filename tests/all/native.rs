@@ -145,12 +145,13 @@ fn a_start_that_fails_before_exec_names_its_cause() {
     assert_eq!(rt.live_process_count(), 0);
 }
 
-/// A native child dies with the host even when the host is SIGKILLed and
-/// runs no code of its own at the end (the parent-death signal).
+/// A native child, and what it starts, die with the host even when the
+/// host is SIGKILLed and runs no code of its own at the end (the child's
+/// parent-death signal; the supervisor that kills the host's cgroup).
 #[test]
-fn native_children_die_with_a_killed_host() {
+fn native_children_and_their_children_die_with_a_killed_host() {
     let script = std::env::temp_dir().join(format!("wmp-sleeper-{}.sh", std::process::id()));
-    std::fs::write(&script, "#!/bin/sh\necho child=$$\nexec sleep 600\n").unwrap();
+    std::fs::write(&script, "#!/bin/sh\necho child=$$\nsleep 600 &\necho grandchild=$!\nwait\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let script_path = script.to_str().unwrap();
     let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
@@ -159,27 +160,46 @@ fn native_children_die_with_a_killed_host() {
         .spawn()
         .unwrap();
     let mut output = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
-    let child: u32 = output
-        .find_map(|line| line.unwrap().strip_prefix("child=").map(str::to_owned))
-        .expect("the child's pid")
-        .parse()
-        .unwrap();
+    let mut pid_of = |what: &str| -> u32 {
+        let prefix = format!("{what}=");
+        let line = output.find_map(|line| line.unwrap().strip_prefix(&prefix).map(str::to_owned));
+        line.unwrap_or_else(|| panic!("the {what}'s pid")).parse().unwrap()
+    };
+    let (child, grandchild) = (pid_of("child"), pid_of("grandchild"));
     host.kill().unwrap();
     host.wait().unwrap();
     std::fs::remove_file(&script).unwrap();
     let deadline = std::time::Instant::now() + PATIENCE;
     // Killed, and then reaped by whoever adopted it (or left a zombie).
-    let gone = || is_reaped(child) || std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| s.contains(") Z "));
-    while !gone() && std::time::Instant::now() < deadline {
+    let gone = |pid: u32| {
+        is_reaped(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    };
+    while !(gone(child) && gone(grandchild)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let outlived = !gone();
-    if outlived {
-        // SAFETY: a plain kill of the pid read above, so a failure here
+    let outlived: Vec<u32> = [child, grandchild].into_iter().filter(|&pid| !gone(pid)).collect();
+    for &pid in &outlived {
+        // SAFETY: a plain kill of a pid read above, so a failure here
         // does not leave it holding the test harness's output open.
-        unsafe { libc::kill(child as libc::pid_t, libc::SIGKILL) };
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     }
-    assert!(!outlived, "the native child {child} outlived its killed host");
+    let which = format!("of the native child {child} and its child {grandchild}, {outlived:?}");
+    assert!(outlived.is_empty(), "{which} outlived their killed host");
+    let cgroup = own_cgroup().map(|dir| dir.join(format!("wmp-{}", host.id())));
+    while cgroup.as_ref().is_some_and(|dir| dir.exists()) {
+        assert!(std::time::Instant::now() < deadline, "the supervisor left {cgroup:?} behind");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// This process's cgroup v2 directory, if it is under the usual mounts.
+fn own_cgroup() -> Option<std::path::PathBuf> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?.trim_start_matches('/').to_owned();
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|mount| std::path::Path::new(mount).join(&path))
+        .find(|dir| dir.join("cgroup.procs").exists())
 }
 
 /// The fds a program lists of its own (`ls -l /proc/self/fd`, run by `sh`

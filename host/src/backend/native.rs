@@ -11,13 +11,15 @@
 //! shuts down) the child is killed and reaped on the spot. Children are
 //! started (see [`spawn`]) by one long-lived spawner thread with
 //! `PR_SET_PDEATHSIG`, so they die with the runtime even if the host
-//! process is killed.
+//! process is killed; and inside a cgroup that a supervisor kills when
+//! the host ends (see [`supervisor`]), so what they start dies too.
 //!
 //! Only a wmp guest is handed its identity and the authkey (see
 //! [`guest_marker`]).
 
 pub(crate) mod guest_marker;
 mod spawn;
+mod supervisor;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -185,6 +187,7 @@ fn command(
         // A child reading the host's terminal must stay in its process
         // group (or reading would stop it); any other leads a group of its own.
         own_group: !caps.inherit_stdin,
+        cgroup_procs: supervisor::containment().map(supervisor::Containment::procs_fd),
         max_memory: limits.max_memory,
     };
     (spawn, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())

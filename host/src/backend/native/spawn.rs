@@ -1,6 +1,6 @@
 //! Starting an OS child the way `posix_spawn` does, with the steps before
 //! `exec` that wmp needs and `posix_spawn` cannot take (the parent-death
-//! signal, the memory rlimit).
+//! signal, joining the containment cgroup, the memory rlimit).
 //!
 //! `std::process::Command` with a `pre_exec` hook forks, and fork copies
 //! the page tables and mappings of the whole host: with a host of 500 MiB
@@ -47,6 +47,8 @@ pub(crate) struct Spawn {
     pub(crate) keep_fds: Vec<RawFd>,
     /// Whether the child leads a process group of its own.
     pub(crate) own_group: bool,
+    /// The `cgroup.procs` of the cgroup the child joins before its exec.
+    pub(crate) cgroup_procs: Option<RawFd>,
     /// `RLIMIT_AS`, in bytes.
     pub(crate) max_memory: Option<usize>,
 }
@@ -81,6 +83,8 @@ struct ChildPlan {
     keep_fds: *const RawFd,
     keep_fds_len: usize,
     own_group: bool,
+    /// -1: stays in the host's cgroup.
+    cgroup_procs: RawFd,
     max_memory: Option<libc::rlimit>,
     host_pid: libc::pid_t,
     last_signal: c_int,
@@ -123,6 +127,7 @@ impl Spawn {
             keep_fds: self.keep_fds.as_ptr(),
             keep_fds_len: self.keep_fds.len(),
             own_group: self.own_group,
+            cgroup_procs: self.cgroup_procs.unwrap_or(-1),
             max_memory: self
                 .max_memory
                 .map(|bytes| libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t }),
@@ -194,6 +199,10 @@ extern "C" fn child_main(plan: *mut c_void) -> c_int {
         // The host may have died before the prctl.
         if libc::getppid() != plan.host_pid {
             libc::raise(libc::SIGKILL);
+        }
+        // In the cgroup before it can start anything of its own.
+        if plan.cgroup_procs >= 0 && libc::write(plan.cgroup_procs, c"0".as_ptr().cast(), 1) < 0 {
+            fail();
         }
         if plan.own_group && libc::setpgid(0, 0) < 0 {
             fail();
