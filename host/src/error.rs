@@ -15,6 +15,14 @@ pub enum Error {
     Process(#[from] ProcessError),
     #[error("cannot read {path}: {error}")]
     Read { path: PathBuf, error: std::io::Error },
+    /// A program path names a directory, FIFO, device or socket: only
+    /// regular files are loaded. `kind` says which it is ("a FIFO").
+    #[error("cannot load {path}: not a regular file ({kind})")]
+    NotARegularFile { path: PathBuf, kind: &'static str },
+    /// A program file is larger than
+    /// [`RuntimeBuilder::max_program_size`](crate::RuntimeBuilder::max_program_size).
+    #[error("cannot load {path}: larger than the program size limit of {max_size} bytes")]
+    ProgramTooLarge { path: PathBuf, max_size: u64 },
     /// The bytes are not a WebAssembly module or component, or do not
     /// validate, or the program needs something wmp does not provide.
     #[error("invalid program {name}: {reason}")]

@@ -2,11 +2,13 @@
 //! imports and exports, and which world it targets (`wmp inspect`).
 
 use std::fmt;
+use std::path::Path;
 
 use wasmparser::{Parser, Payload};
 
 use crate::error::{Error, Result};
 use crate::program::{self, ProgramKind};
+use crate::program_file::{self, DEFAULT_MAX_PROGRAM_SIZE};
 
 /// The world a program was built for, as far as its imports and exports
 /// tell.
@@ -41,6 +43,14 @@ pub struct Inspection {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub world: World,
+}
+
+/// [`inspect`] of the program file at `path`, read as
+/// [`Runtime::read_program`](crate::Runtime::read_program) reads it under
+/// the default cap ([`DEFAULT_MAX_PROGRAM_SIZE`]).
+pub fn inspect_file(path: &Path) -> Result<Inspection> {
+    let bytes = program_file::read(path, DEFAULT_MAX_PROGRAM_SIZE)?;
+    inspect(&path.display().to_string(), &bytes)
 }
 
 /// Reads the outline of a program (binary or text format).

@@ -63,6 +63,7 @@ mod limits;
 mod listener;
 mod process;
 mod program;
+mod program_file;
 mod queue;
 mod queue_bridge;
 mod registry;
@@ -83,6 +84,7 @@ pub use limits::{Limit, Limits};
 pub use listener::Listener;
 pub use process::Process;
 pub use program::{Program, ProgramKind};
+pub use program_file::DEFAULT_MAX_PROGRAM_SIZE;
 pub use queue::Queue;
 pub use handoff::Handoff;
 #[doc(hidden)]

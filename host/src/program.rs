@@ -132,11 +132,6 @@ impl Linkers {
     }
 }
 
-/// Reads a program file (binary or text format).
-pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|error| Error::Read { path: path.to_owned(), error })
-}
-
 /// Turns file contents into WebAssembly binary: binary passes through, the
 /// text format is parsed, anything else is refused.
 pub(crate) fn binary<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {

@@ -15,6 +15,7 @@ use crate::code_cache::CodeCacheDir;
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::program::{self, Linkers, Program};
+use crate::program_file;
 use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
@@ -39,6 +40,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) linkers: Linkers,
     code_cache: Option<CodeCacheDir>,
+    max_program_size: u64,
     pub(crate) fuel_metering: bool,
     /// Programs guests may start by name besides their own.
     shared_programs: Mutex<HashMap<String, Runnable>>,
@@ -114,6 +116,7 @@ pub struct RuntimeBuilder {
     max_wasm_stack: Option<usize>,
     pooling: Option<u32>,
     max_live_processes: Option<usize>,
+    max_program_size: Option<u64>,
     handoff: Option<Handoff>,
 }
 
@@ -179,6 +182,14 @@ impl RuntimeBuilder {
     /// sysctl to run more.
     pub fn max_live_processes(mut self, max: usize) -> Self {
         self.max_live_processes = Some(max);
+        self
+    }
+
+    /// Most bytes a program file may have ([`Runtime::load`] and
+    /// [`Runtime::load_precompiled`] refuse a larger one with
+    /// [`Error::ProgramTooLarge`]); default [`DEFAULT_MAX_PROGRAM_SIZE`](crate::DEFAULT_MAX_PROGRAM_SIZE).
+    pub fn max_program_size(mut self, bytes: u64) -> Self {
+        self.max_program_size = Some(bytes);
         self
     }
 
@@ -261,6 +272,7 @@ impl RuntimeBuilder {
             registry: Registry::new(),
             linkers,
             code_cache,
+            max_program_size: self.max_program_size.unwrap_or(crate::DEFAULT_MAX_PROGRAM_SIZE),
             fuel_metering,
             shared_programs: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
@@ -415,11 +427,21 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// Loads a program from a `.wasm` (or `.wat`) file.
+    /// Loads a program from a `.wasm` (or `.wat`) file, read as
+    /// [`read_program`](Self::read_program) reads it.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Program> {
         let path = path.as_ref();
-        let bytes = program::read(path)?;
+        let bytes = self.read_program(path)?;
         self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Reads a program file without loading it: a regular file (symlinks
+    /// followed) of at most [`RuntimeBuilder::max_program_size`] bytes. A
+    /// directory, FIFO, device or socket is refused before it is opened
+    /// ([`Error::NotARegularFile`]), a larger file once the byte past the
+    /// cap is read ([`Error::ProgramTooLarge`]).
+    pub fn read_program(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
+        program_file::read(path.as_ref(), self.shared.max_program_size)
     }
 
     /// Loads a program from bytes; `name` names it in errors and is its
@@ -435,7 +457,8 @@ impl Runtime {
         program::precompile(&self.shared.engine, name, bytes)
     }
 
-    /// Loads a `.cwasm` artifact made by [`precompile`](Self::precompile).
+    /// Loads a `.cwasm` artifact made by [`precompile`](Self::precompile)
+    /// from a file, read as [`read_program`](Self::read_program) reads it.
     ///
     /// # Safety
     ///
@@ -443,9 +466,20 @@ impl Runtime {
     /// from `precompile` and must not have been tampered with.
     pub unsafe fn load_precompiled(&self, path: impl AsRef<Path>) -> Result<Program> {
         let path = path.as_ref();
-        let bytes = program::read(path)?;
+        let bytes = self.read_program(path)?;
         // SAFETY: passed on to the caller.
-        unsafe { program::deserialize(&self.shared.engine, &self.shared.linkers, &path.display().to_string(), &bytes) }
+        unsafe { self.load_precompiled_bytes(&path.display().to_string(), &bytes) }
+    }
+
+    /// [`load_precompiled`](Self::load_precompiled) from the artifact's
+    /// bytes; `name` names the program as in [`load_bytes`](Self::load_bytes).
+    ///
+    /// # Safety
+    ///
+    /// As for `load_precompiled`, for the bytes.
+    pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
+        // SAFETY: passed on to the caller.
+        unsafe { program::deserialize(&self.shared.engine, &self.shared.linkers, name, bytes) }
     }
 
     /// Lets guests start `program` as a child by `name` (the `program` field

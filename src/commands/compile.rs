@@ -19,8 +19,8 @@ pub struct CompileCommand {
 
 impl CompileCommand {
     pub fn execute(self) -> anyhow::Result<()> {
-        let bytes = std::fs::read(&self.module).with_context(|| format!("cannot read {}", self.module.display()))?;
         let runtime = Runtime::new()?;
+        let bytes = runtime.read_program(&self.module)?;
         let artifact = runtime.precompile(&self.module.display().to_string(), &bytes)?;
         let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));
         std::fs::write(&output, artifact).with_context(|| format!("cannot write {}", output.display()))?;

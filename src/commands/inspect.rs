@@ -12,9 +12,7 @@ pub struct InspectCommand {
 
 impl InspectCommand {
     pub fn execute(self) -> anyhow::Result<()> {
-        let bytes = std::fs::read(&self.module)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", self.module.display()))?;
-        let outline = wmp_host::inspect::inspect(&self.module.display().to_string(), &bytes)?;
+        let outline = wmp_host::inspect::inspect_file(&self.module)?;
         let kind = match outline.kind {
             wmp_host::ProgramKind::Module => "p1 (core module, WASI preview 1)",
             wmp_host::ProgramKind::Component => "p2 (component, WASI preview 2)",

@@ -3,12 +3,12 @@
 //! available to wmp guests.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, NativeProgram, Preopen, Runtime};
+use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, NativeProgram, Preopen, Program, Runtime};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_EXIT_STATUS: i32 = 134;
@@ -48,11 +48,8 @@ impl FromStr for WasmOption {
     }
 }
 
-/// Whether the file is a `.cwasm` artifact (an ELF object) rather than wasm.
-fn is_precompiled(path: &std::path::Path) -> bool {
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && magic == *b"\x7fELF"
-}
+/// How a `.cwasm` artifact (an ELF object) begins.
+const PRECOMPILED_MAGIC: &[u8] = b"\x7fELF";
 
 /// `5s`, `100ms`, `2m`, `1h`, `250us`, `10ns`; a bare number is seconds.
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
@@ -118,6 +115,11 @@ pub struct RunCommand {
     #[arg(long = "allow-native", value_name = "[NAME=]PATH")]
     allow_native: Vec<String>,
 
+    /// Most bytes MODULE may have; a larger file is refused before it is
+    /// compiled.
+    #[arg(long, value_name = "BYTES", default_value_t = wmp_host::DEFAULT_MAX_PROGRAM_SIZE)]
+    max_program_size: u64,
+
     /// Do not use the on-disk compilation cache.
     #[arg(long)]
     disable_cache: bool,
@@ -131,19 +133,15 @@ impl RunCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let module = PathBuf::from(&self.module_and_args[0]);
         let cache = if self.disable_cache { CodeCache::Off } else { CodeCache::System };
-        let mut builder = Runtime::builder().code_cache(cache).limits(self.limits());
+        let mut builder =
+            Runtime::builder().code_cache(cache).limits(self.limits()).max_program_size(self.max_program_size);
         for option in &self.wasm_options {
             if let WasmOption::MaxWasmStack(bytes) = option {
                 builder = builder.max_wasm_stack(*bytes);
             }
         }
         let runtime = builder.build()?;
-        let program = if self.allow_precompiled && is_precompiled(&module) {
-            // SAFETY: the user vouched for the file with --allow-precompiled.
-            unsafe { runtime.load_precompiled(&module)? }
-        } else {
-            runtime.load(&module)?
-        };
+        let program = self.load(&runtime, &module)?;
         for grant in &self.allow_native {
             let (name, path) = grant.split_once('=').unwrap_or((grant, grant));
             runtime.share_native(name, &NativeProgram::new(path));
@@ -164,6 +162,19 @@ impl RunCommand {
         });
     }
 
+    /// Loads MODULE from one read of the file: a `.cwasm` artifact if
+    /// allowed, else WebAssembly.
+    fn load(&self, runtime: &Runtime, module: &Path) -> anyhow::Result<Program> {
+        let name = module.display().to_string();
+        let bytes = runtime.read_program(module)?;
+        Ok(if self.allow_precompiled && bytes.starts_with(PRECOMPILED_MAGIC) {
+            // SAFETY: the user vouched for the file with --allow-precompiled.
+            unsafe { runtime.load_precompiled_bytes(&name, &bytes)? }
+        } else {
+            runtime.load_bytes(&name, &bytes)?
+        })
+    }
+
     fn limits(&self) -> Limits {
         let mut limits = Limits { max_processes: self.max_processes, max_depth: self.max_depth, ..Limits::new() };
         for option in &self.wasm_options {
@@ -178,7 +189,7 @@ impl RunCommand {
         limits
     }
 
-    fn capabilities(&self, module: &std::path::Path) -> anyhow::Result<Capabilities> {
+    fn capabilities(&self, module: &Path) -> anyhow::Result<Capabilities> {
         // argv[0] is the file name only, so no host path leaks in (as
         // `wasmtime run` does).
         let argv0 = module.file_name().unwrap_or(module.as_os_str()).to_string_lossy().into_owned();

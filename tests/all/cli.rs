@@ -2,14 +2,39 @@
 //! WASI programs (p1 modules and p2 components), runs wmp guests as the
 //! main process, and turns bad input into one-line errors.
 
+use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use wmp_test_guests::{PLAIN_P1, PLAIN_P2, PROBE};
 
 fn wmp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wmp")).args(args).env_remove("RUST_BACKTRACE").output().expect("running wmp")
+}
+
+/// `wmp ARGS`, killed if it is still running after 10 s: a regression that
+/// makes it hang fails the test instead of hanging it.
+fn wmp_within_10s(args: &[&OsStr]) -> Output {
+    const DEADLINE: Duration = Duration::from_secs(10);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running wmp");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("wmp {args:?} still running after {DEADLINE:?}: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -164,6 +189,41 @@ fn bad_input_gives_a_one_line_error() {
     let out = wmp(&["run", "--dir", "/no/such/dir::/x", PLAIN_P1, "args"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot open directory /no/such/dir"), "{}", stderr(&out));
+}
+
+#[test]
+fn only_a_regular_file_is_loaded_and_the_others_are_refused_without_waiting() {
+    let dir = scratch("cli-not-a-file");
+    let fifo = dir.join("program.wasm");
+    let c_path = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c_path is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let cases = [(Path::new("/dev/zero"), "a character device"), (&fifo, "a FIFO"), (&dir, "a directory")];
+    for (path, kind) in cases {
+        let expected = format!("Error: cannot load {}: not a regular file ({kind})\n", path.display());
+        let commands: [&[&str]; 4] = [&["run"], &["run", "--allow-precompiled"], &["compile"], &["inspect"]];
+        for command in commands {
+            let mut args: Vec<&OsStr> = command.iter().map(OsStr::new).collect();
+            args.push(path.as_os_str());
+            let out = wmp_within_10s(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+            assert_eq!(stderr(&out), expected, "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn a_program_larger_than_max_program_size_is_refused_naming_the_limit() {
+    let size = std::fs::metadata(PLAIN_P1).unwrap().len();
+    let smaller = (size - 1).to_string();
+    let out = wmp(&["run", "--max-program-size", &smaller, PLAIN_P1, "args"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected = format!("Error: cannot load {PLAIN_P1}: larger than the program size limit of {smaller} bytes\n");
+    assert_eq!(stderr(&out), expected);
+    let out = wmp(&["run", "--max-program-size", &size.to_string(), PLAIN_P1, "args"]);
+    assert_eq!(out.status.code(), Some(0), "a program of exactly the limit runs: {}", stderr(&out));
+    let out = wmp(&["run", "--max-program-size", "lots", PLAIN_P1]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects it: {}", stderr(&out));
 }
 
 #[test]

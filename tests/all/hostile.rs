@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wmp_host::{Capabilities, Error, ExitReason, Limit, Limits, Preopen, Stdio};
+use wmp_host::{Capabilities, Error, ExitReason, Limit, Limits, Preopen, Runtime, Stdio};
 
 use crate::{PATIENCE, child_builder, probe, run_child, runtime};
 
@@ -28,6 +28,30 @@ fn programs_that_are_not_runnable_are_refused_at_load() {
     assert!(err.to_string().contains("env"), "names the missing import: {err}");
     let (p, _) = run_child(&rt, &probe(&rt), "noop", "");
     assert_eq!(p.exitcode(), Ok(Some(0)), "the runtime still works");
+}
+
+#[test]
+fn a_program_file_over_the_runtimes_size_limit_is_refused() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-program-size");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = std::fs::read(wmp_test_guests::PLAIN_P1).unwrap();
+    let artifact = dir.join("plain.cwasm");
+    std::fs::write(&artifact, Runtime::new().unwrap().precompile("plain", &wasm).unwrap()).unwrap();
+    let artifact_size = std::fs::metadata(&artifact).unwrap().len();
+    let wasm_size = wasm.len() as u64;
+    let capped = |max: u64| Runtime::builder().max_program_size(max).build().unwrap();
+    let too_large = |result: wmp_host::Result<wmp_host::Program>, max: u64| match result {
+        Err(Error::ProgramTooLarge { max_size, .. }) => assert_eq!(max_size, max),
+        other => panic!("loaded past a limit of {max} bytes: {other:?}"),
+    };
+    too_large(capped(wasm_size - 1).load(wmp_test_guests::PLAIN_P1), wasm_size - 1);
+    capped(wasm_size).load(wmp_test_guests::PLAIN_P1).expect("exactly the limit loads");
+    // SAFETY: the artifact was made by precompile just above.
+    too_large(unsafe { capped(artifact_size - 1).load_precompiled(&artifact) }, artifact_size - 1);
+    // SAFETY: as above.
+    unsafe { capped(artifact_size).load_precompiled(&artifact) }.expect("exactly the limit loads");
+    let err = Runtime::new().unwrap().read_program("/dev/zero").unwrap_err();
+    assert_eq!(err.to_string(), "cannot load /dev/zero: not a regular file (a character device)");
 }
 
 #[test]
