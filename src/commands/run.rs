@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, NativeProgram, Preopen, Program, Runtime};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
@@ -202,9 +202,16 @@ impl RunCommand {
         for env in &self.envs {
             caps = match env.split_once('=') {
                 Some((name, value)) => caps.env(name, value),
-                None => match std::env::var(env) {
-                    Ok(value) => caps.env(env, value),
-                    Err(_) => caps,
+                // Unset on the host, it stays unset in the guest, as under
+                // `wasmtime run`.
+                None => match std::env::var_os(env) {
+                    Some(value) => {
+                        let value = value
+                            .into_string()
+                            .map_err(|_| anyhow!("environment variable {env:?} is not valid UTF-8"))?;
+                        caps.env(env, value)
+                    }
+                    None => caps,
                 },
             };
         }

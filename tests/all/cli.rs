@@ -88,6 +88,25 @@ fn env_vars_are_set_or_inherited() {
 }
 
 #[test]
+fn an_inherited_env_var_that_is_not_utf8_is_refused_and_an_unset_one_stays_unset() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(["run", "--env", "NOT_UTF8", PLAIN_P1, "env", "NOT_UTF8"])
+        .env("NOT_UTF8", OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "as a non-UTF-8 argument is: {}", stderr(&out));
+    assert_eq!(stderr(&out), "Error: environment variable \"NOT_UTF8\" is not valid UTF-8\n");
+    assert_eq!(stdout(&out), "", "the guest does not run");
+    let out = Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(["run", "--env", "NOT_SET", PLAIN_P1, "env", "NOT_SET"])
+        .env_remove("NOT_SET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "<unset>\n", "as under wasmtime run");
+}
+
+#[test]
 fn a_preopened_directory_can_be_read_and_written() {
     for (kind, module) in PLAIN {
         let dir = scratch(&format!("cli-dir-{kind}"));
