@@ -18,9 +18,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wmp_host::{Capabilities, Limits, NativeProgram, Program, Runtime, Stdio};
+use wmp_host::{Capabilities, Limits, NativeProgram, Process, Program, Runtime, Stdio};
 
 use common::{Floor, MINIMAL_MODULE, QUIET_EXIT};
+
+/// A core module that spins until it is stopped.
+const SPIN_MODULE: &str = r#"(module (func (export "_start") (loop (br 0))))"#;
 
 /// Median and 99th percentile of a sample, in microseconds.
 struct Timing {
@@ -210,6 +213,51 @@ fn main() {
         Timing { p50: kills[kills.len() / 2], p99: kills[kills.len() * 99 / 100] },
         None,
     );
+
+    // The same under load: one spinning guest among 1,000 spinning
+    // siblings; and how late a guest that sleeps 10 ms at a time wakes
+    // beside them (fairness).
+    let minimal_spin = rt.load_bytes("spin.wat", SPIN_MODULE.as_bytes()).unwrap();
+    let spinners: Vec<Process> = (0..1000)
+        .map(|_| rt.process(&minimal_spin).build())
+        .inspect(|p| p.start().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100)); // all running
+    let mut kills = Vec::new();
+    for _ in 0..(if quick { 50 } else { 200 }) {
+        let p = rt.process(&minimal_spin).build();
+        p.start().unwrap();
+        p.join(Some(Duration::from_millis(2))).unwrap();
+        let start = Instant::now();
+        p.kill().unwrap();
+        p.join(None).unwrap();
+        kills.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    kills.sort_by(f64::total_cmp);
+    table.add(
+        "wmp kill→joined, spinning guest among 1,000 spinning siblings",
+        Timing { p50: kills[kills.len() / 2], p99: kills[kills.len() * 99 / 100] },
+        None,
+    );
+    let (sleeps, (stdout, printed)) = (if quick { 5 } else { 20 }, Stdio::capture());
+    let sleeper = rt
+        .process(&spin)
+        .capabilities(quiet().stdout(stdout))
+        .target("oversleep", serde_json::to_vec(&format!("{sleeps} 10")).unwrap())
+        .build();
+    sleeper.start().unwrap();
+    sleeper.join(None).unwrap();
+    let printed = printed.text();
+    let mut late: Vec<f64> =
+        printed.trim().trim_start_matches("late_us=").split(',').map(|v| v.parse().unwrap()).collect();
+    late.sort_by(f64::total_cmp);
+    table.add(
+        "wmp 10 ms sleep's lateness beside 1,000 spinning guests",
+        Timing { p50: late[late.len() / 2], p99: late[late.len() * 99 / 100] },
+        None,
+    );
+    spinners.iter().for_each(|p| p.kill().unwrap());
+    spinners.iter().for_each(|p| p.join(None).unwrap());
 
     // Guest compute against the same code compiled natively: the sort in
     // raw wasmtime without and with the epoch checks that wmp's kill needs,

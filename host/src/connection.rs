@@ -16,15 +16,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use wmp_core::ConnectionError;
 
+use crate::ledger::{Charged, MESSAGE_COST};
 use crate::wait::within;
 
 /// Bytes one direction of a pipe holds before a writer waits (a message
 /// larger than that still goes through, alone).
 pub const PIPE_CAPACITY: usize = 4 << 20;
-
-/// What each message costs in the budget besides its bytes, so that a flood
-/// of empty messages is bounded too.
-const MESSAGE_OVERHEAD: usize = 16;
 
 /// One direction of a pipe.
 struct Channel {
@@ -36,9 +33,12 @@ struct Channel {
     capacity: usize,
 }
 
+/// A message in a pipe, charged to the process that sent it.
+type Message = Charged<Vec<u8>>;
+
 #[derive(Default)]
 struct ChannelState {
-    messages: VecDeque<Vec<u8>>,
+    messages: VecDeque<Message>,
     /// Budget used by `messages`.
     used: usize,
     writer_gone: bool,
@@ -57,7 +57,7 @@ impl Channel {
 
     /// Queues the messages in order, waiting for room whenever the budget
     /// is spent.
-    async fn send(&self, messages: impl IntoIterator<Item = Vec<u8>>) -> Result<(), ConnectionError> {
+    async fn send(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), ConnectionError> {
         let mut messages = messages.into_iter().peekable();
         while messages.peek().is_some() {
             let mut room = pin!(self.writable.notified());
@@ -72,7 +72,7 @@ impl Channel {
     }
 
     /// Queues messages while the budget lasts; true if it queued any.
-    fn push_while_room(&self, messages: &mut impl Iterator<Item = Vec<u8>>) -> Result<bool, ConnectionError> {
+    fn push_while_room(&self, messages: &mut impl Iterator<Item = Message>) -> Result<bool, ConnectionError> {
         let mut state = self.state.lock().unwrap();
         if state.reader_gone {
             return Err(ConnectionError::BrokenPipe);
@@ -81,7 +81,7 @@ impl Channel {
         while state.used < self.capacity
             && let Some(message) = messages.next()
         {
-            state.used += message.len() + MESSAGE_OVERHEAD;
+            state.used += message.value.len() + MESSAGE_COST;
             state.messages.push_back(message);
             pushed = true;
         }
@@ -149,8 +149,8 @@ impl Channel {
 impl ChannelState {
     fn pop(&mut self) -> Vec<u8> {
         let message = self.messages.pop_front().expect("recv only takes from a non-empty channel");
-        self.used -= message.len() + MESSAGE_OVERHEAD;
-        message
+        self.used -= message.value.len() + MESSAGE_COST;
+        message.into_value()
     }
 }
 
@@ -221,7 +221,13 @@ impl Connection {
     }
 
     pub async fn send_bytes_async(&self, message: Vec<u8>) -> Result<(), ConnectionError> {
-        self.writer()?.send([message]).await
+        self.send_charged_async(vec![Charged::uncharged(message)]).await
+    }
+
+    /// Sends messages, each charged to the process that sends it until it
+    /// is received (or dropped with the reading end).
+    pub(crate) async fn send_charged_async(&self, messages: Vec<Message>) -> Result<(), ConnectionError> {
+        self.writer()?.send(messages).await
     }
 
     /// Sends many messages at once, in order (one wakeup of the reader
@@ -231,7 +237,7 @@ impl Connection {
     }
 
     pub async fn send_many_async(&self, messages: Vec<Vec<u8>>) -> Result<(), ConnectionError> {
-        self.writer()?.send(messages).await
+        self.send_charged_async(messages.into_iter().map(Charged::uncharged).collect()).await
     }
 
     /// Sends a value as JSON.
@@ -262,9 +268,9 @@ impl Connection {
                 let mut taken = vec![state.pop()];
                 let mut size = taken[0].len();
                 while let Some(next) = state.messages.front()
-                    && size + next.len() <= max_bytes
+                    && size + next.value.len() <= max_bytes
                 {
-                    size += next.len();
+                    size += next.value.len();
                     taken.push(state.pop());
                 }
                 taken

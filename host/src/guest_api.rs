@@ -8,6 +8,7 @@ use wasmtime::component::Resource;
 use wmp_core::{AuthKey, ProcessError};
 
 use crate::backend::wasm::P2State;
+use crate::ledger::{Held, OBJECT_COST};
 use crate::process::Process;
 use crate::sentinel::{Sentinel, wait_any};
 use crate::spec::{LaunchSpec, Runnable, Target};
@@ -69,8 +70,10 @@ impl P2State {
         Ok(self.table.get(process)?.clone())
     }
 
+    /// A handle to a process object that exists anyway (a view, a
+    /// started child), charged as a handle.
     fn push(&mut self, process: Process) -> wasmtime::Result<Resource<Process>> {
-        Ok(self.table.push(process)?)
+        self.hold(Held::ProcessObjects, OBJECT_COST, process)
     }
 
     /// Runs a state-machine operation on the process behind a resource.
@@ -129,7 +132,7 @@ impl wit::HostSentinel for P2State {
     }
 
     async fn drop(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<()> {
-        self.table.delete(sentinel)?;
+        self.release(sentinel)?;
         Ok(())
     }
 }
@@ -164,8 +167,11 @@ impl wit::HostProcess for P2State {
                 Err(why) => refuse(why),
             },
         };
-        let child = Process::construct(guest.shared.clone(), guest.node.clone(), launch, spec.name, spec.daemon, None);
-        self.push(child)
+        // The object itself carries its charge (it may outlive the handle).
+        let charge = guest.charge(Held::ProcessObjects, Process::bytes_to_construct(spec.name.as_deref(), &launch))?;
+        let child =
+            Process::construct(guest.shared.clone(), guest.node.clone(), launch, spec.name, spec.daemon, None, charge);
+        Ok(self.table.push(child)?)
     }
 
     async fn start(&mut self, process: Resource<Process>) -> WitResult<()> {
@@ -206,8 +212,8 @@ impl wit::HostProcess for P2State {
     }
 
     async fn set_name(&mut self, process: Resource<Process>, name: String) -> wasmtime::Result<()> {
-        self.table.get(&process)?.set_name(name);
-        Ok(())
+        let renamed = self.table.get(&process)?.set_name_charged(name, &self.guest.node.ledger);
+        renamed.map_err(|over| self.guest.over_budget(over))
     }
 
     async fn daemon(&mut self, process: Resource<Process>) -> wasmtime::Result<bool> {
@@ -237,7 +243,7 @@ impl wit::HostProcess for P2State {
 
     async fn sentinel(&mut self, process: Resource<Process>) -> wasmtime::Result<Result<Resource<Sentinel>, WitError>> {
         match self.handle(&process)?.sentinel() {
-            Ok(sentinel) => Ok(Ok(self.table.push(sentinel)?)),
+            Ok(sentinel) => Ok(Ok(self.hold(Held::Sentinels, OBJECT_COST, sentinel)?)),
             Err(err) => Ok(Err(wit_error(err))),
         }
     }
@@ -247,7 +253,7 @@ impl wit::HostProcess for P2State {
     }
 
     async fn drop(&mut self, process: Resource<Process>) -> wasmtime::Result<()> {
-        self.table.delete(process)?;
+        self.release(process)?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use wmp_core::{AuthKey, ConnectionError};
 
 use crate::backend::wasm::P2State;
 use crate::connection::Connection;
+use crate::ledger::{Charged, Held, MESSAGE_COST, OBJECT_COST};
 use crate::guest_api::bindings::wmp::process::connection::{self as wit, Error as WitError};
 use crate::guest_api::{WitResult, nanos, wit_error};
 use crate::listener::Listener;
@@ -75,19 +76,33 @@ impl P2State {
     fn child(&self, process: &Resource<Process>) -> wasmtime::Result<Process> {
         Ok(self.table.get(process)?.clone())
     }
+
+    fn hold_connection(&mut self, connection: Connection) -> wasmtime::Result<Resource<Connection>> {
+        self.hold(Held::Connections, OBJECT_COST, connection)
+    }
+
+    fn hold_queue(&mut self, queue: Queue) -> wasmtime::Result<Resource<Queue>> {
+        self.hold(Held::Queues, OBJECT_COST, queue)
+    }
+
+    /// A message this guest sends or puts, charged to it until taken.
+    fn charged(&self, what: Held, message: Vec<u8>) -> wasmtime::Result<Charged<Vec<u8>>> {
+        let charge = self.guest.charge(what, message.len() + MESSAGE_COST)?;
+        Ok(Charged::new(message, charge))
+    }
 }
 
 impl wit::Host for P2State {
     async fn pipe(&mut self, duplex: bool) -> wasmtime::Result<(Resource<Connection>, Resource<Connection>)> {
         let (a, b) = crate::connection::pipe(&self.guest.shared.handle, duplex, crate::connection::PIPE_CAPACITY);
-        Ok((self.table.push(a)?, self.table.push(b)?))
+        Ok((self.hold_connection(a)?, self.hold_connection(b)?))
     }
 
     async fn listen(&mut self, address: String, authkey: Option<Vec<u8>>) -> ConnResult<Resource<Listener>> {
         let authkey = self.key_or_own(authkey);
-        let shared = &self.guest.shared;
+        let shared = self.guest.shared.clone();
         match shared.addresses.listen(&shared.handle, &address, authkey) {
-            Ok(listener) => Ok(Ok(self.table.push(listener)?)),
+            Ok(listener) => Ok(Ok(self.hold(Held::Listeners, OBJECT_COST + address.len(), listener)?)),
             Err(err) => conn_result(Err(err)),
         }
     }
@@ -96,7 +111,7 @@ impl wit::Host for P2State {
         let authkey = self.key_or_own(authkey);
         let shared = self.guest.shared.clone();
         match shared.addresses.connect(&shared.handle, &address, &authkey).await {
-            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Ok(connection) => Ok(Ok(self.hold_connection(connection)?)),
             Err(err) => conn_result(Err(err)),
         }
     }
@@ -107,7 +122,7 @@ impl wit::Host for P2State {
         end: Resource<Connection>,
     ) -> WitResult<()> {
         let child = self.child(&child)?;
-        let end = self.table.delete(end)?;
+        let end = self.release(end)?;
         Ok(child.pass_connection(end).map_err(wit_error))
     }
 
@@ -118,12 +133,12 @@ impl wit::Host for P2State {
 
     async fn inherited_connections(&mut self) -> wasmtime::Result<Vec<Resource<Connection>>> {
         let connections = std::mem::take(&mut self.inherited.connections);
-        connections.into_iter().map(|c| Ok(self.table.push(c)?)).collect()
+        connections.into_iter().map(|c| self.hold_connection(c)).collect()
     }
 
     async fn inherited_queues(&mut self) -> wasmtime::Result<Vec<Resource<Queue>>> {
         let queues = std::mem::take(&mut self.inherited.queues);
-        queues.into_iter().map(|q| Ok(self.table.push(q)?)).collect()
+        queues.into_iter().map(|q| self.hold_queue(q)).collect()
     }
 
     async fn wait(
@@ -146,12 +161,16 @@ impl wit::Host for P2State {
 
 impl wit::HostConnection for P2State {
     async fn send_bytes(&mut self, connection: Resource<Connection>, message: Vec<u8>) -> ConnResult<()> {
-        conn_result(self.table.get(&connection)?.send_bytes_async(message).await)
+        let message = self.charged(Held::PipeMessages, message)?;
+        conn_result(self.table.get(&connection)?.send_charged_async(vec![message]).await)
     }
 
     async fn send_frames(&mut self, connection: Resource<Connection>, frames: Vec<u8>) -> ConnResult<()> {
-        let messages = unframe(&frames)?;
-        conn_result(self.table.get(&connection)?.send_many_async(messages).await)
+        let messages = unframe(&frames)?
+            .into_iter()
+            .map(|message| self.charged(Held::PipeMessages, message))
+            .collect::<wasmtime::Result<Vec<_>>>()?;
+        conn_result(self.table.get(&connection)?.send_charged_async(messages).await)
     }
 
     async fn recv_bytes(&mut self, connection: Resource<Connection>) -> ConnResult<Vec<u8>> {
@@ -180,18 +199,20 @@ impl wit::HostConnection for P2State {
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
+        self.release(connection)?;
         Ok(())
     }
 }
 
 impl wit::HostQueue for P2State {
     async fn new(&mut self, maxsize: u32) -> wasmtime::Result<Resource<Queue>> {
-        Ok(self.table.push(Queue::new(&self.guest.shared.handle, maxsize as usize))?)
+        let queue = Queue::new(&self.guest.shared.handle, maxsize as usize);
+        self.hold_queue(queue)
     }
 
     async fn put(&mut self, queue: Resource<Queue>, message: Vec<u8>, timeout: Option<u64>) -> ConnResult<()> {
-        conn_result(self.table.get(&queue)?.put_bytes_async(message, nanos(timeout)).await)
+        let message = self.charged(Held::QueueMessages, message)?;
+        conn_result(self.table.get(&queue)?.put_charged_async(message, nanos(timeout)).await)
     }
 
     async fn get(&mut self, queue: Resource<Queue>, timeout: Option<u64>) -> ConnResult<Vec<u8>> {
@@ -212,7 +233,7 @@ impl wit::HostQueue for P2State {
     }
 
     async fn drop(&mut self, queue: Resource<Queue>) -> wasmtime::Result<()> {
-        self.table.delete(queue)?;
+        self.release(queue)?;
         Ok(())
     }
 }
@@ -220,7 +241,7 @@ impl wit::HostQueue for P2State {
 impl wit::HostListener for P2State {
     async fn accept(&mut self, listener: Resource<Listener>) -> ConnResult<Resource<Connection>> {
         match self.table.get(&listener)?.accept_async().await {
-            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Ok(connection) => Ok(Ok(self.hold_connection(connection)?)),
             Err(err) => conn_result(Err(err)),
         }
     }
@@ -235,7 +256,7 @@ impl wit::HostListener for P2State {
     }
 
     async fn drop(&mut self, listener: Resource<Listener>) -> wasmtime::Result<()> {
-        self.table.delete(listener)?;
+        self.release(listener)?;
         Ok(())
     }
 }

@@ -59,6 +59,7 @@ mod guest_api;
 mod guest_connections;
 mod handoff;
 mod inherit;
+mod ledger;
 mod limits;
 mod listener;
 mod process;
@@ -80,6 +81,7 @@ pub mod inspect;
 
 pub use connection::{Connection, PIPE_CAPACITY};
 pub use error::{Error, ProcessError, Result};
+pub use ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, OverBudget};
 pub use limits::{Limit, Limits};
 pub use listener::Listener;
 pub use process::Process;

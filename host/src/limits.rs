@@ -12,10 +12,16 @@ use std::time::Duration;
 /// runtime's defaults and the parent's limits still apply).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
-    /// Bytes of each linear memory.
+    /// Bytes of linear memory, summed over all the memories of the
+    /// process (a module with several memories shares one allowance).
     pub max_memory: Option<usize>,
-    /// Elements of each table.
+    /// Table elements, summed over all the tables of the process.
     pub max_table_elements: Option<usize>,
+    /// Bytes the host may hold on the process's behalf (queue messages it
+    /// put, pipe bytes it sent, names, unstarted objects' arguments,
+    /// listeners, handles); see [`HostMemory`](crate::HostMemory). A
+    /// process given none has [`DEFAULT_MAX_HOST_MEMORY`](crate::DEFAULT_MAX_HOST_MEMORY).
+    pub max_host_memory: Option<usize>,
     /// Fuel (about one unit per wasm instruction); needs a runtime built
     /// with [`fuel_metering`](crate::RuntimeBuilder::fuel_metering).
     pub fuel: Option<u64>,
@@ -53,6 +59,7 @@ impl Limits {
         }
         wider("memory", self.max_memory, asked.max_memory)
             .or_else(|| wider("table", self.max_table_elements, asked.max_table_elements))
+            .or_else(|| wider("host memory", self.max_host_memory, asked.max_host_memory))
             .or_else(|| wider("fuel", self.fuel, asked.fuel))
             .or_else(|| wider("timeout", self.timeout, asked.timeout))
             .or_else(|| wider("process count", self.max_processes, asked.max_processes))
@@ -65,6 +72,7 @@ impl Limits {
         Limits {
             max_memory: narrowest(self.max_memory, other.max_memory),
             max_table_elements: narrowest(self.max_table_elements, other.max_table_elements),
+            max_host_memory: narrowest(self.max_host_memory, other.max_host_memory),
             fuel: narrowest(self.fuel, other.fuel),
             timeout: narrowest(self.timeout, other.timeout),
             max_processes: narrowest(self.max_processes, other.max_processes),
@@ -78,6 +86,8 @@ impl Limits {
 pub enum Limit {
     Memory,
     Table,
+    /// The host-memory budget ([`Limits::max_host_memory`]).
+    HostMemory,
     Fuel,
     Timeout,
     /// The wasm stack overflowed (the runtime's `max_wasm_stack`).
@@ -93,6 +103,7 @@ impl fmt::Display for Limit {
         f.write_str(match self {
             Limit::Memory => "memory limit",
             Limit::Table => "table limit",
+            Limit::HostMemory => "host memory budget",
             Limit::Fuel => "fuel limit",
             Limit::Timeout => "timeout",
             Limit::Stack => "stack overflow",

@@ -16,6 +16,7 @@ use wmp_core::naming::{default_name, exitcode_display, python_repr};
 use wmp_core::{AuthKey, ProcessError};
 
 use crate::connection::Connection;
+use crate::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
 use crate::queue::Queue;
 use crate::registry::{Node, NodeSpec, Pid};
 use crate::runtime::Shared;
@@ -52,9 +53,21 @@ pub(crate) struct ProcessObject {
     daemon: AtomicBool,
     authkey: Mutex<AuthKey>,
     state: Mutex<State>,
+    /// What the object, its name and (until it starts) its arguments cost,
+    /// in the ledger of the guest that created or renamed it.
+    charge: Mutex<Charge>,
 }
 
 impl ProcessObject {
+    /// What the object holds now, were its name `name_len` bytes.
+    fn held_bytes(&self, name_len: usize) -> usize {
+        let arguments = match &*self.state.lock().unwrap() {
+            State::Initial(spec) => spec.argument_bytes(),
+            State::Started(_) | State::Closed => 0,
+        };
+        OBJECT_COST + name_len + arguments
+    }
+
     pub(crate) fn has_ended(&self) -> bool {
         match &*self.state.lock().unwrap() {
             State::Started(node) => node.exit.is_set(),
@@ -95,7 +108,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// A new child object created by `creator` (`Process(...)`).
+    /// A new child object created by `creator` (`Process(...)`), with
+    /// `charge` covering it in the ledger of a guest that creates it (see
+    /// [`Process::bytes_to_construct`]).
     pub(crate) fn construct(
         shared: Arc<Shared>,
         creator: Arc<Node>,
@@ -103,6 +118,7 @@ impl Process {
         name: Option<String>,
         daemon: Option<bool>,
         authkey: Option<AuthKey>,
+        charge: Charge,
     ) -> Process {
         let number = creator.next_child_number();
         let mut identity = creator.identity.clone();
@@ -119,6 +135,7 @@ impl Process {
             daemon: AtomicBool::new(daemon.unwrap_or(creator.daemon)),
             authkey: Mutex::new(authkey.unwrap_or_else(|| creator.authkey())),
             state: Mutex::new(State::Initial(Box::new(spec))),
+            charge: Mutex::new(charge),
         });
         shared.registry.add_object(id, &object);
         Process { object, caller: creator }
@@ -136,6 +153,7 @@ impl Process {
             daemon: AtomicBool::new(node.daemon),
             authkey: Mutex::new(node.authkey()),
             state: Mutex::new(State::Started(node.clone())),
+            charge: Mutex::new(Charge::none()),
         });
         Process { object, caller: node }
     }
@@ -158,8 +176,15 @@ impl Process {
             daemon: AtomicBool::new(false),
             authkey: Mutex::new(node.authkey()),
             state: Mutex::new(State::Closed),
+            charge: Mutex::new(Charge::none()),
         });
         Some(Process { object, caller: node })
+    }
+
+    /// What a new object with `name` and `spec` holds, to charge before
+    /// [`construct`](Self::construct).
+    pub(crate) fn bytes_to_construct(name: Option<&str>, spec: &LaunchSpec) -> usize {
+        OBJECT_COST + name.map_or(0, str::len) + spec.argument_bytes()
     }
 
     /// A handle to the same object as seen by `caller`.
@@ -214,6 +239,8 @@ impl Process {
         // The target and its arguments are not kept once launched (bpo-30775).
         *state = State::Started(node);
         drop(state);
+        let name_len = object.name.lock().unwrap().len();
+        object.charge.lock().unwrap().resize(OBJECT_COST + name_len).expect("shrinking a charge cannot fail");
         self.caller.children.lock().unwrap().push(object.clone());
         Ok(())
     }
@@ -424,6 +451,28 @@ impl Process {
             Role::Current(node) => *node.name.lock().unwrap() = name,
             Role::Child | Role::Parent(_) => *self.object.name.lock().unwrap() = name,
         }
+    }
+
+    /// [`set_name`](Self::set_name) by a guest: the new name is charged
+    /// first, to `ledger` (the renaming guest's) unless the object already
+    /// has a charge; nothing changes if it does not fit.
+    pub(crate) fn set_name_charged(&self, name: String, ledger: &Arc<Ledger>) -> Result<(), OverBudget> {
+        match &self.object.role {
+            Role::Current(node) => {
+                node.name_charge.lock().unwrap().resize(name.len())?;
+                *node.name.lock().unwrap() = name;
+            }
+            Role::Child | Role::Parent(_) => {
+                let bytes = self.object.held_bytes(name.len());
+                let mut charge = self.object.charge.lock().unwrap();
+                if charge.is_none() {
+                    *charge = ledger.charge(Held::ProcessObjects, 0)?;
+                }
+                charge.resize(bytes)?;
+                *self.object.name.lock().unwrap() = name;
+            }
+        }
+        Ok(())
     }
 
     pub fn daemon(&self) -> bool {

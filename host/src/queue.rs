@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use wmp_core::ConnectionError;
 
+use crate::ledger::Charged;
 use crate::queue_bridge::RemoteQueue;
 use crate::wait::within;
 
@@ -31,14 +32,16 @@ struct Shared {
 }
 
 struct State {
-    messages: VecDeque<Vec<u8>>,
+    /// Each charged to the process that put it, as CPython's feeder
+    /// buffer lives in the producer.
+    messages: VecDeque<Charged<Vec<u8>>>,
     /// Open handles to this queue.
     handles: usize,
 }
 
 impl Shared {
     /// Puts the message if there is room (taking it out of `message`).
-    fn try_put(&self, message: &mut Option<Vec<u8>>) -> bool {
+    fn try_put(&self, message: &mut Option<Charged<Vec<u8>>>) -> bool {
         let mut state = self.state.lock().unwrap();
         if self.maxsize != 0 && state.messages.len() >= self.maxsize {
             return false;
@@ -53,7 +56,7 @@ impl Shared {
         if let Some(message) = state.messages.pop_front() {
             drop(state);
             self.taken.notify_waiters();
-            return Some(Ok(message));
+            return Some(Ok(message.into_value()));
         }
         (state.handles <= 1).then_some(Err(ConnectionError::Eof))
     }
@@ -103,10 +106,22 @@ impl Queue {
     }
 
     pub async fn put_bytes_async(&self, message: Vec<u8>, timeout: Option<Duration>) -> Result<(), ConnectionError> {
+        self.put_charged_async(Charged::uncharged(message), timeout).await
+    }
+
+    /// Puts a message charged to the process that puts it, until a
+    /// consumer takes it.
+    pub(crate) async fn put_charged_async(
+        &self,
+        message: Charged<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<(), ConnectionError> {
         self.check_open()?;
         let shared = match &self.place {
             Place::Local(shared) => shared,
-            Place::Remote(remote) => return remote.put(&message, timeout).await,
+            // The serving runtime holds it, uncharged (left for the native
+            // side: it charges nothing of what native processes hold).
+            Place::Remote(remote) => return remote.put(&message.value, timeout).await,
         };
         let mut message = Some(message);
         let put = async {

@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::watch;
 use wmp_core::AuthKey;
 
+use crate::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
 use crate::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::process::ProcessObject;
 use crate::run_slot::RunSlot;
@@ -27,6 +28,8 @@ pub(crate) struct Node {
     pub(crate) identity: Vec<u32>,
     /// The name the process sees as its own (`current_process().name`).
     pub(crate) name: Mutex<String>,
+    /// What a name the process gave itself costs, in its own ledger.
+    pub(crate) name_charge: Mutex<Charge>,
     pub(crate) daemon: bool,
     pub(crate) authkey: Mutex<AuthKey>,
     /// The number the next child object created by this process takes.
@@ -44,9 +47,15 @@ pub(crate) struct Node {
     pub(crate) run: Arc<RunSlot>,
     /// Why the process is being stopped (a signal or a limit), once asked.
     stop: watch::Sender<Option<ExitReason>>,
+    /// What its backend does at once when a stop is asked (a wasm backend
+    /// ends a guest that is not running there and then).
+    stop_hook: OnceLock<StopHook>,
     engine: wasmtime::Engine,
     /// The limits in force for this process (its parent's, narrowed).
     pub(crate) limits: Limits,
+    /// What the host holds on this process's behalf, against its
+    /// host-memory budget.
+    pub(crate) ledger: Arc<Ledger>,
     /// The longest identity a process of this subtree may have.
     max_identity_len: Option<usize>,
     /// The process-count budgets of the subtrees this process is in, and
@@ -54,6 +63,9 @@ pub(crate) struct Node {
     budgets: Vec<Arc<ProcessBudget>>,
     counted_in: Vec<Arc<ProcessBudget>>,
 }
+
+/// See [`Node::on_stop`].
+pub(crate) type StopHook = Box<dyn Fn(&Node) + Send + Sync>;
 
 /// Who a new node is: its place in the tree and what it inherits.
 pub(crate) struct NodeSpec {
@@ -77,12 +89,14 @@ impl Node {
         let counted_in = parent.map(|p| p.budgets.clone()).unwrap_or_default();
         let mut budgets = counted_in.clone();
         budgets.extend(spec.limits.max_processes.map(ProcessBudget::new));
+        let ledger = Ledger::new(Some(limits.max_host_memory.unwrap_or(DEFAULT_MAX_HOST_MEMORY)));
         Arc::new(Node {
             pid,
             parent: parent.map(Arc::downgrade),
             parent_pid: parent.map(|p| p.pid),
             identity: spec.identity,
             name: Mutex::new(spec.name),
+            name_charge: Mutex::new(ledger.charge(Held::OwnName, 0).expect("nothing charged fits any budget")),
             daemon: spec.daemon,
             authkey: Mutex::new(spec.authkey),
             child_counter: AtomicU32::new(1),
@@ -91,8 +105,10 @@ impl Node {
             exit: Arc::new(ExitCell::new()),
             run: Arc::default(),
             stop: watch::Sender::new(None),
+            stop_hook: OnceLock::new(),
             engine: engine.clone(),
             limits,
+            ledger,
             max_identity_len,
             budgets,
             counted_in,
@@ -176,6 +192,15 @@ impl Node {
         });
         // A spinning guest notices at its next epoch check: make that now.
         self.engine.increment_epoch();
+        if let Some(hook) = self.stop_hook.get() {
+            hook(self);
+        }
+    }
+
+    /// Sets what a stop does at once, beyond asking (once, by the backend
+    /// that launches the node).
+    pub(crate) fn on_stop(&self, hook: StopHook) {
+        assert!(self.stop_hook.set(hook).is_ok(), "a node is launched once");
     }
 
     pub(crate) fn stop_requested(&self) -> Option<ExitReason> {

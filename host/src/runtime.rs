@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::program::{self, Linkers, Program};
 use crate::program_file;
+use crate::ledger::HostMemory;
 use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
@@ -76,6 +77,8 @@ pub struct ProcessInfo {
     pub daemon: bool,
     /// A stop (terminate or kill) was asked for and is under way.
     pub stopping: bool,
+    /// What the host holds on its behalf, against its budget.
+    pub host_memory: HostMemory,
 }
 
 impl ProcessInfo {
@@ -87,6 +90,7 @@ impl ProcessInfo {
             identity: node.identity.clone(),
             daemon: node.daemon,
             stopping: node.stop_requested().is_some(),
+            host_memory: node.ledger.usage(),
         }
     }
 }

@@ -240,6 +240,13 @@ impl LaunchSpec {
         LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None, inherited: Inheritance::default() }
     }
 
+    /// Bytes of the arguments it holds until it starts (the target's, and
+    /// the argv of a `main`).
+    pub(crate) fn argument_bytes(&self) -> usize {
+        let target = self.target.as_ref().map_or(0, |t| t.name.len() + t.args.len());
+        target + self.caps.args.iter().map(String::len).sum::<usize>()
+    }
+
     /// Whether the spec can start: the program is allowed and knows the
     /// target.
     pub(crate) fn check(&self) -> Result<(), ProcessError> {
@@ -318,6 +325,7 @@ impl ProcessBuilder {
     /// Creates the process object; like CPython, this takes the next number
     /// of the creator's child counter.
     pub fn build(self) -> Process {
-        Process::construct(self.shared, self.creator, self.spec, self.name, self.daemon, self.authkey)
+        let charge = crate::ledger::Charge::none(); // the embedding host is not charged
+        Process::construct(self.shared, self.creator, self.spec, self.name, self.daemon, self.authkey, charge)
     }
 }

@@ -24,6 +24,7 @@ const TERMINATED_EXIT_STATUS: i32 = 143;
 enum WasmOption {
     MaxMemorySize(usize),
     MaxTableElements(usize),
+    MaxHostMemory(usize),
     Fuel(u64),
     Timeout(Duration),
     MaxWasmStack(usize),
@@ -38,11 +39,12 @@ impl FromStr for WasmOption {
         Ok(match key {
             "max-memory-size" => WasmOption::MaxMemorySize(number()?),
             "max-table-elements" => WasmOption::MaxTableElements(number()?),
+            "max-host-memory" => WasmOption::MaxHostMemory(number()?),
             "fuel" => WasmOption::Fuel(value.parse().with_context(|| format!("-W fuel: {value:?} is not a number"))?),
             "timeout" => WasmOption::Timeout(parse_duration(value)?),
             "max-wasm-stack" => WasmOption::MaxWasmStack(number()?),
             other => bail!(
-                "-W {other}: unknown option (known: max-memory-size, max-table-elements, fuel, timeout, max-wasm-stack)"
+                "-W {other}: unknown option (known: max-memory-size, max-table-elements, max-host-memory, fuel, timeout, max-wasm-stack)"
             ),
         })
     }
@@ -92,7 +94,9 @@ pub struct RunCommand {
 
     /// Limits, as `wasmtime run` spells them: `-W max-memory-size=BYTES`,
     /// `-W max-table-elements=N`, `-W fuel=N`, `-W timeout=5s`,
-    /// `-W max-wasm-stack=BYTES`. Every process inherits them.
+    /// `-W max-wasm-stack=BYTES`; and wmp's `-W max-host-memory=BYTES`
+    /// (what the host may hold for each process; default 64 MiB). Every
+    /// process inherits them.
     #[arg(short = 'W', value_name = "KEY=VALUE")]
     wasm_options: Vec<WasmOption>,
 
@@ -181,6 +185,7 @@ impl RunCommand {
             match *option {
                 WasmOption::MaxMemorySize(bytes) => limits.max_memory = Some(bytes),
                 WasmOption::MaxTableElements(n) => limits.max_table_elements = Some(n),
+                WasmOption::MaxHostMemory(bytes) => limits.max_host_memory = Some(bytes),
                 WasmOption::Fuel(fuel) => limits.fuel = Some(fuel),
                 WasmOption::Timeout(timeout) => limits.timeout = Some(timeout),
                 WasmOption::MaxWasmStack(_) => {}

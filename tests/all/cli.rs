@@ -327,6 +327,11 @@ fn limits_are_set_with_wasmtime_flags() {
     assert!(stderr(&out).contains("was stopped by its memory limit"), "{}", stderr(&out));
     let out = wmp(&["run", "--max-depth", "1", PROBE, "spawn", "nest identity"]);
     assert!(stdout(&out).contains("Process-1 exitcode=Some(-9)"), "{}", stdout(&out));
+    // The child renames itself one MiB longer each time (printing every
+    // 16): stopped at 4 MiB, not at the default 64 MiB.
+    let out = wmp(&["run", "-W", "max-host-memory=4194304", PROBE, "spawn", "hoard own_name"]);
+    assert!(stdout(&out).contains("Process-1 exitcode=Some(-9)"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("held=16"), "{}", stdout(&out));
     let out = wmp(&["run", "-W", "bogus=1", spin]);
     assert_eq!(out.status.code(), Some(2), "clap rejects it: {}", stderr(&out));
     assert!(stderr(&out).contains("-W bogus: unknown option"), "{}", stderr(&out));

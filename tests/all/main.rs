@@ -11,6 +11,7 @@
 mod authkey;
 mod cli;
 mod connections;
+mod containment;
 mod guests;
 mod hostile;
 mod lifecycle;

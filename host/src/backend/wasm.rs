@@ -5,26 +5,33 @@
 //! Stopping works on both paths a guest can be on: a guest running wasm
 //! code (even a tight loop) traps at its next epoch check, which a signal
 //! makes immediate by bumping the epoch; a guest parked in an async host
-//! call (join, sleep, wait) is cancelled by dropping its future.
+//! call (join, sleep, wait) is cancelled by dropping its future. A guest
+//! that is not being polled when it is stopped is ended by the stop itself
+//! ([`held_run`]).
 
+mod held_run;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wmp_core::ProcessError;
 
 use crate::inherit::Handles;
+use crate::ledger::{Charge, Held};
 use crate::limits::Limit;
 use crate::program::{Code, Program};
 use crate::registry::{Node, Pid};
 use crate::runtime::Shared;
 use crate::spec::{Capabilities, LaunchSpec, Target};
-use crate::status::ExitReason;
+use crate::status::{ExitReason, Signal};
 use crate::stdio::{Stdio, Stream};
+use held_run::HeldRun;
 
 /// What every guest store carries besides its WASI context: the process
 /// it is, what its children inherit, and the guard of its memory limits.
@@ -34,33 +41,87 @@ pub(crate) struct GuestCtx {
     pub(crate) program: Program,
     pub(crate) caps: Capabilities,
     limiter: MemoryGuard,
+    /// The arguments it was started with, charged to it while it runs.
+    _arguments: Charge,
 }
 
-/// Enforces a process's memory and table limits; growing past one stops
-/// the process with that limit as its exit reason.
+impl GuestCtx {
+    /// Charges `bytes` of `what` to this process; past its host-memory
+    /// budget, the process is stopped for it (as for any limit) and the
+    /// call that asked traps.
+    pub(crate) fn charge(&self, what: Held, bytes: usize) -> wasmtime::Result<Charge> {
+        self.node.ledger.charge(what, bytes).map_err(|over| self.over_budget(over))
+    }
+
+    /// Stops the process for going over its budget; the error to trap with.
+    pub(crate) fn over_budget(&self, over: crate::ledger::OverBudget) -> wasmtime::Error {
+        self.node.stop(ExitReason::Limit(Limit::HostMemory));
+        wasmtime::Error::new(over)
+    }
+}
+
+/// Enforces a process's memory and table limits, each summed over all its
+/// memories (tables): growing past one stops the process with that limit
+/// as its exit reason.
 struct MemoryGuard {
     node: Arc<Node>,
+    memory: Allowance,
+    tables: Allowance,
+}
+
+/// What a process has of one limit (bytes of memory, table elements), and
+/// the growth wasmtime was last allowed, taken back if that growth failed.
+#[derive(Default)]
+struct Allowance {
+    used: usize,
+    last_growth: usize,
 }
 
 impl MemoryGuard {
-    fn check(&self, limit: Limit, max: Option<usize>, desired: usize) -> wasmtime::Result<bool> {
+    fn new(node: Arc<Node>) -> MemoryGuard {
+        MemoryGuard { node, memory: Allowance::default(), tables: Allowance::default() }
+    }
+}
+
+impl Allowance {
+    fn grow(&mut self, node: &Node, limit: Limit, max: Option<usize>, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        let total = self.used.saturating_add(growth);
         match max {
-            Some(max) if desired > max => {
-                self.node.stop(ExitReason::Limit(limit));
-                Err(wasmtime::format_err!("{limit} of {max} reached (asked for {desired})"))
+            Some(max) if total > max => {
+                node.stop(ExitReason::Limit(limit));
+                Err(wasmtime::format_err!("{limit} of {max} reached (asked for {total} in all)"))
             }
-            _ => Ok(true),
+            _ => {
+                self.used = total;
+                self.last_growth = growth;
+                Ok(true)
+            }
         }
+    }
+
+    fn growth_failed(&mut self) {
+        self.used -= std::mem::take(&mut self.last_growth);
     }
 }
 
 impl wasmtime::ResourceLimiter for MemoryGuard {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.check(Limit::Memory, self.node.limits.max_memory, desired)
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.memory.grow(&self.node, Limit::Memory, self.node.limits.max_memory, current, desired)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.check(Limit::Table, self.node.limits.max_table_elements, desired)
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory.growth_failed();
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.tables.grow(&self.node, Limit::Table, self.node.limits.max_table_elements, current, desired)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.tables.growth_failed();
+        Ok(())
     }
 }
 
@@ -72,6 +133,25 @@ pub(crate) struct P2State {
     pub(crate) target: Option<Target>,
     /// Connections and queues its parent passed to it, until it takes them.
     pub(crate) inherited: Handles,
+    /// The charge of each handle to a host object in `table`, by its rep.
+    held: HashMap<u32, Charge>,
+}
+
+impl P2State {
+    /// Puts a host object in the guest's table, charged `bytes` of `what`
+    /// until the guest drops the handle.
+    pub(crate) fn hold<T: Send + 'static>(&mut self, what: Held, bytes: usize, value: T) -> wasmtime::Result<Resource<T>> {
+        let charge = self.guest.charge(what, bytes)?;
+        let handle = self.table.push(value)?;
+        self.held.insert(handle.rep(), charge);
+        Ok(handle)
+    }
+
+    /// Takes a host object out of the guest's table, giving back its charge.
+    pub(crate) fn release<T: 'static>(&mut self, handle: Resource<T>) -> wasmtime::Result<T> {
+        self.held.remove(&handle.rep());
+        Ok(self.table.delete(handle)?)
+    }
 }
 
 impl WasiView for P2State {
@@ -130,9 +210,48 @@ pub(crate) fn launch(
     let run = prepare(shared, &node, program, spec)
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     shared.registry.add_live(&node);
+    let held = HeldRun::new(run);
+    let (stopper, stopped) = (shared.clone(), held.clone());
+    node.on_stop(Box::new(move |node| end_at_once(&stopper, &stopped, node)));
     let parent = node.parent_pid;
-    node.run.clone().launch(&shared.handle, parent, Box::pin(supervise(shared.clone(), node, report_to, run)));
+    node.run.clone().launch(&shared.handle, parent, Box::pin(supervise(shared.clone(), node, report_to, held)));
     Ok(())
+}
+
+/// What a stop does beyond asking: if the guest is not being polled, its
+/// run is dropped here (its store freed), its children are killed, and if
+/// none of them still runs, its end is published before the stop returns.
+/// Otherwise its task publishes the end, as soon as it is polled (a guest
+/// being polled stops at its next epoch check, which the stop made
+/// immediate) or its last child has ended.
+fn end_at_once(shared: &Shared, held: &HeldRun, node: &Node) {
+    let Some(run) = held.take_if_idle() else { return };
+    {
+        // What the store holds (timers, sockets) may need the runtime to drop.
+        let _runtime = shared.handle.enter();
+        drop(run);
+    }
+    let Some(reason) = node.stop_requested() else { return };
+    let children = node.child_nodes();
+    children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
+    if children.iter().all(|(child, _)| child.exit.is_set()) && held.claim_end() {
+        node.children.lock().unwrap().clear();
+        publish_end(shared, node, reason);
+    }
+}
+
+/// The last steps of every end: the process leaves its budgets and the
+/// table, its parent counts it, and anyone waiting sees its end.
+fn publish_end(shared: &Shared, node: &Node, reason: ExitReason) {
+    node.release_budgets();
+    tracing::debug!(pid = node.pid, %reason, "process ended");
+    // Out of the table, and counted by its parent, before anyone waiting
+    // on the end can look.
+    shared.registry.remove_live(node.pid);
+    if let Some(parent) = node.parent.as_ref().and_then(std::sync::Weak::upgrade) {
+        parent.child_ending();
+    }
+    node.exit.publish(reason);
 }
 
 fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: LaunchSpec) -> Result<GuestRun, String> {
@@ -140,12 +259,14 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: Laun
         return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
     }
     let mut wasi = spec.caps.wasi_builder().map_err(|e| e.to_string())?;
+    let arguments = node.ledger.charge(Held::OwnName, spec.argument_bytes()).map_err(|over| over.to_string())?;
     let guest = GuestCtx {
         node: node.clone(),
         shared: shared.clone(),
         program: program.clone(),
         caps: spec.caps,
-        limiter: MemoryGuard { node: node.clone() },
+        limiter: MemoryGuard::new(node.clone()),
+        _arguments: arguments,
     };
     match program.code() {
         Code::Component(pre) => {
@@ -156,6 +277,7 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: Laun
                 table: ResourceTable::new(),
                 target: spec.target,
                 inherited: spec.inherited.take(),
+                held: HashMap::new(),
             };
             let mut store = new_store(shared, state)?;
             Ok(Box::pin(async move {
@@ -218,7 +340,7 @@ impl TrapReport {
 
 /// Runs the guest, then does what CPython does when a process ends: deal
 /// with its children, report a trap, publish the end.
-async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, run: GuestRun) {
+async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, held: Arc<HeldRun>) {
     let timeout = node.limits.timeout;
     let timer = async move {
         match timeout {
@@ -230,34 +352,30 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
         biased;
         reason = node.stopped() => (reason, None),
         () = timer => (ExitReason::Limit(Limit::Timeout), None),
-        result = PanicGuard { run, guest: node.pid, handle: &shared.handle } => match result {
+        result = PanicGuard { held: &held, guest: node.pid, handle: &shared.handle } => match result {
             Ok(result) => classify(result, &node),
             Err(panic) => host_failure(&panic),
         },
     };
-    // The store was dropped with `run` when the select ended.
+    // The store is freed before the end is published.
+    drop(held.take());
     if let Some(stop) = super::end_children(&node, &reason).await {
         reason = stop;
     }
-    node.release_budgets();
+    if !held.claim_end() {
+        return; // a stop ended it at once
+    }
     if let Some(report) = report {
         report_to.write(&node, &report);
     }
-    tracing::debug!(pid = node.pid, %reason, "process ended");
-    // Out of the table, and counted by its parent, before anyone waiting
-    // on the end can look.
-    shared.registry.remove_live(node.pid);
-    if let Some(parent) = node.parent.as_ref().and_then(std::sync::Weak::upgrade) {
-        parent.child_ending();
-    }
-    node.exit.publish(reason);
+    publish_end(&shared, &node, reason);
 }
 
 /// Polls a guest's run (see `run_slot::poll_guest`), and turns a panic
 /// while running it (a bug in the host or in wasmtime-wasi) into the end
 /// of that one process instead of a task that never publishes its end.
 struct PanicGuard<'a> {
-    run: GuestRun,
+    held: &'a HeldRun,
     guest: Pid,
     handle: &'a tokio::runtime::Handle,
 }
@@ -265,9 +383,10 @@ struct PanicGuard<'a> {
 impl Future for PanicGuard<'_> {
     type Output = std::thread::Result<wasmtime::Result<()>>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let PanicGuard { run, guest, handle } = &mut *self;
-        let poll = || crate::run_slot::poll_guest(*guest, handle, run.as_mut(), cx);
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let PanicGuard { held, guest, handle } = *self;
+        let run = std::pin::pin!(std::future::poll_fn(|cx| held.poll(cx)));
+        let poll = || crate::run_slot::poll_guest(guest, handle, run, cx);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
             Ok(poll) => poll.map(Ok),
             Err(panic) => std::task::Poll::Ready(Err(panic)),

@@ -555,8 +555,61 @@ fn send_later(ms: String) {
     let _ = conn.recv_bytes();
 }
 
+/// Makes the host hold ever more on this process's behalf, one way (the
+/// containment issue's attacks), printing how many it holds every so
+/// often; only a limit stops it.
+fn hoard(how: String) {
+    const MIB: usize = 1 << 20;
+    let mut kept: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let queue = Queue::new(0);
+    for i in 0u64.. {
+        if i % 16 == 0 {
+            println!("held={i}");
+        }
+        match how.as_str() {
+            "queue" => queue.put_bytes(&vec![7u8; MIB], None).unwrap(),
+            "pipe" => {
+                let (rx, tx) = pipe(false);
+                tx.send_many(&[vec![7u8; MIB], vec![7u8; MIB], vec![7u8; MIB], vec![7u8; MIB - 64]]).unwrap();
+                kept.push(Box::new((rx, tx)));
+            }
+            "listener" => {
+                let address = format!("{i:08}{}", "a".repeat(MIB));
+                kept.push(Box::new(Listener::bind(&address, None).unwrap()));
+            }
+            "objects" => kept.push(Box::new(Process::new("noop", &"a".repeat(8 * MIB)))),
+            "names" => {
+                let p = Process::new("noop", "");
+                p.set_name(&"n".repeat(8 * MIB));
+                kept.push(Box::new(p));
+            }
+            // One name at a time, one MiB longer each time.
+            "own_name" => current_process().set_name(&"n".repeat(i as usize * MIB)),
+            "handles" => kept.push(Box::new(Queue::new(0))),
+            other => panic!("hoard queue|pipe|listener|objects|names|own_name|handles, not {other:?}"),
+        }
+    }
+}
+
+/// Sleeps "N MS": N times MS milliseconds, and prints how late each
+/// wake-up was, in microseconds (`late_us=a,b,...`).
+fn oversleep(args: String) {
+    let (n, ms) = split(&args);
+    let nap = Duration::from_millis(ms.parse().expect("milliseconds"));
+    let late: Vec<String> = (0..n.parse::<usize>().expect("a count"))
+        .map(|_| {
+            let asked = Instant::now();
+            std::thread::sleep(nap);
+            (asked.elapsed().saturating_sub(nap).as_micros()).to_string()
+        })
+        .collect();
+    println!("late_us={}", late.join(","));
+}
+
 wmp_guest::main!(
     main_process,
+    hoard,
+    oversleep,
     identity,
     noop,
     exit_with,
