@@ -6,7 +6,9 @@
 //! `multiprocessing` (fork / forkserver / spawn, through
 //! `../shared/bench/python_mp_baseline.py` when it and python3 are there),
 //! `wmp run` end to end (and `wasmtime run` when a `wasmtime` binary is on
-//! PATH), kill latency, and the memory of many live guests.
+//! PATH), kill latency (alone, and among 1,000 spinning siblings), how
+//! late a sleeping guest wakes beside 1,000 spinners, and the memory of
+//! many live guests.
 //!
 //! Run: `cargo bench --bench compare` (add `-- quick` for fewer samples).
 
@@ -35,15 +37,14 @@ fn measure(samples: usize, mut run: impl FnMut()) -> Timing {
     for _ in 0..samples / 10 + 1 {
         run(); // warm up
     }
-    let mut times: Vec<f64> = (0..samples)
+    let times: Vec<f64> = (0..samples)
         .map(|_| {
             let start = Instant::now();
             run();
             start.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    Timing { p50: times[times.len() / 2], p99: times[(times.len() * 99 / 100).min(times.len() - 1)] }
+    percentiles(times)
 }
 
 struct Table {
@@ -79,6 +80,29 @@ fn start_join(rt: &Runtime, program: &Program, caps: Capabilities, target: Optio
     let p = builder.build();
     p.start().unwrap();
     p.join(None).unwrap();
+}
+
+/// p50 and p99 of samples in microseconds.
+fn percentiles(mut samples: Vec<f64>) -> Timing {
+    samples.sort_by(f64::total_cmp);
+    Timing { p50: samples[samples.len() / 2], p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)] }
+}
+
+/// kill→joined of `samples` spinning guests made by `spinner`, each killed
+/// once it is well into its loop.
+fn kill_latency(samples: usize, spinner: impl Fn() -> Process) -> Timing {
+    let kills = (0..samples)
+        .map(|_| {
+            let p = spinner();
+            p.start().unwrap();
+            p.join(Some(Duration::from_millis(2))).unwrap(); // a wait: it runs meanwhile
+            let start = Instant::now();
+            p.kill().unwrap();
+            p.join(None).unwrap();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    percentiles(kills)
 }
 
 fn rss_bytes() -> u64 {
@@ -197,22 +221,9 @@ fn main() {
 
     // Kill latency of a guest spinning in a tight loop.
     let spin = rt.load(wmp_test_guests::PROBE).unwrap();
-    let mut kills = Vec::new();
-    for _ in 0..(if quick { 50 } else { 200 }) {
-        let p = rt.process(&spin).capabilities(quiet()).target("spin", br#""""#.to_vec()).build();
-        p.start().unwrap();
-        p.join(Some(Duration::from_millis(2))).unwrap(); // a wait: it runs meanwhile, well into its loop
-        let start = Instant::now();
-        p.kill().unwrap();
-        p.join(None).unwrap();
-        kills.push(start.elapsed().as_secs_f64() * 1e6);
-    }
-    kills.sort_by(f64::total_cmp);
-    table.add(
-        "wmp kill→joined, spinning guest",
-        Timing { p50: kills[kills.len() / 2], p99: kills[kills.len() * 99 / 100] },
-        None,
-    );
+    let kills = if quick { 50 } else { 200 };
+    let probe_spinner = || rt.process(&spin).capabilities(quiet()).target("spin", br#""""#.to_vec()).build();
+    table.add("wmp kill→joined, spinning guest", kill_latency(kills, probe_spinner), None);
 
     // The same under load: one spinning guest among 1,000 spinning
     // siblings; and how late a guest that sleeps 10 ms at a time wakes
@@ -223,20 +234,9 @@ fn main() {
         .inspect(|p| p.start().unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(100)); // all running
-    let mut kills = Vec::new();
-    for _ in 0..(if quick { 50 } else { 200 }) {
-        let p = rt.process(&minimal_spin).build();
-        p.start().unwrap();
-        p.join(Some(Duration::from_millis(2))).unwrap();
-        let start = Instant::now();
-        p.kill().unwrap();
-        p.join(None).unwrap();
-        kills.push(start.elapsed().as_secs_f64() * 1e6);
-    }
-    kills.sort_by(f64::total_cmp);
     table.add(
         "wmp kill→joined, spinning guest among 1,000 spinning siblings",
-        Timing { p50: kills[kills.len() / 2], p99: kills[kills.len() * 99 / 100] },
+        kill_latency(kills, || rt.process(&minimal_spin).build()),
         None,
     );
     let (sleeps, (stdout, printed)) = (if quick { 5 } else { 20 }, Stdio::capture());
@@ -248,14 +248,8 @@ fn main() {
     sleeper.start().unwrap();
     sleeper.join(None).unwrap();
     let printed = printed.text();
-    let mut late: Vec<f64> =
-        printed.trim().trim_start_matches("late_us=").split(',').map(|v| v.parse().unwrap()).collect();
-    late.sort_by(f64::total_cmp);
-    table.add(
-        "wmp 10 ms sleep's lateness beside 1,000 spinning guests",
-        Timing { p50: late[late.len() / 2], p99: late[late.len() * 99 / 100] },
-        None,
-    );
+    let late = printed.trim().trim_start_matches("late_us=").split(',').map(|v| v.parse().unwrap()).collect();
+    table.add("wmp 10 ms sleep's lateness beside 1,000 spinning guests", percentiles(late), None);
     spinners.iter().for_each(|p| p.kill().unwrap());
     spinners.iter().for_each(|p| p.join(None).unwrap());
 
