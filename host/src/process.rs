@@ -58,6 +58,12 @@ pub(crate) struct ProcessObject {
     charge: Mutex<Charge>,
 }
 
+/// What a process object with a name of `name_len` bytes holding
+/// `arguments` bytes of arguments costs in its creator's ledger.
+fn object_bytes(name_len: usize, arguments: usize) -> usize {
+    OBJECT_COST + name_len + arguments
+}
+
 impl ProcessObject {
     /// What the object holds now, were its name `name_len` bytes.
     fn held_bytes(&self, name_len: usize) -> usize {
@@ -65,7 +71,7 @@ impl ProcessObject {
             State::Initial(spec) => spec.argument_bytes(),
             State::Started(_) | State::Closed => 0,
         };
-        OBJECT_COST + name_len + arguments
+        object_bytes(name_len, arguments)
     }
 
     pub(crate) fn has_ended(&self) -> bool {
@@ -184,7 +190,7 @@ impl Process {
     /// What a new object with `name` and `spec` holds, to charge before
     /// [`construct`](Self::construct).
     pub(crate) fn bytes_to_construct(name: Option<&str>, spec: &LaunchSpec) -> usize {
-        OBJECT_COST + name.map_or(0, str::len) + spec.argument_bytes()
+        object_bytes(name.map_or(0, str::len), spec.argument_bytes())
     }
 
     /// A handle to the same object as seen by `caller`.
@@ -239,8 +245,8 @@ impl Process {
         // The target and its arguments are not kept once launched (bpo-30775).
         *state = State::Started(node);
         drop(state);
-        let name_len = object.name.lock().unwrap().len();
-        object.charge.lock().unwrap().resize(OBJECT_COST + name_len).expect("shrinking a charge cannot fail");
+        let started_bytes = object.held_bytes(object.name.lock().unwrap().len());
+        object.charge.lock().unwrap().resize(started_bytes).expect("shrinking a charge cannot fail");
         self.caller.children.lock().unwrap().push(object.clone());
         Ok(())
     }
