@@ -1,14 +1,20 @@
 //! Fuzzes the process state machine through the host API: the input is a
 //! sequence of calls on three process objects running tiny core modules
-//! (one spins forever, one returns, one exits with 3). Every call must
-//! return Ok or the error documented for the state it meets, nothing may
-//! panic or hang, and no process may run once the calls are over. The model
-//! the calls are checked against is tests/state_model.rs, which the test
-//! suite's bounded walk (tests/all/state_machine.rs) shares; this file owns
-//! only the decoding of calls from the input and the guests.
+//! (one spins forever, one returns, one exits with 3), mixed with IPC calls
+//! made by one guest (the probe's `ipc_calls`) under a small host-memory
+//! budget. Every call must return Ok or the error documented for the state
+//! it meets, the guest's ledger must agree with the model to the byte after
+//! each IPC call and its budget must stop it exactly when a call passes it,
+//! nothing may panic or hang, and no process may run once the calls are
+//! over. The models are tests/state_model.rs and tests/ledger_model.rs,
+//! which the test suite's bounded walks (tests/all/state_machine.rs,
+//! tests/all/containment.rs) share; this file owns only the decoding of
+//! calls from the input and the guests.
 
 #![no_main]
 
+#[path = "../../tests/ledger_model.rs"]
+mod ledger_model;
 #[path = "../../tests/state_model.rs"]
 mod state_model;
 
@@ -19,6 +25,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use wmp_host::{Program, Runtime};
 
+use ledger_model::{Draw, IpcCall, LedgerSubject};
 use state_model::{Call, Choices, Model, Subject};
 
 const OBJECTS: usize = 3;
@@ -55,12 +62,13 @@ impl Guest {
     }
 }
 
-/// One step of an input: a call of the model, or replacing the object with
-/// a fresh one running `Guest`.
+/// One step of an input: a call of the model, replacing the object with
+/// a fresh one running `Guest`, or an IPC call by the ledger's guest.
 #[derive(Debug)]
 enum Step {
     Call(Call),
     Renew(Guest),
+    Ipc(IpcCall),
 }
 
 /// The input supplies the arguments of calls.
@@ -76,14 +84,23 @@ impl Choices for Unstructured<'_> {
     }
 }
 
+impl Draw for Unstructured<'_> {
+    type Error = arbitrary::Error;
+
+    fn below(&mut self, n: usize) -> arbitrary::Result<usize> {
+        self.int_in_range(0..=n - 1)
+    }
+}
+
 impl<'a> Arbitrary<'a> for Step {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
-        // One kind more than the model's calls: renewing.
-        let kind = u.choose_index(Call::KINDS + 1)?;
-        if kind == Call::KINDS {
-            return Ok(Step::Renew(u.arbitrary()?));
-        }
-        Ok(Step::Call(Call::nth(kind, u)?))
+        // The model's calls, renewing, then the IPC calls.
+        let kind = u.choose_index(Call::KINDS + 1 + IpcCall::KINDS)?;
+        Ok(match kind.checked_sub(Call::KINDS) {
+            None => Step::Call(Call::nth(kind, u)?),
+            Some(0) => Step::Renew(u.arbitrary()?),
+            Some(ipc) => Step::Ipc(IpcCall::nth(ipc - 1, u)?),
+        })
     }
 }
 
@@ -111,6 +128,8 @@ struct Fixture {
     spin: Program,
     return_: Program,
     exit_3: Program,
+    /// The test suite's probe guest, for its `ipc_calls` target.
+    probe: Program,
 }
 
 impl Fixture {
@@ -123,7 +142,8 @@ impl Fixture {
             let load = |name: &str, text: &str| rt.load_bytes(name, text.as_bytes()).expect(name);
             let (spin, return_, exit_3) =
                 (load("spin.wat", SPIN), load("return.wat", RETURN), load("exit3.wat", EXIT_3));
-            Fixture { rt, spin, return_, exit_3 }
+            let probe = rt.load(wmp_test_guests::PROBE).expect("the probe guest");
+            Fixture { rt, spin, return_, exit_3, probe }
         })
     }
 
@@ -142,11 +162,20 @@ fuzz_target!(|data: &[u8]| {
     let fixture = Fixture::get();
     let mut model = Model::new(&fixture.rt, BRIEF_JOIN, PATIENCE);
     let mut subjects = script.guests.map(|guest| fixture.object(guest));
+    // Started at the first IPC call, and again after its budget stops it.
+    let mut ledger: Option<LedgerSubject> = None;
     for (index, step) in &script.steps {
         let subject = &mut subjects[usize::from(*index) % OBJECTS];
         let outcome = match step {
             Step::Renew(guest) => model.stop(subject).map(|()| *subject = fixture.object(*guest)),
             Step::Call(call) => model.apply(subject, call),
+            Step::Ipc(call) => {
+                if ledger.as_ref().is_none_or(LedgerSubject::stopped) {
+                    let fresh = LedgerSubject::start(&fixture.rt, &fixture.probe);
+                    ledger = Some(fresh.unwrap_or_else(|what| panic!("{what}")));
+                }
+                ledger.as_mut().expect("started above").apply(call)
+            }
         };
         if let Err(what) = outcome {
             panic!("{step:?}: {what}");
@@ -156,6 +185,9 @@ fuzz_target!(|data: &[u8]| {
         if let Err(what) = model.stop(subject) {
             panic!("stopping after the calls: {what}");
         }
+    }
+    if let Some(Err(what)) = ledger.map(LedgerSubject::finish) {
+        panic!("ending the IPC guest: {what}");
     }
     assert_eq!(fixture.rt.live_process_count(), 0, "processes still run after the calls");
 });

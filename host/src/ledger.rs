@@ -23,10 +23,10 @@ pub const DEFAULT_MAX_HOST_MEMORY: usize = 64 << 20;
 /// What a host object a guest holds costs in the budget besides its bytes
 /// (the object itself, its table entry, its locks); so that many empty
 /// objects are bounded too.
-pub(crate) const OBJECT_COST: usize = 256;
+pub const OBJECT_COST: usize = 256;
 
 /// What each queued or piped message costs besides its bytes.
-pub(crate) const MESSAGE_COST: usize = 16;
+pub const MESSAGE_COST: usize = 16;
 
 /// The kinds of things a ledger counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

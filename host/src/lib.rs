@@ -81,7 +81,7 @@ pub mod inspect;
 
 pub use connection::{Connection, PIPE_CAPACITY};
 pub use error::{Error, ProcessError, Result};
-pub use ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, OverBudget};
+pub use ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, OBJECT_COST, OverBudget};
 pub use limits::{Limit, Limits};
 pub use listener::Listener;
 pub use process::Process;

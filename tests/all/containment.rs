@@ -4,10 +4,16 @@
 //! handles), and a stop takes effect at once however many other guests
 //! compute.
 
+#[path = "../ledger_model.rs"]
+mod ledger_model;
+
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use wmp_host::{ExitReason, Held, Limit, Limits, Process, Program, Runtime};
 
+use self::ledger_model::{Draw, IpcCall, LedgerSubject};
+use crate::state_machine::{SEEDS, Xorshift64};
 use crate::{PATIENCE, child_builder, probe, rss_bytes, runtime};
 
 const MIB: u64 = 1 << 20;
@@ -51,6 +57,48 @@ fn every_way_of_hoarding_host_memory_stops_at_the_budget() {
         assert_stopped_by(&p, Limit::HostMemory);
         assert!(growth < budget as u64 + RSS_SLACK, "hoard {how}: the host grew by {} MiB", growth / MIB);
     }
+}
+
+impl Draw for Xorshift64 {
+    type Error = Infallible;
+
+    fn below(&mut self, n: usize) -> Result<usize, Infallible> {
+        Ok(Xorshift64::below(self, n))
+    }
+}
+
+/// Calls per seed: enough to meet the budget a few times over.
+const IPC_CALLS_PER_SEED: usize = 80;
+
+/// The bounded version of the process_api fuzz target's IPC calls: seeded
+/// sequences of pipe, queue, listener and process-object calls by one
+/// guest, its ledger checked to the byte after each (tests/ledger_model.rs);
+/// a guest its budget stops is replaced by a fresh one.
+#[test]
+fn random_ipc_calls_keep_the_ledger_exact() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let mut stops = 0;
+    for seed in SEEDS {
+        let mut rng = Xorshift64(seed);
+        let mut subject = LedgerSubject::start(&rt, &program).unwrap();
+        let mut calls = Vec::new();
+        for _ in 0..IPC_CALLS_PER_SEED {
+            let kind = rng.below(IpcCall::KINDS);
+            let Ok(call) = IpcCall::nth(kind, &mut rng);
+            calls.push(call.clone());
+            if let Err(what) = subject.apply(&call) {
+                panic!("seed {seed:#x}: {what}\ncalls: {calls:#?}");
+            }
+            if subject.stopped() {
+                stops += 1;
+                subject = LedgerSubject::start(&rt, &program).unwrap();
+            }
+        }
+        subject.finish().unwrap_or_else(|what| panic!("seed {seed:#x}: {what}"));
+    }
+    assert!(stops > 0, "no walk met the budget: the walk is too short to test it");
+    assert_eq!(rt.live_process_count(), 0);
 }
 
 #[test]

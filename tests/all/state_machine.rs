@@ -20,7 +20,7 @@ use crate::{PATIENCE, child, probe, runtime};
 
 /// Each seed replays the same walk; a failure names its seed and the calls
 /// that led to it.
-const SEEDS: [u64; 8] = [
+pub(crate) const SEEDS: [u64; 8] = [
     0x9e37_79b9_7f4a_7c15,
     0xdead_beef_cafe_f00d,
     0x2545_f491_4f6c_dd1d,
@@ -47,8 +47,9 @@ fn random_call_sequences_meet_only_documented_errors() {
     }
 }
 
-/// xorshift64: a tiny deterministic generator.
-struct Xorshift64(u64);
+/// xorshift64: a tiny deterministic generator (the containment walk
+/// draws from it too).
+pub(crate) struct Xorshift64(pub(crate) u64);
 
 impl Xorshift64 {
     fn next(&mut self) -> u64 {
@@ -60,7 +61,7 @@ impl Xorshift64 {
         x
     }
 
-    fn below(&mut self, bound: usize) -> usize {
+    pub(crate) fn below(&mut self, bound: usize) -> usize {
         (self.next() % bound as u64) as usize
     }
 }

@@ -258,6 +258,7 @@ fn passed_connection() -> Connection {
     inherited_connections().pop().expect("the parent passes a connection")
 }
 
+
 /// Sends every message it receives back, until EOF; then says how many.
 fn echo(_: String) {
     let conn = passed_connection();
@@ -591,6 +592,91 @@ fn hoard(how: String) {
     }
 }
 
+/// Makes the IPC calls its parent sends over the passed connection, one
+/// per message (`pipe`, `send P N`, `recv P`, `drop-pipe P`, `queue`,
+/// `put Q N`, `get Q`, `drop-queue Q`, `listen ADDRESS`, `drop-listener L`,
+/// `object N`, `rename O N`, `drop-object O`; N is a size in bytes, the
+/// others index what it made of that kind), and answers each with one
+/// byte: `k` done, `e` nothing to receive or get. The parent reads this
+/// process's ledger between calls (tests/ledger_model.rs).
+fn ipc_calls(_: String) {
+    let control = passed_connection();
+    let mut pipes: Vec<Option<(Connection, Connection)>> = Vec::new();
+    let mut queues: Vec<Option<Queue>> = Vec::new();
+    let mut listeners: Vec<Option<Listener>> = Vec::new();
+    let mut objects: Vec<Option<Process>> = Vec::new();
+    let bytes = |n: &str| vec![7u8; n.parse().expect("a size")];
+    let index = |i: &str| i.parse::<usize>().expect("an index");
+    control.send_bytes(b"k").unwrap();
+    while let Ok(call) = control.recv_bytes() {
+        let call = String::from_utf8(call).expect("a call is text");
+        let words: Vec<&str> = call.split(' ').collect();
+        let answer: &[u8] = match words[..] {
+            ["pipe"] => {
+                pipes.push(Some(pipe(false)));
+                b"k"
+            }
+            ["send", p, n] => {
+                pipes[index(p)].as_ref().unwrap().1.send_bytes(&bytes(n)).unwrap();
+                b"k"
+            }
+            ["recv", p] => {
+                let (rx, _) = pipes[index(p)].as_ref().unwrap();
+                if rx.poll(Some(Duration::ZERO)).unwrap() {
+                    rx.recv_bytes().unwrap();
+                    b"k"
+                } else {
+                    b"e"
+                }
+            }
+            ["drop-pipe", p] => {
+                pipes[index(p)] = None;
+                b"k"
+            }
+            ["queue"] => {
+                queues.push(Some(Queue::new(0)));
+                b"k"
+            }
+            ["put", q, n] => {
+                queues[index(q)].as_ref().unwrap().put_bytes(&bytes(n), None).unwrap();
+                b"k"
+            }
+            ["get", q] => match queues[index(q)].as_ref().unwrap().get_bytes(Some(Duration::ZERO)) {
+                Ok(_) => b"k",
+                // EOF: empty, and this is the queue's only handle.
+                Err(wmp_guest::ConnectionError::Empty | wmp_guest::ConnectionError::Eof) => b"e",
+                Err(other) => panic!("get: {other}"),
+            },
+            ["drop-queue", q] => {
+                queues[index(q)] = None;
+                b"k"
+            }
+            ["listen", address] => {
+                listeners.push(Some(Listener::bind(address, None).unwrap()));
+                b"k"
+            }
+            ["drop-listener", l] => {
+                listeners[index(l)] = None;
+                b"k"
+            }
+            ["object", n] => {
+                objects.push(Some(Process::new("noop", &"a".repeat(index(n)))));
+                b"k"
+            }
+            ["rename", o, n] => {
+                objects[index(o)].as_ref().unwrap().set_name(&"n".repeat(index(n)));
+                b"k"
+            }
+            ["drop-object", o] => {
+                objects[index(o)] = None;
+                b"k"
+            }
+            _ => panic!("ipc_calls: unknown call {call:?}"),
+        };
+        control.send_bytes(answer).unwrap();
+    }
+}
+
 /// Sleeps "N MS": N times MS milliseconds, and prints how late each
 /// wake-up was, in microseconds (`late_us=a,b,...`).
 fn oversleep(args: String) {
@@ -609,6 +695,7 @@ fn oversleep(args: String) {
 wmp_guest::main!(
     main_process,
     hoard,
+    ipc_calls,
     oversleep,
     identity,
     noop,
