@@ -49,6 +49,10 @@
 //! tokio worker, from the moment the starter next waits (or at the next
 //! 10 ms epoch tick); a `join` without a timeout that comes first runs it
 //! on the joining thread, so a short start→join involves no other thread.
+//! A guest that computes a whole 10 ms slice then waits its turn, first
+//! come first served, behind the others that do; one that slept or waited
+//! needs no turn, so it runs within about a slice of being woken however
+//! many others spin.
 
 mod backend;
 mod bridge;

@@ -21,6 +21,7 @@ use crate::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::backend::native::Spawner;
+use crate::backend::wasm::turns::Turns;
 use crate::bridge::Bridges;
 use crate::connection::{Connection, PIPE_CAPACITY};
 use crate::listener::{Addresses, Listener};
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) addresses: Arc<Addresses>,
     /// Connections to other OS processes.
     pub(crate) bridges: Bridges,
+    /// Turns at the CPU for wasm guests that compute.
+    pub(crate) turns: Turns,
 }
 
 impl Shared {
@@ -283,6 +286,7 @@ impl RuntimeBuilder {
             spawner: Spawner::default(),
             addresses: Arc::default(),
             bridges: Bridges::default(),
+            turns: Turns::new(tokio.metrics().num_workers()),
         });
         // The main process is the host process: its pid is the OS pid. A
         // process a wmp runtime started natively is who the handoff says,

@@ -10,6 +10,7 @@
 //! ([`held_run`]).
 
 mod held_run;
+pub(crate) mod turns;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +33,7 @@ use crate::spec::{Capabilities, LaunchSpec, Target};
 use crate::status::{ExitReason, Signal};
 use crate::stdio::{Stdio, Stream};
 use held_run::HeldRun;
+use turns::Place;
 
 /// What every guest store carries besides its WASI context: the process
 /// it is, what its children inherit, and the guard of its memory limits.
@@ -43,6 +45,8 @@ pub(crate) struct GuestCtx {
     limiter: MemoryGuard,
     /// The arguments it was started with, charged to it while it runs.
     _arguments: Charge,
+    /// Its place in the line for turns at the CPU.
+    place: Arc<Place>,
 }
 
 impl GuestCtx {
@@ -207,10 +211,11 @@ pub(crate) fn launch(
         return Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
     }
     let report_to = TrapReport { stderr: spec.caps.stderr.clone(), program: program.name().to_owned() };
-    let run = prepare(shared, &node, program, spec)
+    let place = shared.turns.place();
+    let run = prepare(shared, &node, program, spec, place.clone())
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     shared.registry.add_live(&node);
-    let held = HeldRun::new(run);
+    let held = HeldRun::new(run, place);
     let (stopper, stopped) = (shared.clone(), held.clone());
     node.on_stop(Box::new(move |node| end_at_once(&stopper, &stopped, node)));
     let parent = node.parent_pid;
@@ -254,7 +259,13 @@ fn publish_end(shared: &Shared, node: &Node, reason: ExitReason) {
     node.exit.publish(reason);
 }
 
-fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: LaunchSpec) -> Result<GuestRun, String> {
+fn prepare(
+    shared: &Arc<Shared>,
+    node: &Arc<Node>,
+    program: &Program,
+    spec: LaunchSpec,
+    place: Arc<Place>,
+) -> Result<GuestRun, String> {
     if node.limits.fuel.is_some() && !shared.fuel_metering {
         return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
     }
@@ -267,6 +278,7 @@ fn prepare(shared: &Arc<Shared>, node: &Arc<Node>, program: &Program, spec: Laun
         caps: spec.caps,
         limiter: MemoryGuard::new(node.clone()),
         _arguments: arguments,
+        place,
     };
     match program.code() {
         Code::Component(pre) => {
@@ -312,9 +324,14 @@ fn new_store<T: HasGuest>(shared: &Shared, state: T) -> Result<Store<T>, String>
         if ctx.data().guest().node.stop_requested().is_some() {
             return Err(Trap::Interrupt.into());
         }
-        // Yield through tokio so that timers of other guests keep running
-        // while this one computes (a plain Yield starves them).
-        Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        // A guest that computed its whole slice waits for its next turn
+        // (see turns.rs); a plain Yield would starve the timers of other
+        // guests. One that waited for something since its last tick goes on.
+        let place = &ctx.data().guest().place;
+        if !place.slice_used_up() {
+            return Ok(UpdateDeadline::Continue(1));
+        }
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(place.clone().next_turn())))
     });
     Ok(store)
 }
