@@ -8,6 +8,10 @@
 //!
 //! Messages sent here are on their way once `send` returns, so a native
 //! process flushes its bridges before it exits ([`Bridges::flush`]).
+//!
+//! What a bridge reads from a native child is charged to that child
+//! ([`Payer`]) before it is read, so a forged length cannot make the host
+//! allocate past the child's host-memory budget.
 
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
@@ -18,6 +22,33 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use crate::connection::Connection;
+use crate::ledger::{Charge, Charged, Held, MESSAGE_COST, OverBudget};
+use crate::limits::Limit;
+use crate::registry::Node;
+use crate::status::ExitReason;
+
+/// Who pays for what a bridge reads from the other OS process until it is
+/// delivered: nobody when that is this process's parent (trusted, as the
+/// embedding host is), the native child otherwise.
+#[derive(Clone)]
+pub(crate) enum Payer {
+    Parent,
+    /// A message past its budget stops it with `Limit::HostMemory`.
+    Child(Arc<Node>),
+}
+
+impl Payer {
+    /// Charges one `what` of `bytes`.
+    pub(crate) fn charge(&self, what: Held, bytes: usize) -> Result<Charge, OverBudget> {
+        match self {
+            Payer::Parent => Ok(Charge::none()),
+            Payer::Child(node) => node.ledger.charge(what, bytes).inspect_err(|over| {
+                tracing::debug!(pid = node.pid, %over, "a native child sent past its budget");
+                node.stop(ExitReason::Limit(Limit::HostMemory));
+            }),
+        }
+    }
+}
 
 /// Most bytes taken from the connection per socket write.
 const CHUNK: usize = 1 << 20;
@@ -38,12 +69,14 @@ struct Outgoing {
 
 impl Bridges {
     /// Pumps messages between `connection` and `socket` until the socket
-    /// ends; then the connection is closed.
+    /// ends; then the connection is closed. What comes in is charged to
+    /// `payer` until it is received.
     pub(crate) fn bridge(
         &self,
         handle: &tokio::runtime::Handle,
         connection: Connection,
         socket: std::os::unix::net::UnixStream,
+        payer: Payer,
     ) -> io::Result<()> {
         socket.set_nonblocking(true)?;
         let socket = {
@@ -59,7 +92,7 @@ impl Bridges {
         drop(list);
         let outgoing = handle.spawn(outgoing(connection.clone(), to_socket, done_tx));
         handle.spawn(async move {
-            incoming(&connection, from_socket).await;
+            incoming(&connection, from_socket, &payer).await;
             // The other side is gone: nothing more comes, nothing more
             // can be delivered.
             connection.close();
@@ -110,13 +143,13 @@ async fn outgoing(connection: Arc<Connection>, mut socket: OwnedWriteHalf, done:
     }
 }
 
-/// Socket → connection, until the socket ends. Messages for a reader that
-/// is gone are dropped.
-async fn incoming(connection: &Connection, mut socket: OwnedReadHalf) {
+/// Socket → connection, until the socket ends or a message does not fit
+/// the payer's budget. Messages for a reader that is gone are dropped.
+async fn incoming(connection: &Connection, mut socket: OwnedReadHalf, payer: &Payer) {
     loop {
-        match read_frame(&mut socket).await {
+        match read_frame(&mut socket, payer, Held::PipeMessages).await {
             Ok(Some(message)) => {
-                let _ = connection.send_bytes_async(message).await;
+                let _ = connection.send_charged_async(vec![message]).await;
             }
             Ok(None) => connection.stop_writing(),
             Err(_) => return,
@@ -130,9 +163,14 @@ pub(crate) fn put_frame(frames: &mut Vec<u8>, message: &[u8]) {
     frames.extend_from_slice(message);
 }
 
-/// Reads one frame: its message, or None for the "no more" marker; an
-/// error once the socket has ended.
-pub(crate) async fn read_frame(socket: &mut OwnedReadHalf) -> io::Result<Option<Vec<u8>>> {
+/// Reads one frame: its message, charged to `payer` as one `what` before
+/// any of it is read, or None for the "no more" marker; an error once the
+/// socket has ended, or if the message does not fit the payer's budget.
+pub(crate) async fn read_frame(
+    socket: &mut OwnedReadHalf,
+    payer: &Payer,
+    what: Held,
+) -> io::Result<Option<Charged<Vec<u8>>>> {
     let mut len = [0u8; 8];
     socket.read_exact(&mut len).await?;
     let len = u64::from_le_bytes(len);
@@ -140,7 +178,8 @@ pub(crate) async fn read_frame(socket: &mut OwnedReadHalf) -> io::Result<Option<
         return Ok(None);
     }
     let len = usize::try_from(len).map_err(io::Error::other)?;
+    let charge = payer.charge(what, len.saturating_add(MESSAGE_COST)).map_err(io::Error::other)?;
     let mut message = vec![0u8; len];
     socket.read_exact(&mut message).await?;
-    Ok(Some(message))
+    Ok(Some(Charged::new(message, charge)))
 }

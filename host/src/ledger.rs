@@ -230,6 +230,11 @@ impl<T> Charged<T> {
     pub(crate) fn into_value(self) -> T {
         self.value
     }
+
+    /// Another value under the same charge.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Charged<U> {
+        Charged { value: f(self.value), _charge: self._charge }
+    }
 }
 
 impl Drop for Charge {

@@ -6,7 +6,8 @@
 //! answer one frame holding a status byte and the message or size. The
 //! server's handle closes when the socket ends (the child closed it or
 //! died), so the queue counts the child's handle exactly while it lives.
-//! One process's requests go one at a time.
+//! One process's requests go one at a time. A message the child puts is
+//! charged to it until a consumer takes it, as a guest's is.
 
 use std::io;
 use std::time::Duration;
@@ -16,7 +17,8 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use wmp_core::ConnectionError;
 
-use crate::bridge::{put_frame, read_frame};
+use crate::bridge::{Payer, put_frame, read_frame};
+use crate::ledger::{Charged, Held};
 use crate::queue::Queue;
 
 const PUT: u8 = 0;
@@ -44,13 +46,19 @@ fn tokio_socket(handle: &tokio::runtime::Handle, socket: std::os::unix::net::Uni
     UnixStream::from_std(socket)
 }
 
-/// Serves `queue` to the process at the other end of `socket`.
-pub(crate) fn serve(handle: &tokio::runtime::Handle, queue: Queue, socket: std::os::unix::net::UnixStream) -> io::Result<()> {
+/// Serves `queue` to the process at the other end of `socket`, which pays
+/// for its requests (the messages it puts) as `payer`.
+pub(crate) fn serve(
+    handle: &tokio::runtime::Handle,
+    queue: Queue,
+    socket: std::os::unix::net::UnixStream,
+    payer: Payer,
+) -> io::Result<()> {
     let (mut requests, mut answers) = tokio_socket(handle, socket)?.into_split();
     handle.spawn(async move {
-        while let Ok(Some(request)) = read_frame(&mut requests).await {
+        while let Ok(Some(request)) = read_frame(&mut requests, &payer, Held::QueueMessages).await {
             let answer = tokio::select! {
-                answer = run(&queue, &request) => answer,
+                answer = run(&queue, request) => answer,
                 // The client sends nothing while it waits: anything read
                 // here is its end (a message taken now would be lost).
                 _ = requests.read_u8() => return,
@@ -65,13 +73,15 @@ pub(crate) fn serve(handle: &tokio::runtime::Handle, queue: Queue, socket: std::
     Ok(())
 }
 
-/// Runs one request and makes its answer.
-async fn run(queue: &Queue, request: &[u8]) -> Vec<u8> {
-    let Some((&op, rest)) = request.split_first() else { return vec![CLOSED] };
+/// Runs one request (charged as the message it puts, if any) and makes
+/// its answer.
+async fn run(queue: &Queue, request: Charged<Vec<u8>>) -> Vec<u8> {
+    let Some((&op, rest)) = request.value.split_first() else { return vec![CLOSED] };
     let Some((timeout, message)) = rest.split_first_chunk::<8>() else { return vec![CLOSED] };
     let timeout = decode_timeout(u64::from_le_bytes(*timeout));
+    let message = message.to_vec();
     let result = match op {
-        PUT => queue.put_bytes_async(message.to_vec(), timeout).await.map(|()| Vec::new()),
+        PUT => queue.put_charged_async(request.map(|_| message), timeout).await.map(|()| Vec::new()),
         GET => queue.get_bytes_async(timeout).await,
         QSIZE => Ok((queue.qsize_async().await as u64).to_le_bytes().to_vec()),
         _ => Err(ConnectionError::Closed),
@@ -103,8 +113,8 @@ impl RemoteQueue {
         // The server (its process, or its queue) is gone: nothing can come.
         let gone = |_| ConnectionError::Eof;
         requests.write_all(&frame).await.map_err(gone)?;
-        let answer = read_frame(answers).await.map_err(gone)?.ok_or(ConnectionError::Eof)?;
-        match answer.split_first() {
+        let answer = read_frame(answers, &Payer::Parent, Held::QueueMessages).await.map_err(gone)?;
+        match answer.ok_or(ConnectionError::Eof)?.into_value().split_first() {
             Some((&OK, payload)) => Ok(payload.to_vec()),
             Some((&EMPTY, _)) => Err(ConnectionError::Empty),
             Some((&FULL, _)) => Err(ConnectionError::Full),

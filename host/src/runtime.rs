@@ -605,7 +605,7 @@ impl Runtime {
     /// ([`Handoff::take_connections`]).
     pub fn connection_over(&self, socket: std::os::unix::net::UnixStream) -> std::io::Result<Connection> {
         let (mine, theirs) = self.pipe(true);
-        self.shared.bridges.bridge(&self.shared.handle, theirs, socket)?;
+        self.shared.bridges.bridge(&self.shared.handle, theirs, socket, crate::bridge::Payer::Parent)?;
         Ok(mine)
     }
 

@@ -10,11 +10,13 @@ mod ledger_model;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use wmp_host::{ExitReason, Held, Limit, Limits, Process, Program, Runtime};
+use wmp_host::{
+    Capabilities, ConnectionError, ExitReason, Held, Limit, Limits, NativeProgram, Process, Program, Runtime, Stdio,
+};
 
 use self::ledger_model::{Draw, IpcCall, LedgerSubject};
 use crate::state_machine::{SEEDS, Xorshift64};
-use crate::{PATIENCE, child_builder, probe, rss_bytes, run_child, runtime};
+use crate::{Backend, Fixture, PATIENCE, child_builder, probe, rss_bytes, run_child, runtime};
 
 const MIB: u64 = 1 << 20;
 
@@ -215,4 +217,69 @@ fn a_thousand_spinning_guests_neither_delay_a_kill_nor_starve_a_sleeper() {
     let mut late: Vec<u64> = out.value("late_us").split(',').map(|us| us.parse().unwrap()).collect();
     late.sort_unstable();
     assert!(late[2] < 150_000, "the sleeper woke late by {late:?} µs");
+}
+
+/// A native child that writes a frame header promising 2^63 bytes on every
+/// socket it inherited (its connection to the host), then waits. In
+/// Python: dash cannot redirect to an fd above 9.
+const FORGED_FRAME: &str = r#"import os, stat, time
+for name in os.listdir("/proc/self/fd"):
+    fd = int(name)
+    try:
+        if fd > 2 and stat.S_ISSOCK(os.fstat(fd).st_mode):
+            os.write(fd, (2**63 - 2).to_bytes(8, "little"))
+    except OSError:
+        pass
+time.sleep(30)"#;
+
+#[test]
+fn a_native_child_cannot_make_the_host_allocate_past_its_budget() {
+    let rt = runtime();
+    let (stderr_stdio, stderr) = Stdio::capture();
+    // Taken for a wmp guest (a program the embedder vouches for): only a
+    // guest is given connections.
+    let p = rt
+        .native_process(&NativeProgram::new("/bin/sh").wmp_guest(true))
+        .capabilities(Capabilities::new().args(["sh", "-c", "exec python3 -c \"$0\"", FORGED_FRAME]).stderr(stderr_stdio))
+        .build();
+    let (mine, theirs) = rt.pipe(true);
+    p.pass_connection(theirs).unwrap();
+    p.start().unwrap();
+    // The bridge charges the child before it reads: the child is stopped,
+    // and this end sees the connection's end instead of a host that hangs
+    // or aborts allocating.
+    assert!(mine.poll(Some(PATIENCE)).unwrap(), "the connection neither ended nor delivered");
+    assert_eq!(mine.recv_bytes(), Err(ConnectionError::Eof));
+    p.join(Some(PATIENCE)).unwrap();
+    assert!(stderr.text().is_empty(), "{}", stderr.text());
+    assert_stopped_by(&p, Limit::HostMemory);
+}
+
+crate::for_both_backends!(hoarding_in_what_the_parent_passed_stops_at_the_budget);
+
+/// A child that puts into a queue, or sends into a pipe, that its parent
+/// passed and nobody reads is charged for what waits there: a wasm guest
+/// by its ledger, a native one by the bridge in its parent's runtime.
+fn hoarding_in_what_the_parent_passed_stops_at_the_budget(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let budget = Limits { max_host_memory: Some(4 * MIB as usize), ..Limits::new() };
+    let queue = fixture.rt.queue(0);
+    let (builder, out) = fixture.probe_builder("hoard", "passed_queue");
+    let p = builder.limits(budget.clone()).build();
+    p.pass_queue(&queue).unwrap();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_stopped_by(&p, Limit::HostMemory);
+    assert!(queue.qsize() <= 4, "{} MiB messages wait in the queue; {}", queue.qsize(), out.stderr());
+    // The pipe holds 4 MiB: under a 2 MiB budget the second message is
+    // past it.
+    let (mine, theirs) = fixture.rt.pipe(true);
+    let (builder, out) = fixture.probe_builder("hoard", "passed_pipe");
+    let p = builder.limits(Limits { max_host_memory: Some(2 * MIB as usize), ..budget }).build();
+    p.pass_connection(theirs).unwrap();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_stopped_by(&p, Limit::HostMemory);
+    assert!(mine.poll(Some(Duration::ZERO)).unwrap(), "{}", out.stderr());
+    drop(mine);
 }

@@ -35,6 +35,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use wmp_core::ProcessError;
 
+use crate::bridge::Payer;
 use crate::handoff::{HANDOFF_FD_VAR, Handoff};
 use crate::inherit::Handles;
 use crate::limits::{Limit, Limits};
@@ -100,15 +101,6 @@ pub(crate) fn launch(
     let (command, forwarders) = command(native, executable, env, &spec, handoff.as_ref(), &inherited_fds, &limits);
     let child = shared.spawner.spawn(command).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
-    let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
-    // A bridge or server that cannot start drops its connection or queue
-    // handle: the other side sees EOF, as if the child had closed it.
-    for (connection, socket) in connections.into_iter().zip(ours.by_ref()) {
-        let _ = shared.bridges.bridge(&shared.handle, connection, socket);
-    }
-    for (queue, socket) in queues.into_iter().zip(ours) {
-        let _ = crate::queue_bridge::serve(&shared.handle, queue, socket);
-    }
     let Spawned { pid, stdout, stderr } = child;
     let pipes = [stdout, stderr];
     let reaper = Reaper { pid: Some(pid), leads_group: !spec.caps.inherit_stdin };
@@ -123,6 +115,17 @@ pub(crate) fn launch(
         forwarders.collect::<io::Result<Vec<_>>>().map_err(|e| failed(format!("cannot forward its output: {e}")))?;
     let node = Node::new(&shared.engine, Some(parent), pid, who);
     node.exit.set_pidfd(pidfd);
+    let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
+    // A bridge or server that cannot start drops its connection or queue
+    // handle: the other side sees EOF, as if the child had closed it. What
+    // the child sends or puts is charged to it.
+    let payer = Payer::Child(node.clone());
+    for (connection, socket) in connections.into_iter().zip(ours.by_ref()) {
+        let _ = shared.bridges.bridge(&shared.handle, connection, socket, payer.clone());
+    }
+    for (queue, socket) in queues.into_iter().zip(ours) {
+        let _ = crate::queue_bridge::serve(&shared.handle, queue, socket, payer.clone());
+    }
     shared.registry.add_live(&node);
     shared.handle.spawn(supervise(shared.clone(), node.clone(), reaper, exited, forwarders));
     Ok(node)

@@ -258,6 +258,9 @@ fn passed_connection() -> Connection {
     inherited_connections().pop().expect("the parent passes a connection")
 }
 
+fn passed_queue_of_parent() -> Queue {
+    inherited_queues().pop().expect("the parent passes a queue")
+}
 
 /// Sends every message it receives back, until EOF; then says how many.
 fn echo(_: String) {
@@ -354,7 +357,7 @@ fn queue_to_child(args: String) {
 
 /// Takes N messages from the passed queue.
 fn queue_drain(n: String) {
-    let queue = inherited_queues().pop().expect("the parent passes a queue");
+    let queue = passed_queue_of_parent();
     for _ in 0..n.parse::<usize>().expect("a count") {
         queue.get_bytes(None).unwrap();
     }
@@ -446,7 +449,7 @@ fn queue_map(n: String) {
 }
 
 fn square(i: String) {
-    let results = inherited_queues().pop().expect("the parent passes a queue");
+    let results = passed_queue_of_parent();
     let i: u64 = i.parse().expect("a number");
     results.put(&(i, i * i), None).unwrap();
 }
@@ -456,7 +459,7 @@ fn square(i: String) {
 /// emptied the queue, waits for the parent's message, then finds EOF once
 /// the parent has closed its handle.
 fn queue_peer(_: String) {
-    let queue = inherited_queues().pop().expect("the parent passes a queue");
+    let queue = passed_queue_of_parent();
     println!("first_put={:?}", queue.put("first", None).map_err(|e| e.to_string()));
     println!("second_put={:?}", queue.put("second", Some(Duration::from_millis(20))).map_err(|e| e.to_string()));
     println!("waited_put={:?}", queue.put("second", None).map_err(|e| e.to_string()));
@@ -563,6 +566,7 @@ fn hoard(how: String) {
     const MIB: usize = 1 << 20;
     let mut kept: Vec<Box<dyn std::any::Any>> = Vec::new();
     let queue = Queue::new(0);
+    let (mut passed_queue, mut passed_pipe) = (None, None);
     for i in 0u64.. {
         if i % 16 == 0 {
             println!("held={i}");
@@ -587,7 +591,10 @@ fn hoard(how: String) {
             // One name at a time, one MiB longer each time.
             "own_name" => current_process().set_name(&"n".repeat(i as usize * MIB)),
             "handles" => kept.push(Box::new(Queue::new(0))),
-            other => panic!("hoard queue|pipe|listener|objects|names|own_name|handles, not {other:?}"),
+            // Into what the parent passed, which nobody reads.
+            "passed_queue" => passed_queue.get_or_insert_with(passed_queue_of_parent).put_bytes(&vec![7u8; MIB], None).unwrap(),
+            "passed_pipe" => passed_pipe.get_or_insert_with(passed_connection).send_bytes(&vec![7u8; MIB]).unwrap(),
+            other => panic!("hoard queue|pipe|listener|objects|names|own_name|handles|passed_queue|passed_pipe, not {other:?}"),
         }
     }
 }
