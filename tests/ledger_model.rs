@@ -323,12 +323,14 @@ impl<'rt> LedgerSubject<'rt> {
 
     /// What `call` does to the guest's holdings once it is done.
     fn commit(&mut self, call: &IpcCall) {
-        if let IpcCall::Listen { bytes } = *call {
-            let address = self.address(bytes);
-            self.holdings.listeners.push(Some(address.len()));
-            self.listens += 1;
-            return;
-        }
+        let address_len = match *call {
+            IpcCall::Listen { bytes } => {
+                let address = self.address(bytes);
+                self.listens += 1;
+                Some(address.len())
+            }
+            _ => None,
+        };
         let holdings = &mut self.holdings;
         match *call {
             IpcCall::Pipe => holdings.pipes.push(Some(VecDeque::new())),
@@ -339,9 +341,11 @@ impl<'rt> LedgerSubject<'rt> {
             IpcCall::Put { queue, bytes } => live_mut(&mut holdings.queues, queue).push_back(bytes),
             IpcCall::Get { queue } => drop(live_mut(&mut holdings.queues, queue).pop_front()),
             IpcCall::DropQueue { queue } => drop_live(&mut holdings.queues, queue),
-            IpcCall::Listen { .. } => unreachable!("committed above"),
+            IpcCall::Listen { .. } => holdings.listeners.push(address_len),
             IpcCall::DropListener { listener } => drop_live(&mut holdings.listeners, listener),
-            IpcCall::Object { bytes } => holdings.objects.push(Some(Object { bytes: object_bytes(bytes, 0), name_len: 0 })),
+            IpcCall::Object { bytes } => {
+                holdings.objects.push(Some(Object { bytes: object_bytes(bytes, 0), name_len: 0 }));
+            }
             IpcCall::Rename { object, bytes } => {
                 let object = live_mut(&mut holdings.objects, object);
                 object.bytes = object.bytes - object.name_len + bytes;

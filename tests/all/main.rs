@@ -51,6 +51,26 @@ extern "C" fn run_as_native_probe() {
     if std::env::var_os(NATIVE_PROBE_VAR).is_some() {
         native_probe::main(); // exits: it never returns to the harness
     }
+    if let Some(program) = std::env::var_os(NATIVE_HOST_VAR) {
+        host_a_native_child(program.into());
+    }
+}
+
+/// Set in the environment of a copy of this binary that is to be a host
+/// of the native program it names, instead of running the tests.
+pub const NATIVE_HOST_VAR: &str = "WMP_TEST_NATIVE_HOST";
+
+/// Starts `program` as a native child with the library's defaults (in a
+/// process group of its own, its output this process's), waits for it and
+/// exits; warnings go to stderr.
+fn host_a_native_child(program: PathBuf) -> ! {
+    // Its warnings on its stderr, as `wmp run` shows them.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let rt = Runtime::new().expect("runtime");
+    let p = rt.native_process(&NativeProgram::new(program)).build();
+    p.start().expect("starting the native child");
+    p.join(None).expect("joining it");
+    std::process::exit(0)
 }
 
 /// Long enough that a correct process always ends within it; only a hang

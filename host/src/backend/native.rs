@@ -12,7 +12,8 @@
 //! started (see [`spawn`]) by one long-lived spawner thread with
 //! `PR_SET_PDEATHSIG`, so they die with the runtime even if the host
 //! process is killed; and inside a cgroup that a supervisor kills when
-//! the host ends (see [`supervisor`]), so what they start dies too.
+//! the host ends, or without one in process groups it kills (see
+//! [`supervisor`]), so what they start dies too.
 //!
 //! Only a wmp guest is handed its identity and the authkey (see
 //! [`guest_marker`]).
@@ -103,7 +104,7 @@ pub(crate) fn launch(
     drop(handoff);
     let Spawned { pid, stdout, stderr } = child;
     let pipes = [stdout, stderr];
-    let reaper = Reaper { pid: Some(pid), leads_group: !spec.caps.inherit_stdin };
+    let reaper = Reaper::new(pid, !spec.caps.inherit_stdin);
     let pidfd = Arc::new(pidfd_open(pid).map_err(|e| failed(format!("pidfd_open: {e}")))?);
     let _runtime = shared.handle.enter();
     // SAFETY: the Arc keeps the pidfd open, unchanged, for as long as the
@@ -190,7 +191,7 @@ fn command(
         // A child reading the host's terminal must stay in its process
         // group (or reading would stop it); any other leads a group of its own.
         own_group: !caps.inherit_stdin,
-        cgroup_procs: supervisor::containment().map(supervisor::Containment::procs_fd),
+        cgroup_procs: supervisor::containment().and_then(supervisor::Containment::procs_fd),
         max_memory: limits.max_memory,
     };
     (spawn, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())
@@ -216,6 +217,23 @@ struct Reaper {
 }
 
 impl Reaper {
+    /// The reaper of `pid`; the group it leads, if it does, is one the
+    /// containment kills when the host ends.
+    fn new(pid: u32, leads_group: bool) -> Reaper {
+        if let Some(containment) = supervisor::containment().filter(|_| leads_group) {
+            containment.track_group(pid);
+        }
+        Reaper { pid: Some(pid), leads_group }
+    }
+
+    /// The child is reaped: its group is left to the containment only
+    /// while something is still in it.
+    fn reaped(&self, pid: u32) {
+        if let Some(containment) = supervisor::containment().filter(|_| self.leads_group) {
+            containment.forget_group_if_empty(pid);
+        }
+    }
+
     fn send(&self, signal: libc::c_int) {
         if let Some(pid) = self.pid {
             let pid = pid as libc::pid_t;
@@ -234,7 +252,10 @@ impl Reaper {
 
     /// Reaps the child, which has exited (its pidfd is readable).
     fn reap(&mut self) -> io::Result<ExitStatus> {
-        spawn::reap(self.pid.take().expect("reaped once")).map(ExitStatus::from_raw)
+        let pid = self.pid.take().expect("reaped once");
+        let status = spawn::reap(pid).map(ExitStatus::from_raw);
+        self.reaped(pid);
+        status
     }
 }
 
@@ -243,6 +264,7 @@ impl Drop for Reaper {
         self.send(libc::SIGKILL);
         if let Some(pid) = self.pid.take() {
             let _ = spawn::reap(pid);
+            self.reaped(pid);
         }
     }
 }

@@ -12,17 +12,24 @@
 //!
 //! Where no cgroup v2 hierarchy lets the host make a cgroup under its own
 //! and move processes into it (no `cgroup2` mount, or no right to write
-//! there), there is no supervisor, and a warning says so once: a native
-//! child still dies with its host (its parent-death signal, see
-//! `spawn.rs`) and takes its process group along when stopped, but a
-//! process it started may outlive the host.
+//! there), a warning says so once, and the supervisor kills process groups
+//! instead: the host tells it (over the lifeline, a socket) each group it
+//! makes for a native child, and forgets one once it is empty; when the
+//! lifeline ends, the supervisor sends SIGKILL to every group it knows.
+//! What a native child starts is in its group unless it leaves it (a new
+//! session or group, as a daemon or an interactive shell makes), so only
+//! such a process may outlive a killed host there. (A group whose leader
+//! was reaped while its members lived is forgotten only when the host
+//! sees it empty; a pid the kernel reuses after that could in principle
+//! name an unrelated group.)
 //!
 //! The supervisor is a fork of the host that makes system calls only: it
-//! keeps five fds (and closes every other), blocks every signal it may
+//! keeps its few fds (and closes every other), blocks every signal it may
 //! block, and leaves the host's session, so a signal to the host's group
-//! (a terminal's ^C) ends the host and so, through the pipe, the children.
-//! Being a fork, it shares the host's memory pages as they were at the
-//! first native start, copy-on-write, for as long as the host lives.
+//! (a terminal's ^C) ends the host and so, through the lifeline, the
+//! children. Being a fork, it shares the host's memory pages as they were
+//! at the first native start, copy-on-write, for as long as the host
+//! lives.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -31,38 +38,84 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// The host's containment cgroup, while its supervisor runs.
+/// The host's containment, while its supervisor runs.
 pub(crate) struct Containment {
-    /// The cgroup's `cgroup.procs`: a child that writes `0` to it joins.
-    procs: OwnedFd,
-    /// The pipe's writing end: never written, closed only when the host
-    /// ends (or execs: it is close-on-exec).
-    _lifeline: OwnedFd,
+    /// The cgroup's `cgroup.procs` (a child that writes `0` to it joins);
+    /// None where the supervisor kills process groups instead.
+    procs: Option<OwnedFd>,
+    /// The host's end of the lifeline, closed only when the host ends (or
+    /// execs: it is close-on-exec). Written only to tell the supervisor of
+    /// process groups: a group's pid (4 bytes, native-endian) when the
+    /// host makes it, negated when the host finds it empty.
+    lifeline: OwnedFd,
 }
 
 impl Containment {
-    /// The `cgroup.procs` a native child writes `0` to before its exec.
-    pub(crate) fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// The `cgroup.procs` a native child writes `0` to before its exec;
+    /// None without a cgroup.
+    pub(crate) fn procs_fd(&self) -> Option<RawFd> {
+        self.procs.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// A native child now leads process group `pgid`, which the supervisor
+    /// kills when the host ends (without a cgroup; with one, the cgroup
+    /// holds it already).
+    pub(crate) fn track_group(&self, pgid: u32) {
+        self.tell(pgid as libc::pid_t);
+    }
+
+    /// The group `pgid` led by a native child the host has reaped: if no
+    /// process is left in it, the supervisor forgets it.
+    pub(crate) fn forget_group_if_empty(&self, pgid: u32) {
+        // SAFETY: signal 0 only asks whether the group has a process.
+        let asked = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
+        if asked < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            self.tell(-(pgid as libc::pid_t));
+        }
+    }
+
+    fn tell(&self, record: libc::pid_t) {
+        if self.procs.is_some() {
+            return;
+        }
+        let bytes = record.to_ne_bytes();
+        // SAFETY: a send of 4 bytes from a live buffer on a socket we own;
+        // MSG_NOSIGNAL: a supervisor that is gone is no SIGPIPE.
+        let sent = unsafe { libc::send(self.lifeline.as_raw_fd(), bytes.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
+        if sent != 4 {
+            tracing::warn!("cannot tell the supervisor of process group {record}: {}", io::Error::last_os_error());
+        }
     }
 }
 
 /// The host's containment, set up when first asked for; None where the
-/// host cannot have one.
+/// host cannot have one (not even a supervisor of process groups).
 pub(crate) fn containment() -> Option<&'static Containment> {
     static CONTAINMENT: OnceLock<Option<Containment>> = OnceLock::new();
     CONTAINMENT
-        .get_or_init(|| match contain() {
-            Ok(containment) => {
-                tracing::debug!("native descendants are contained in a cgroup");
-                Some(containment)
-            }
-            Err(why) => {
-                tracing::warn!(
-                    "native children cannot be contained in a cgroup ({why}): \
-                     a process they start may outlive a killed host"
-                );
-                None
+        .get_or_init(|| {
+            let why = match contain() {
+                Ok(containment) => {
+                    tracing::debug!("native descendants are contained in a cgroup");
+                    return Some(containment);
+                }
+                Err(why) => why,
+            };
+            match start_group_supervisor() {
+                Ok(containment) => {
+                    tracing::warn!(
+                        "native children cannot be contained in a cgroup ({why}): a supervisor kills their \
+                         process groups when the host ends, so a process that leaves its group may outlive a killed host"
+                    );
+                    Some(containment)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "native children cannot be contained in a cgroup ({why}), nor by a supervisor ({e}): \
+                         a process they start may outlive a killed host"
+                    );
+                    None
+                }
             }
         })
         .as_ref()
@@ -139,13 +192,19 @@ fn contain() -> Result<Containment, NoContainment> {
     }
 }
 
-/// What the supervisor keeps, at these fd numbers.
+/// What the supervisor of a cgroup keeps, at these fd numbers (the
+/// supervisor of process groups keeps the lifeline only).
 const LIFELINE: RawFd = 0;
 const READY: RawFd = 1;
 const JOIN: RawFd = 2;
 const LEAVE: RawFd = 3;
 const KILL: RawFd = 4;
+/// Most fds a supervisor keeps.
 const KEPT: usize = 5;
+
+/// Most process groups the supervisor of process groups keeps; a group
+/// made past them is not killed with the host.
+const MAX_GROUPS: usize = 1 << 16;
 
 /// Forks the supervisor of `cgroup` (made under `own`); None if it could
 /// not join the cgroup (so neither could a child).
@@ -154,25 +213,14 @@ fn start_supervisor(own: &Path, cgroup: &Path) -> io::Result<Option<Containment>
     let procs = open_write(cgroup.join("cgroup.procs"))?;
     let leave = open_write(own.join("cgroup.procs"))?;
     let kill = open_write(cgroup.join("cgroup.kill"))?;
-    let (lifeline_end, lifeline) = pipe()?;
+    let (lifeline_end, lifeline) = lifeline()?;
     let (ready_end, ready_write) = pipe()?;
     let dir = CString::new(cgroup.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // Above the numbers the supervisor moves them to, so that no dup2
-    // there overwrites one it still has to move.
-    let kept = [&lifeline_end, &ready_write, &procs, &leave, &kill].map(above_kept).into_iter();
-    let kept: [OwnedFd; KEPT] = kept.collect::<io::Result<Vec<_>>>()?.try_into().expect("five fds");
-    let fds = kept.each_ref().map(AsRawFd::as_raw_fd);
-    // SAFETY: the child of the fork makes system calls only (see
-    // `supervise`), on data prepared before it.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the fork's child: `fds` are open, `dir` is a C string.
-        unsafe { supervise(fds, &dir) }
-    }
-    drop((kept, lifeline_end, ready_write));
+    // SAFETY: `supervise_cgroup` makes system calls only, on `dir`.
+    let pid = fork_supervisor([&lifeline_end, &ready_write, &procs, &leave, &kill], || unsafe {
+        supervise_cgroup(&dir)
+    })?;
+    drop((lifeline_end, ready_write));
     let mut joined = [0u8];
     let ready = std::fs::File::from(ready_end);
     let joined = std::io::Read::read(&mut &ready, &mut joined).is_ok_and(|n| n == 1) && joined[0] == 1;
@@ -180,7 +228,64 @@ fn start_supervisor(own: &Path, cgroup: &Path) -> io::Result<Option<Containment>
         let _ = super::spawn::reap(pid as u32);
         return Ok(None);
     }
-    Ok(Some(Containment { procs, _lifeline: lifeline }))
+    Ok(Some(Containment { procs: Some(procs), lifeline }))
+}
+
+/// Forks the supervisor of process groups, for a host without a cgroup.
+fn start_group_supervisor() -> io::Result<Containment> {
+    let (lifeline_end, lifeline) = lifeline()?;
+    // Allocated here: the fork's child may not allocate.
+    let mut groups = vec![0 as libc::pid_t; MAX_GROUPS];
+    // SAFETY: `supervise_groups` makes system calls only, on `groups`.
+    fork_supervisor([&lifeline_end], move || unsafe { supervise_groups(&mut groups) })?;
+    Ok(Containment { procs: None, lifeline })
+}
+
+/// Forks a supervisor that keeps `kept` at fds 0, 1, … and closes every
+/// other, blocks every signal it may block, leaves the host's session and
+/// runs `body`, which must make system calls only and never return (the
+/// supervisor exits if it does). Returns its pid.
+fn fork_supervisor<const N: usize>(kept: [&OwnedFd; N], body: impl FnOnce()) -> io::Result<libc::pid_t> {
+    // Above the numbers the supervisor moves them to, so that no dup2
+    // there overwrites one it still has to move.
+    let copies = kept.map(above_kept).into_iter().collect::<io::Result<Vec<_>>>()?;
+    let fds: Vec<RawFd> = copies.iter().map(AsRawFd::as_raw_fd).collect();
+    // SAFETY: the child of the fork makes system calls only (here and in
+    // `body`), on data prepared before it.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the fork's child, on fds that are open.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            libc::setsid();
+            for (target, &fd) in (0..).zip(&fds) {
+                libc::dup2(fd, target);
+            }
+            libc::syscall(libc::SYS_close_range, N as u32, u32::MAX, 0u32);
+        }
+        body();
+        // SAFETY: ends the fork's child.
+        unsafe { libc::_exit(1) }
+    }
+    Ok(pid)
+}
+
+/// The lifeline: (the supervisor's end, the host's end), a stream socket
+/// pair, so that the host's writes to a supervisor that is gone fail
+/// instead of raising SIGPIPE.
+fn lifeline() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills the two fds, which nothing else owns.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [supervisor, host] = fds.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok((supervisor, host))
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -204,40 +309,91 @@ fn above_kept(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// The supervisor: joins the cgroup (and says whether it could), waits for
-/// the pipe's EOF, then leaves the cgroup, kills everything in it and
-/// removes it. System calls only.
+/// Reads the lifeline until it ends, passing each record (see
+/// [`Containment::lifeline`]) to `record`. System calls only.
 ///
 /// # Safety
-/// To be called in the child of a fork, with `fds` open (in the order of
-/// [`LIFELINE`] .. [`KILL`], each numbered at least [`KEPT`]).
-unsafe fn supervise(fds: [RawFd; KEPT], cgroup: &CStr) -> ! {
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-        libc::setsid();
-        for (target, &fd) in (0..).zip(&fds) {
-            libc::dup2(fd, target);
+/// In a supervisor, with [`LIFELINE`] open.
+unsafe fn read_lifeline(mut record: impl FnMut(libc::pid_t)) {
+    let mut bytes = [0u8; 4];
+    let mut have = 0;
+    loop {
+        // SAFETY: reads into the unfilled rest of `bytes`.
+        let n = unsafe { libc::read(LIFELINE, bytes[have..].as_mut_ptr().cast(), 4 - have) };
+        match n {
+            0 => return,
+            n if n < 0 => {
+                // SAFETY: errno of this thread.
+                if unsafe { *libc::__errno_location() } != libc::EINTR {
+                    return;
+                }
+            }
+            n => {
+                have += n as usize;
+                if have == 4 {
+                    have = 0;
+                    record(libc::pid_t::from_ne_bytes(bytes));
+                }
+            }
         }
-        libc::syscall(libc::SYS_close_range, KEPT as u32, u32::MAX, 0u32);
+    }
+}
+
+/// The supervisor of a cgroup: joins it (and says whether it could), waits
+/// for the lifeline's end, then leaves the cgroup, kills everything in it
+/// and removes it. System calls only.
+///
+/// # Safety
+/// In a supervisor keeping [`LIFELINE`] .. [`KILL`].
+unsafe fn supervise_cgroup(cgroup: &CStr) -> ! {
+    unsafe {
         let joined = libc::write(JOIN, c"0".as_ptr().cast(), 1) == 1;
         libc::write(READY, [u8::from(joined)].as_ptr().cast(), 1);
         libc::close(READY);
         if !joined {
             libc::_exit(1);
         }
-        let mut byte = 0u8;
-        loop {
-            let n = libc::read(LIFELINE, (&raw mut byte).cast(), 1);
-            if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
-                break;
-            }
-        }
+        read_lifeline(|_| {});
         libc::write(LEAVE, c"0".as_ptr().cast(), 1);
         libc::write(KILL, c"1".as_ptr().cast(), 1);
         remove_cgroup(libc::AT_FDCWD, cgroup);
         libc::_exit(0)
+    }
+}
+
+/// The supervisor of process groups: keeps the groups the host tells it of
+/// in `groups` until the lifeline ends, then kills each. System calls only.
+///
+/// # Safety
+/// In a supervisor keeping [`LIFELINE`].
+unsafe fn supervise_groups(groups: &mut [libc::pid_t]) -> ! {
+    let mut known = 0;
+    unsafe {
+        read_lifeline(|record| known = record_group(groups, known, record));
+        for &pgid in &groups[..known] {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        libc::_exit(0)
+    }
+}
+
+/// Applies one lifeline record to the first `known` of `groups`: a pid
+/// adds its group (if there is room), a negated one removes it. Returns
+/// how many are known now. Allocates nothing.
+fn record_group(groups: &mut [libc::pid_t], known: usize, record: libc::pid_t) -> usize {
+    if record > 0 {
+        if known == groups.len() {
+            return known;
+        }
+        groups[known] = record;
+        return known + 1;
+    }
+    match groups[..known].iter().position(|&pgid| pgid == -record) {
+        Some(at) => {
+            groups[at] = groups[known - 1];
+            known - 1
+        }
+        None => known,
     }
 }
 
@@ -309,6 +465,18 @@ mod tests {
         let v1_only: String = MOUNTINFO.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
         assert_eq!(own_cgroup(&v1_only, "4:memory:/\n0::/\n"), None);
         assert_eq!(own_cgroup(MOUNTINFO, "4:memory:/\n"), None, "no unified entry");
+    }
+
+    #[test]
+    fn the_supervisor_of_groups_keeps_those_not_forgotten() {
+        let mut groups = [0; 3];
+        let mut known = 0;
+        for record in [10, 11, 12, 13, -11, -99, 14] {
+            known = record_group(&mut groups, known, record);
+        }
+        let mut kept = groups[..known].to_vec();
+        kept.sort_unstable();
+        assert_eq!(kept, [10, 12, 14], "13 found no room; 11 was forgotten; 99 was never known");
     }
 
     #[test]
