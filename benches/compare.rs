@@ -4,7 +4,7 @@
 //! guest-started, pooled), `std::process::Command` and a wmp native
 //! process running the same program, Python
 //! `multiprocessing` (fork / forkserver / spawn, through
-//! `../shared/bench/python_mp_baseline.py` when it and python3 are there),
+//! `benches/python_mp_baseline.py` when python3 is there),
 //! `wmp run` end to end (and `wasmtime run` when a `wasmtime` binary is on
 //! PATH), kill latency (alone, and among 1,000 spinning siblings), how
 //! late a sleeping guest wakes beside 1,000 spinners, and the memory of
@@ -115,7 +115,7 @@ fn rss_bytes() -> u64 {
 /// Python multiprocessing start+join per start method, as the baseline
 /// script prints it (`method=fork n=200 p50_us=1640.2 p90_us=1900.1`).
 fn python_rows(samples: usize) -> Vec<(String, f64, f64)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/python_mp_baseline.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_mp_baseline.py");
     let Ok(out) = Command::new("python3").arg(&script).arg(samples.to_string()).output() else { return Vec::new() };
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()

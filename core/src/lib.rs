@@ -1,8 +1,9 @@
 //! Types that the wmp host and wmp guests share, so both sides speak with one
 //! voice: the process errors with CPython's messages ([`ProcessError`]) and
 //! those of connections and queues ([`ConnectionError`]), the
-//! authentication key that refuses to leave the process ([`AuthKey`]), and
-//! the naming rules for processes and exit codes ([`naming`]).
+//! authentication key that refuses to leave the process ([`AuthKey`]),
+//! process ids ([`Pid`]), and the naming rules for processes and exit codes
+//! ([`naming`]).
 //!
 //! It has no runtime and no I/O; `wmp-host` and `wmp-guest` build on it.
 
@@ -12,5 +13,10 @@ mod error;
 pub mod naming;
 
 pub use authkey::{AUTHKEY_LEN, AuthKey};
+
+/// A process id, unique within one wmp runtime and never reused there: the
+/// OS pid of a native process (and of the host), and for a wasm process
+/// one above every OS pid.
+pub type Pid = u32;
 pub use connection_error::ConnectionError;
 pub use error::ProcessError;

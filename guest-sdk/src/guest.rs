@@ -15,8 +15,7 @@ use bindings::wmp::process::process as wit;
 mod connection;
 pub use connection::*;
 
-/// A process id, unique within one wmp runtime.
-pub type Pid = u32;
+pub use wmp_core::Pid;
 
 fn process_error(err: wit::Error) -> ProcessError {
     use wit::Error as E;

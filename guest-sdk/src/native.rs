@@ -18,9 +18,7 @@ use std::time::Duration;
 use wmp_core::{AuthKey, ProcessError};
 use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
 
-/// A process id: the OS pid (wasm processes of a runtime have pids above
-/// every OS pid).
-pub type Pid = u32;
+pub use wmp_core::Pid;
 
 mod connection;
 mod handoff_at_load;

@@ -30,7 +30,7 @@ pub enum Error {
     #[error("cannot set up the runtime: {0}")]
     Setup(String),
     #[error("no running process has pid {0}")]
-    NoSuchProcess(crate::registry::Pid),
+    NoSuchProcess(wmp_core::Pid),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

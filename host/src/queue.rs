@@ -21,7 +21,8 @@ use crate::ledger::Charged;
 use crate::queue_bridge::RemoteQueue;
 use crate::wait::within;
 
-struct Shared {
+/// A queue that lives in this process.
+struct LocalQueue {
     state: Mutex<State>,
     /// Most messages held at once; 0 for no bound (as in CPython).
     maxsize: usize,
@@ -39,7 +40,7 @@ struct State {
     handles: usize,
 }
 
-impl Shared {
+impl LocalQueue {
     /// Puts the message if there is room (taking it out of `message`).
     fn try_put(&self, message: &mut Option<Charged<Vec<u8>>>) -> bool {
         let mut state = self.state.lock().unwrap();
@@ -73,14 +74,14 @@ pub struct Queue {
 /// Where the queue is.
 #[derive(Clone)]
 enum Place {
-    Local(Arc<Shared>),
+    Local(Arc<LocalQueue>),
     /// In another OS process's runtime (one handle there per process).
     Remote(Arc<RemoteQueue>),
 }
 
 impl Queue {
     pub(crate) fn new(handle: &tokio::runtime::Handle, maxsize: usize) -> Queue {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(LocalQueue {
             state: Mutex::new(State { messages: VecDeque::new(), handles: 1 }),
             maxsize,
             put: Notify::new(),

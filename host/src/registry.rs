@@ -16,8 +16,7 @@ use crate::run_slot::RunSlot;
 use crate::sentinel::ExitCell;
 use crate::status::{ExitReason, Signal};
 
-/// A process id, unique within one runtime and never reused.
-pub type Pid = u32;
+pub use wmp_core::Pid;
 
 /// A process that runs or ran: the analog of the OS process behind a
 /// CPython `Process` object. The main process is a node too.
@@ -47,10 +46,10 @@ pub(crate) struct Node {
     pub(crate) run: Arc<RunSlot>,
     /// Why the process is being stopped (a signal or a limit), once asked.
     stop: watch::Sender<Option<ExitReason>>,
-    /// What its backend does at once when a stop is asked (a wasm backend
-    /// ends a guest that is not running there and then).
+    /// What its backend does at once when a stop is asked (the wasm
+    /// backend makes a running guest check in now, and ends one that is not
+    /// running there and then).
     stop_hook: OnceLock<StopHook>,
-    engine: wasmtime::Engine,
     /// The limits in force for this process (its parent's, narrowed).
     pub(crate) limits: Limits,
     /// What the host holds on this process's behalf, against its
@@ -78,7 +77,7 @@ pub(crate) struct NodeSpec {
 }
 
 impl Node {
-    pub(crate) fn new(engine: &wasmtime::Engine, parent: Option<&Arc<Node>>, pid: Pid, spec: NodeSpec) -> Arc<Node> {
+    pub(crate) fn new(parent: Option<&Arc<Node>>, pid: Pid, spec: NodeSpec) -> Arc<Node> {
         let inherited = parent.map(|p| p.limits.clone()).unwrap_or_default();
         let limits = inherited.narrowed_by(&spec.limits);
         let own_depth = spec.limits.max_depth.map(|depth| spec.identity.len() + depth);
@@ -106,7 +105,6 @@ impl Node {
             run: Arc::default(),
             stop: watch::Sender::new(None),
             stop_hook: OnceLock::new(),
-            engine: engine.clone(),
             limits,
             ledger,
             max_identity_len,
@@ -190,8 +188,6 @@ impl Node {
             }
             Some(_) => false,
         });
-        // A spinning guest notices at its next epoch check: make that now.
-        self.engine.increment_epoch();
         if let Some(hook) = self.stop_hook.get() {
             hook(self);
         }

@@ -33,7 +33,7 @@ use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
 
-use crate::registry::Pid;
+use wmp_core::Pid;
 
 /// A process's whole run, from instantiation to the publication of its end.
 pub(crate) type Run = Pin<Box<dyn Future<Output = ()> + Send>>;

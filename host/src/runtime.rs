@@ -300,7 +300,7 @@ impl RuntimeBuilder {
                     authkey: random_authkey()?,
                     limits: main_limits,
                 };
-                (Node::new(&engine, None, std::process::id(), who), None)
+                (Node::new(None, std::process::id(), who), None)
             }
             Some(handoff) => {
                 let parent = parent_view(&shared, &handoff);
@@ -311,7 +311,7 @@ impl RuntimeBuilder {
                     authkey: AuthKey::new(handoff.authkey),
                     limits: main_limits,
                 };
-                let main = Node::new(&engine, Some(&parent), std::process::id(), who);
+                let main = Node::new(Some(&parent), std::process::id(), who);
                 end_this_process_when_stopped(&shared, &main);
                 (main, Some(parent))
             }
@@ -351,7 +351,7 @@ fn parent_view(shared: &Shared, handoff: &Handoff) -> Arc<Node> {
         authkey: AuthKey::new(handoff.authkey.clone()),
         limits: Limits::default(),
     };
-    let parent = Node::new(&shared.engine, None, handoff.parent_pid, who);
+    let parent = Node::new(None, handoff.parent_pid, who);
     let starter = handoff.host_pid;
     let still_my_parent = || std::os::unix::process::parent_id() == starter;
     let watch = if still_my_parent() { crate::backend::native::pidfd_open(starter).ok() } else { None };
@@ -521,14 +521,14 @@ impl Runtime {
         Process::current(self.shared.clone(), self.main.clone())
     }
 
-    /// Children of the main process that have started and not ended;
-    /// finished ones are reaped first.
     /// The process that started this one natively (see
     /// [`RuntimeBuilder::handoff`]); None for a host's own runtime.
     pub fn parent_process(&self) -> Option<Process> {
         Process::parent_of(self.shared.clone(), self.main.clone())
     }
 
+    /// Children of the main process that have started and not ended;
+    /// finished ones are reaped first.
     pub fn active_children(&self) -> Vec<Process> {
         self.main.reap_finished_children();
         let children = self.main.children.lock().unwrap().clone();

@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use crate::backend::native::ChildOutput;
 
 /// The destination of a process's stdout or stderr.
 #[derive(Clone, Debug, Default)]
@@ -232,17 +231,15 @@ impl Stdio {
         }
     }
 
-    /// The stdio a native child gets for this stream, and the forwarder that
-    /// must copy its pipe where this `Stdio` says.
-    pub(crate) fn for_native(&self) -> (ChildOutput, Option<Forwarder>) {
-        let forward =
-            |sink: Box<dyn tokio::io::AsyncWrite + Send + Sync>| (ChildOutput::Pipe, Some(Forwarder { sink }));
-        match self {
-            Stdio::Inherit => (ChildOutput::Inherit, None),
-            Stdio::Null => (ChildOutput::Null, None),
-            Stdio::Capture(buffer) => forward(buffer.async_stream()),
-            Stdio::Pipe(pipe) => forward(pipe.async_stream()),
-        }
+    /// What copies a native child's output pipe to where this `Stdio`
+    /// says; None for `Inherit` and `Null`, which the child gets directly.
+    pub(crate) fn forwarder(&self) -> Option<Forwarder> {
+        let sink = match self {
+            Stdio::Inherit | Stdio::Null => return None,
+            Stdio::Capture(buffer) => buffer.async_stream(),
+            Stdio::Pipe(pipe) => pipe.async_stream(),
+        };
+        Some(Forwarder { sink })
     }
 
     pub(crate) fn attach(&self, builder: &mut wasmtime_wasi::WasiCtxBuilder, stream: Stream) {

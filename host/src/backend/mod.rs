@@ -26,7 +26,7 @@ pub(crate) fn start(
 ) -> Result<Arc<Node>, ProcessError> {
     let started = match spec.program.clone() {
         Runnable::Wasm(program) => {
-            let node = Node::new(&shared.engine, Some(parent), shared.registry.allocate_wasm_pid(), who);
+            let node = Node::new(Some(parent), shared.registry.allocate_wasm_pid(), who);
             wasm::launch(shared, node.clone(), &program, spec).map(|()| node)
         }
         Runnable::Native(native) => native::launch(shared, parent, who, &native, spec),

@@ -44,10 +44,9 @@ use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
 use crate::spec::{Capabilities, LaunchSpec, NativeProgram};
 use crate::status::ExitReason;
-use crate::stdio::Forwarder;
+use crate::stdio::{Forwarder, Stdio};
 
-pub(crate) use spawn::ChildOutput;
-use spawn::{ChildStack, Spawn, Spawned};
+use spawn::{ChildOutput, ChildStack, Spawn, Spawned};
 
 /// How long a process's end waits for the rest of its output to be
 /// forwarded (after that, only a grandchild that kept the stream open
@@ -114,7 +113,7 @@ pub(crate) fn launch(
     let forwarders = forwarders.into_iter().zip(pipes.into_iter().flatten()).map(|(f, pipe)| f.start(pipe));
     let forwarders =
         forwarders.collect::<io::Result<Vec<_>>>().map_err(|e| failed(format!("cannot forward its output: {e}")))?;
-    let node = Node::new(&shared.engine, Some(parent), pid, who);
+    let node = Node::new(Some(parent), pid, who);
     node.exit.set_pidfd(pidfd);
     let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
     // A bridge or server that cannot start drops its connection or queue
@@ -144,6 +143,16 @@ fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
         return Ok(());
     };
     Err(format!("a native program cannot run under a {limit}"))
+}
+
+/// The output stream a native child gets for `stdio`, and the forwarder
+/// that must copy its pipe where `stdio` says.
+fn child_output(stdio: &Stdio) -> (ChildOutput, Option<Forwarder>) {
+    match stdio {
+        Stdio::Inherit => (ChildOutput::Inherit, None),
+        Stdio::Null => (ChildOutput::Null, None),
+        Stdio::Capture(_) | Stdio::Pipe(_) => (ChildOutput::Pipe, stdio.forwarder()),
+    }
 }
 
 /// The environment `native` starts with: the host's if it inherits it,
@@ -177,8 +186,8 @@ fn command(
     if let Some(handoff) = handoff {
         env.insert(HANDOFF_FD_VAR.into(), handoff.as_raw_fd().to_string().into());
     }
-    let (stdout, stdout_forwarder) = caps.stdout.for_native();
-    let (stderr, stderr_forwarder) = caps.stderr.for_native();
+    let (stdout, stdout_forwarder) = child_output(&caps.stdout);
+    let (stderr, stderr_forwarder) = child_output(&caps.stderr);
     let spawn = Spawn {
         program: executable,
         argv,

@@ -217,7 +217,11 @@ pub(crate) fn launch(
     shared.registry.add_live(&node);
     let held = HeldRun::new(run, place);
     let (stopper, stopped) = (shared.clone(), held.clone());
-    node.on_stop(Box::new(move |node| end_at_once(&stopper, &stopped, node)));
+    node.on_stop(Box::new(move |node| {
+        // A running guest notices at its next epoch check: make that now.
+        stopper.engine.increment_epoch();
+        end_at_once(&stopper, &stopped, node);
+    }));
     let parent = node.parent_pid;
     node.run.clone().launch(&shared.handle, parent, Box::pin(supervise(shared.clone(), node, report_to, held)));
     Ok(())
