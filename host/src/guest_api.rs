@@ -8,9 +8,9 @@ use wasmtime::component::Resource;
 use wmp_core::{AuthKey, ProcessError};
 
 use crate::backend::wasm::P2State;
-use crate::ledger::{Held, OBJECT_COST};
+use crate::base::ledger::{Held, OBJECT_COST};
 use crate::process::Process;
-use crate::sentinel::{Sentinel, wait_any};
+use crate::ipc::sentinel::{Sentinel, wait_any};
 use crate::spec::{LaunchSpec, Runnable, Target};
 
 pub(crate) mod bindings {
@@ -20,10 +20,10 @@ pub(crate) mod bindings {
         imports: { default: async | trappable },
         with: {
             "wmp:process/process.process": crate::process::Process,
-            "wmp:process/process.sentinel": crate::sentinel::Sentinel,
-            "wmp:process/connection.connection": crate::connection::Connection,
-            "wmp:process/connection.queue": crate::queue::Queue,
-            "wmp:process/connection.listener": crate::listener::Listener,
+            "wmp:process/process.sentinel": crate::ipc::sentinel::Sentinel,
+            "wmp:process/connection.connection": crate::ipc::connection::Connection,
+            "wmp:process/connection.queue": crate::ipc::queue::Queue,
+            "wmp:process/connection.listener": crate::ipc::listener::Listener,
         },
     });
 }

@@ -7,15 +7,15 @@ use wasmtime::component::Resource;
 use wmp_core::{AuthKey, ConnectionError};
 
 use crate::backend::wasm::P2State;
-use crate::connection::Connection;
-use crate::ledger::{Charged, Held, MESSAGE_COST, OBJECT_COST};
+use crate::ipc::connection::Connection;
+use crate::base::ledger::{Charged, Held, MESSAGE_COST, OBJECT_COST};
 use crate::guest_api::bindings::wmp::process::connection::{self as wit, Error as WitError};
 use crate::guest_api::{WitResult, nanos, wit_error};
-use crate::listener::Listener;
+use crate::ipc::listener::Listener;
 use crate::process::Process;
-use crate::queue::Queue;
-use crate::sentinel::Sentinel;
-use crate::wait::{Waitable, wait_ready};
+use crate::ipc::queue::Queue;
+use crate::ipc::sentinel::Sentinel;
+use crate::ipc::wait::{Waitable, wait_ready};
 
 fn wit_connection_error(err: ConnectionError) -> WitError {
     let message = err.to_string();
@@ -94,7 +94,7 @@ impl P2State {
 
 impl wit::Host for P2State {
     async fn pipe(&mut self, duplex: bool) -> wasmtime::Result<(Resource<Connection>, Resource<Connection>)> {
-        let (a, b) = crate::connection::pipe(&self.guest.shared.handle, duplex, crate::connection::PIPE_CAPACITY);
+        let (a, b) = crate::ipc::connection::pipe(&self.guest.shared.handle, duplex, crate::ipc::connection::PIPE_CAPACITY);
         Ok((self.hold_connection(a)?, self.hold_connection(b)?))
     }
 

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::Limits;
+use crate::base::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid};
 use crate::spec::Target;
 

@@ -55,53 +55,39 @@
 //! many others spin.
 
 mod backend;
-mod bridge;
+mod base;
 mod code_cache;
-mod connection;
-mod error;
 mod guest_api;
 mod guest_connections;
 mod handoff;
-mod inherit;
-mod ledger;
-mod limits;
-mod listener;
+mod ipc;
 mod process;
 mod program;
-mod program_file;
-mod queue;
-mod queue_bridge;
 mod registry;
-mod run_slot;
 mod runtime;
-mod sentinel;
 mod spec;
-mod stacks;
-mod status;
-mod stdio;
-mod wait;
 
 pub mod inspect;
 
-pub use connection::{Connection, PIPE_CAPACITY};
-pub use error::{Error, ProcessError, Result};
-pub use ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, OBJECT_COST, OverBudget};
-pub use limits::{Limit, Limits};
-pub use listener::Listener;
+pub use ipc::connection::{Connection, PIPE_CAPACITY};
+pub use base::error::{Error, ProcessError, Result};
+pub use base::ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, OBJECT_COST, OverBudget};
+pub use base::limits::{Limit, Limits};
+pub use ipc::listener::Listener;
 pub use process::Process;
 pub use program::{Program, ProgramKind};
-pub use program_file::DEFAULT_MAX_PROGRAM_SIZE;
-pub use queue::Queue;
+pub use base::program_file::DEFAULT_MAX_PROGRAM_SIZE;
+pub use ipc::queue::Queue;
 pub use handoff::Handoff;
 #[doc(hidden)]
 pub use backend::native::guest_marker::GUEST_NOTE;
 pub use registry::{FIRST_WASM_PID, Pid};
 pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
-pub use sentinel::Sentinel;
+pub use ipc::sentinel::Sentinel;
 pub use spec::{Capabilities, NativeProgram, Preopen, ProcessBuilder, Target};
-pub use status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
-pub use stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
-pub use wait::Waitable;
+pub use base::status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
+pub use base::stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
+pub use ipc::wait::Waitable;
 pub use wmp_core::{AuthKey, ConnectionError, naming};
 
 /// The `wmp:process` WIT package, as `wmp wit` prints it: the process

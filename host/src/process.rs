@@ -15,14 +15,14 @@ use std::time::Duration;
 use wmp_core::naming::{default_name, exitcode_display, python_repr};
 use wmp_core::{AuthKey, ProcessError};
 
-use crate::connection::Connection;
-use crate::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
-use crate::queue::Queue;
+use crate::ipc::connection::Connection;
+use crate::base::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
+use crate::ipc::queue::Queue;
 use crate::registry::{Node, NodeSpec, Pid};
 use crate::runtime::Shared;
-use crate::sentinel::{Sentinel, wait_any};
+use crate::ipc::sentinel::{Sentinel, wait_any};
 use crate::spec::LaunchSpec;
-use crate::status::{ExitReason, Signal};
+use crate::base::status::{ExitReason, Signal};
 
 /// What a process object stands for.
 pub(crate) enum Role {

@@ -13,7 +13,7 @@ use crate::backend::wasm::{P1State, P2State};
 use crate::code_cache::CodeCacheDir;
 use wmp_core::ProcessError;
 
-use crate::error::{Error, Result, one_line};
+use crate::base::error::{Error, Result, one_line};
 use crate::spec::Target;
 use crate::guest_api::bindings::Guest;
 

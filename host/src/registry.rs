@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::sync::watch;
 use wmp_core::AuthKey;
 
-use crate::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
-use crate::limits::{Limit, Limits, ProcessBudget, narrowest};
+use crate::base::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
+use crate::base::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::process::ProcessObject;
-use crate::run_slot::RunSlot;
-use crate::sentinel::ExitCell;
-use crate::status::{ExitReason, Signal};
+use crate::base::run_slot::RunSlot;
+use crate::ipc::sentinel::ExitCell;
+use crate::base::status::{ExitReason, Signal};
 
 pub use wmp_core::Pid;
 

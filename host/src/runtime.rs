@@ -12,24 +12,24 @@ use wasmtime::{Config, Engine};
 use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError};
 
 use crate::code_cache::CodeCacheDir;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::process::Process;
 use crate::program::{self, Linkers, Program};
-use crate::program_file;
-use crate::ledger::HostMemory;
-use crate::limits::Limits;
+use crate::base::program_file;
+use crate::base::ledger::HostMemory;
+use crate::base::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
-use crate::sentinel::{Sentinel, wait_any, wait_blocking};
+use crate::ipc::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::backend::native::Spawner;
 use crate::backend::wasm::turns::Turns;
-use crate::bridge::Bridges;
-use crate::connection::{Connection, PIPE_CAPACITY};
-use crate::listener::{Addresses, Listener};
-use crate::queue::Queue;
-use crate::wait::{Waitable, wait_ready};
+use crate::ipc::bridge::Bridges;
+use crate::ipc::connection::{Connection, PIPE_CAPACITY};
+use crate::ipc::listener::{Addresses, Listener};
+use crate::ipc::queue::Queue;
+use crate::ipc::wait::{Waitable, wait_ready};
 use crate::handoff::Handoff;
 use crate::spec::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
-use crate::status::{ExitReason, Signal};
+use crate::base::status::{ExitReason, Signal};
 
 /// How often running guests are interrupted to check for a stop request
 /// and to yield to other guests.
@@ -220,7 +220,7 @@ impl RuntimeBuilder {
     }
 
     pub fn build(self) -> Result<Runtime> {
-        let setup = |e: wasmtime::Error| Error::Setup(crate::error::one_line(&e));
+        let setup = |e: wasmtime::Error| Error::Setup(crate::base::error::one_line(&e));
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
         // The main process's budget is the whole runtime's (plus one: the
         // budget counts the main process itself).
@@ -253,7 +253,7 @@ impl RuntimeBuilder {
                 .max_memory_size(self.limits.max_memory.unwrap_or(1 << 32).min(1 << 32));
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         } else {
-            config.with_host_stack(Arc::new(crate::stacks::StackRecycler::default()));
+            config.with_host_stack(Arc::new(crate::base::stacks::StackRecycler::default()));
         }
         let engine = Engine::new(&config).map_err(setup)?;
         let code_cache = match self.cache {
@@ -393,7 +393,7 @@ fn start_epoch_ticker(engine: &Engine) {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
-                crate::run_slot::schedule_waiting();
+                crate::base::run_slot::schedule_waiting();
                 std::thread::sleep(EPOCH_TICK);
             }
         })
@@ -585,7 +585,7 @@ impl Runtime {
     /// EOF) to receive, or the timeout passes; returns the indices of the
     /// ready ones, empty on timeout (`multiprocessing.connection.wait`).
     pub fn wait_for(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
-        crate::run_slot::block_on(&self.shared.handle, wait_ready(&self.shared.handle, items, timeout))
+        crate::base::run_slot::block_on(&self.shared.handle, wait_ready(&self.shared.handle, items, timeout))
     }
 
     pub async fn wait_for_async(&self, items: &[Waitable<'_>], timeout: Option<Duration>) -> Vec<usize> {
@@ -596,7 +596,7 @@ impl Runtime {
     /// ways if `duplex`, else the first only receives and the second only
     /// sends. Pass an end to a child with [`Process::pass_connection`].
     pub fn pipe(&self, duplex: bool) -> (Connection, Connection) {
-        crate::connection::pipe(&self.shared.handle, duplex, PIPE_CAPACITY)
+        crate::ipc::connection::pipe(&self.shared.handle, duplex, PIPE_CAPACITY)
     }
 
     /// A connection whose other end is in another OS process, across
@@ -605,7 +605,7 @@ impl Runtime {
     /// ([`Handoff::take_connections`]).
     pub fn connection_over(&self, socket: std::os::unix::net::UnixStream) -> std::io::Result<Connection> {
         let (mine, theirs) = self.pipe(true);
-        self.shared.bridges.bridge(&self.shared.handle, theirs, socket, crate::bridge::Payer::Parent)?;
+        self.shared.bridges.bridge(&self.shared.handle, theirs, socket, crate::ipc::bridge::Payer::Parent)?;
         Ok(mine)
     }
 
@@ -633,7 +633,7 @@ impl Runtime {
     /// Connects to the listener at `address`, proving `authkey` (the main
     /// process's key if None); waits until the listener accepts.
     pub fn connect(&self, address: &str, authkey: Option<AuthKey>) -> Result<Connection, ConnectionError> {
-        crate::run_slot::block_on(&self.shared.handle, self.connect_async(address, authkey))
+        crate::base::run_slot::block_on(&self.shared.handle, self.connect_async(address, authkey))
     }
 
     pub async fn connect_async(&self, address: &str, authkey: Option<AuthKey>) -> Result<Connection, ConnectionError> {
@@ -648,7 +648,7 @@ impl Runtime {
     pub fn run_main(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
         let ended = self.start_main(program, caps)?;
         self.main.run.run_here(&self.shared.handle);
-        Ok(crate::run_slot::block_on(&self.shared.handle, ended))
+        Ok(crate::base::run_slot::block_on(&self.shared.handle, ended))
     }
 
     pub async fn run_main_async(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
@@ -685,9 +685,9 @@ impl Runtime {
         if !reason.is_stop() {
             // What this process sent to others is delivered, as the OS
             // delivers what a process wrote to a pipe before it exits.
-            crate::run_slot::block_on(&self.shared.handle, self.shared.bridges.flush());
+            crate::base::run_slot::block_on(&self.shared.handle, self.shared.bridges.flush());
         }
-        let stop = crate::run_slot::block_on(&self.shared.handle, crate::backend::end_children(&self.main, &reason));
+        let stop = crate::base::run_slot::block_on(&self.shared.handle, crate::backend::end_children(&self.main, &reason));
         if reason.is_stop() || stop.is_some() {
             kill_this_process();
         }
@@ -714,7 +714,7 @@ impl Drop for Runtime {
         for node in &live {
             node.signal(Signal::Kill);
         }
-        crate::run_slot::schedule_waiting(); // handed to the runtime, so the shutdown drops them
+        crate::base::run_slot::schedule_waiting(); // handed to the runtime, so the shutdown drops them
         if let Some(tokio) = self.tokio.take() {
             tokio.shutdown_background();
         }

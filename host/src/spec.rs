@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use wmp_core::{AuthKey, ProcessError};
 
-use crate::inherit::Inheritance;
-use crate::limits::Limits;
+use crate::ipc::inherit::Inheritance;
+use crate::base::limits::Limits;
 use crate::process::Process;
 use crate::program::Program;
 use crate::registry::Node;
 use crate::runtime::Shared;
-use crate::stdio::{Stdio, Stream};
+use crate::base::stdio::{Stdio, Stream};
 
 /// A host directory made visible to the guest (`--dir HOST[::GUEST]`).
 /// The guest cannot reach outside it, by `..` or by symlinks.
@@ -325,7 +325,7 @@ impl ProcessBuilder {
     /// Creates the process object; like CPython, this takes the next number
     /// of the creator's child counter.
     pub fn build(self) -> Process {
-        let charge = crate::ledger::Charge::none(); // the embedding host is not charged
+        let charge = crate::base::ledger::Charge::none(); // the embedding host is not charged
         Process::construct(self.shared, self.creator, self.spec, self.name, self.daemon, self.authkey, charge)
     }
 }

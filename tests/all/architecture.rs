@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Lowest first. A file may import its own layer and those below.
-const LAYERS: [(&str, &[&str]); 2] = [
+const LAYERS: [(&str, &[&str]); 3] = [
     // What every other layer uses and which uses nothing of the crate's.
-    ("base", &["error.rs", "ledger.rs", "limits.rs", "program_file.rs", "stacks.rs", "status.rs"]),
+    ("base", &["base/"]),
+    // Connections, queues, listeners, sentinels, wait, bridges.
+    ("ipc", &["ipc/"]),
     // Not yet in layers of their own (the backend-seam issue takes them
-    // apart): the process model, IPC, the backends and the runtime.
+    // apart): the process model, the backends and the runtime.
     ("the rest", &[""]),
 ];
 
@@ -167,7 +169,7 @@ fn no_import_cycle_spans_layers() {
 
 /// The most files the largest cycle may hold: lowered as the tangle is
 /// taken apart, never raised (23 before the first cut).
-const LARGEST_CYCLE: usize = 15;
+const LARGEST_CYCLE: usize = 11;
 
 #[test]
 fn the_largest_cycle_does_not_grow() {
@@ -189,7 +191,7 @@ fn the_reader_sees_imports_cycles_and_layers() {
     let mut found = cycles(&graph);
     found.iter_mut().for_each(|cycle| cycle.sort());
     assert_eq!(found, [vec!["a".to_owned(), "b".to_owned()]]);
-    assert_eq!((layer_of("ledger.rs"), layer_of("process.rs")), (0, 1));
+    assert_eq!((layer_of("base/ledger.rs"), layer_of("ipc/queue.rs"), layer_of("process.rs")), (0, 1, 2));
     assert_eq!(backend_of("backend/wasm/turns.rs"), Some(0));
     assert_eq!(backend_of("backend/wasm.rs"), Some(0));
     assert_eq!(backend_of("backend/mod.rs"), None);

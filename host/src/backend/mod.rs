@@ -14,7 +14,7 @@ use wmp_core::ProcessError;
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
 use crate::spec::{LaunchSpec, Runnable};
-use crate::status::{ExitReason, Signal};
+use crate::base::status::{ExitReason, Signal};
 
 /// Starts a child of `parent` that is `who` and runs `spec`; on failure
 /// the place the child took in its tree's budgets is given back.

@@ -36,15 +36,16 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use wmp_core::ProcessError;
 
-use crate::bridge::Payer;
+use crate::ipc::bridge::Payer;
 use crate::handoff::{HANDOFF_FD_VAR, Handoff};
-use crate::inherit::Handles;
-use crate::limits::{Limit, Limits};
+use crate::ipc::inherit::Handles;
+use crate::base::ledger::OverBudget;
+use crate::base::limits::{Limit, Limits};
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
 use crate::spec::{Capabilities, LaunchSpec, NativeProgram};
-use crate::status::ExitReason;
-use crate::stdio::{Forwarder, Stdio};
+use crate::base::status::ExitReason;
+use crate::base::stdio::{Forwarder, Stdio};
 
 use spawn::{ChildOutput, ChildStack, Spawn, Spawned};
 
@@ -119,12 +120,17 @@ pub(crate) fn launch(
     // A bridge or server that cannot start drops its connection or queue
     // handle: the other side sees EOF, as if the child had closed it. What
     // the child sends or puts is charged to it.
-    let payer = Payer::Child(node.clone());
+    let child = node.clone();
+    let over_budget = Arc::new(move |over: &OverBudget| {
+        tracing::debug!(pid = child.pid, %over, "a native child sent past its budget");
+        child.stop(ExitReason::Limit(Limit::HostMemory));
+    });
+    let payer = Payer::Child { ledger: node.ledger.clone(), over_budget };
     for (connection, socket) in connections.into_iter().zip(ours.by_ref()) {
         let _ = shared.bridges.bridge(&shared.handle, connection, socket, payer.clone());
     }
     for (queue, socket) in queues.into_iter().zip(ours) {
-        let _ = crate::queue_bridge::serve(&shared.handle, queue, socket, payer.clone());
+        let _ = crate::ipc::queue_bridge::serve(&shared.handle, queue, socket, payer.clone());
     }
     shared.registry.add_live(&node);
     shared.handle.spawn(supervise(shared.clone(), node.clone(), reaper, exited, forwarders));

@@ -23,15 +23,15 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wmp_core::ProcessError;
 
-use crate::inherit::Handles;
-use crate::ledger::{Charge, Held};
-use crate::limits::Limit;
+use crate::ipc::inherit::Handles;
+use crate::base::ledger::{Charge, Held};
+use crate::base::limits::Limit;
 use crate::program::{Code, Program};
 use crate::registry::{Node, Pid};
 use crate::runtime::Shared;
 use crate::spec::{Capabilities, LaunchSpec, Target};
-use crate::status::{ExitReason, Signal};
-use crate::stdio::{Stdio, Stream};
+use crate::base::status::{ExitReason, Signal};
+use crate::base::stdio::{Stdio, Stream};
 use held_run::HeldRun;
 use turns::Place;
 
@@ -58,7 +58,7 @@ impl GuestCtx {
     }
 
     /// Stops the process for going over its budget; the error to trap with.
-    pub(crate) fn over_budget(&self, over: crate::ledger::OverBudget) -> wasmtime::Error {
+    pub(crate) fn over_budget(&self, over: crate::base::ledger::OverBudget) -> wasmtime::Error {
         self.node.stop(ExitReason::Limit(Limit::HostMemory));
         wasmtime::Error::new(over)
     }
@@ -407,7 +407,7 @@ impl Future for PanicGuard<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let PanicGuard { held, guest, handle } = *self;
         let run = std::pin::pin!(std::future::poll_fn(|cx| held.poll(cx)));
-        let poll = || crate::run_slot::poll_guest(guest, handle, run, cx);
+        let poll = || crate::base::run_slot::poll_guest(guest, handle, run, cx);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
             Ok(poll) => poll.map(Ok),
             Err(panic) => std::task::Poll::Ready(Err(panic)),
@@ -439,6 +439,6 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
     match err.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => (ExitReason::Limit(Limit::Stack), None),
         Some(Trap::OutOfFuel) => (ExitReason::Limit(Limit::Fuel), None),
-        _ => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::error::report(&err))),
+        _ => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::base::error::report(&err))),
     }
 }

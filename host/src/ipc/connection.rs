@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use wmp_core::ConnectionError;
 
-use crate::ledger::{Charged, MESSAGE_COST};
-use crate::wait::within;
+use crate::base::ledger::{Charged, MESSAGE_COST};
+use crate::ipc::wait::within;
 
 /// Bytes one direction of a pipe holds before a writer waits (a message
 /// larger than that still goes through, alone).
@@ -217,7 +217,7 @@ impl Connection {
 
     /// Sends one message.
     pub fn send_bytes(&self, message: &[u8]) -> Result<(), ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.send_bytes_async(message.to_vec()))
+        crate::base::run_slot::block_on(&self.handle, self.send_bytes_async(message.to_vec()))
     }
 
     pub async fn send_bytes_async(&self, message: Vec<u8>) -> Result<(), ConnectionError> {
@@ -233,7 +233,7 @@ impl Connection {
     /// Sends many messages at once, in order (one wakeup of the reader
     /// instead of one per message).
     pub fn send_many(&self, messages: Vec<Vec<u8>>) -> Result<(), ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.send_many_async(messages))
+        crate::base::run_slot::block_on(&self.handle, self.send_many_async(messages))
     }
 
     pub async fn send_many_async(&self, messages: Vec<Vec<u8>>) -> Result<(), ConnectionError> {
@@ -243,13 +243,13 @@ impl Connection {
     /// Sends a value as JSON.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), ConnectionError> {
         let message = serde_json::to_vec(value).map_err(|e| ConnectionError::Encode(e.to_string()))?;
-        crate::run_slot::block_on(&self.handle, self.send_bytes_async(message))
+        crate::base::run_slot::block_on(&self.handle, self.send_bytes_async(message))
     }
 
     /// Receives one message, waiting for it; EOF once the other end is
     /// gone and everything it sent has been read.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.recv_bytes_async())
+        crate::base::run_slot::block_on(&self.handle, self.recv_bytes_async())
     }
 
     pub async fn recv_bytes_async(&self) -> Result<Vec<u8>, ConnectionError> {
@@ -259,7 +259,7 @@ impl Connection {
     /// Receives at least one message, waiting for it, and then whatever
     /// else has arrived, up to about `max_bytes` in all.
     pub fn recv_many(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.recv_many_async(max_bytes))
+        crate::base::run_slot::block_on(&self.handle, self.recv_many_async(max_bytes))
     }
 
     pub async fn recv_many_async(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
@@ -287,7 +287,7 @@ impl Connection {
     /// Whether a message (or EOF) is ready to be received, waiting up to
     /// `timeout` for one (`None`: as long as it takes).
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.poll_async(timeout))
+        crate::base::run_slot::block_on(&self.handle, self.poll_async(timeout))
     }
 
     pub async fn poll_async(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {

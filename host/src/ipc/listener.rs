@@ -17,7 +17,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use wmp_core::{AuthKey, ConnectionError};
 
-use crate::connection::{Connection, PIPE_CAPACITY, pipe};
+use crate::ipc::connection::{Connection, PIPE_CAPACITY, pipe};
 
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
 const WELCOME: &[u8] = b"#WELCOME#";
@@ -108,7 +108,7 @@ impl Listener {
     /// answers its challenge); an authentication error drops the
     /// connection.
     pub fn accept(&self) -> Result<Connection, ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.accept_async())
+        crate::base::run_slot::block_on(&self.handle, self.accept_async())
     }
 
     pub async fn accept_async(&self) -> Result<Connection, ConnectionError> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::status::ExitReason;
-use crate::wait::{Waitable, wait_ready};
+use crate::base::status::ExitReason;
+use crate::ipc::wait::{Waitable, wait_ready};
 
 /// Where a process publishes its end, exactly once.
 pub(crate) struct ExitCell {
@@ -149,5 +149,5 @@ pub(crate) fn wait_blocking(
     sentinels: &[Sentinel],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    crate::run_slot::block_on(handle, wait_any(handle, sentinels, timeout))
+    crate::base::run_slot::block_on(handle, wait_any(handle, sentinels, timeout))
 }

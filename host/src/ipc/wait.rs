@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::connection::Connection;
-use crate::sentinel::Sentinel;
+use crate::ipc::connection::Connection;
+use crate::ipc::sentinel::Sentinel;
 
 /// Something [`Runtime::wait_for`](crate::Runtime::wait_for) can wait on.
 #[derive(Clone, Copy, Debug)]
@@ -52,7 +52,7 @@ pub(crate) async fn wait_ready(
     items: &[Waitable<'_>],
     timeout: Option<Duration>,
 ) -> Vec<usize> {
-    crate::run_slot::schedule_waiting();
+    crate::base::run_slot::schedule_waiting();
     let ready = || -> Vec<usize> { items.iter().enumerate().filter(|(_, w)| w.is_ready()).map(|(i, _)| i).collect() };
     let now = ready();
     if !now.is_empty() || timeout == Some(Duration::ZERO) {

@@ -21,11 +21,8 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
-use crate::connection::Connection;
-use crate::ledger::{Charge, Charged, Held, MESSAGE_COST, OverBudget};
-use crate::limits::Limit;
-use crate::registry::Node;
-use crate::status::ExitReason;
+use crate::ipc::connection::Connection;
+use crate::base::ledger::{Charge, Charged, Held, Ledger, MESSAGE_COST, OverBudget};
 
 /// Who pays for what a bridge reads from the other OS process until it is
 /// delivered: nobody when that is this process's parent (trusted, as the
@@ -33,8 +30,9 @@ use crate::status::ExitReason;
 #[derive(Clone)]
 pub(crate) enum Payer {
     Parent,
-    /// A message past its budget stops it with `Limit::HostMemory`.
-    Child(Arc<Node>),
+    /// A native child's ledger, and what ends the child when a message
+    /// passes its budget.
+    Child { ledger: Arc<Ledger>, over_budget: Arc<dyn Fn(&OverBudget) + Send + Sync> },
 }
 
 impl Payer {
@@ -42,10 +40,7 @@ impl Payer {
     pub(crate) fn charge(&self, what: Held, bytes: usize) -> Result<Charge, OverBudget> {
         match self {
             Payer::Parent => Ok(Charge::none()),
-            Payer::Child(node) => node.ledger.charge(what, bytes).inspect_err(|over| {
-                tracing::debug!(pid = node.pid, %over, "a native child sent past its budget");
-                node.stop(ExitReason::Limit(Limit::HostMemory));
-            }),
+            Payer::Child { ledger, over_budget } => ledger.charge(what, bytes).inspect_err(|over| over_budget(over)),
         }
     }
 }

@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use wmp_core::ConnectionError;
 
-use crate::ledger::Charged;
-use crate::queue_bridge::RemoteQueue;
-use crate::wait::within;
+use crate::base::ledger::Charged;
+use crate::ipc::queue_bridge::RemoteQueue;
+use crate::ipc::wait::within;
 
 /// A queue that lives in this process.
 struct LocalQueue {
@@ -103,7 +103,7 @@ impl Queue {
     /// Puts a message, waiting up to `timeout` for room in a bounded queue
     /// (`None`: as long as it takes); [`ConnectionError::Full`] after that.
     pub fn put_bytes(&self, message: Vec<u8>, timeout: Option<Duration>) -> Result<(), ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.put_bytes_async(message, timeout))
+        crate::base::run_slot::block_on(&self.handle, self.put_bytes_async(message, timeout))
     }
 
     pub async fn put_bytes_async(&self, message: Vec<u8>, timeout: Option<Duration>) -> Result<(), ConnectionError> {
@@ -143,7 +143,7 @@ impl Queue {
     /// [`ConnectionError::Empty`] after that, [`ConnectionError::Eof`] at
     /// once if the queue is empty and no other handle could put one.
     pub fn get_bytes(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
-        crate::run_slot::block_on(&self.handle, self.get_bytes_async(timeout))
+        crate::base::run_slot::block_on(&self.handle, self.get_bytes_async(timeout))
     }
 
     pub async fn get_bytes_async(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
@@ -183,7 +183,7 @@ impl Queue {
 
     /// Messages in the queue now.
     pub fn qsize(&self) -> usize {
-        crate::run_slot::block_on(&self.handle, self.qsize_async())
+        crate::base::run_slot::block_on(&self.handle, self.qsize_async())
     }
 
     pub async fn qsize_async(&self) -> usize {

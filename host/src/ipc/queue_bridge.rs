@@ -17,9 +17,9 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use wmp_core::ConnectionError;
 
-use crate::bridge::{Payer, put_frame, read_frame};
-use crate::ledger::{Charged, Held};
-use crate::queue::Queue;
+use crate::ipc::bridge::{Payer, put_frame, read_frame};
+use crate::base::ledger::{Charged, Held};
+use crate::ipc::queue::Queue;
 
 const PUT: u8 = 0;
 const GET: u8 = 1;

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// The default cap on the size of a program file
 /// ([`RuntimeBuilder::max_program_size`](crate::RuntimeBuilder::max_program_size)):

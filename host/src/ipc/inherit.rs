@@ -8,8 +8,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::connection::Connection;
-use crate::queue::Queue;
+use crate::ipc::connection::Connection;
+use crate::ipc::queue::Queue;
 
 /// Connection ends and queue handles, in the order they were passed.
 #[derive(Default, Debug)]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::limits::Limit;
+use crate::base::limits::Limit;
 
 /// Why a process ended. CPython only reports an exit code; the host also
 /// knows the reason.

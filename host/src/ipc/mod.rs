@@ -1,0 +1,14 @@
+//! How processes talk, as in `multiprocessing`: connections (pipes and
+//! accepted clients), queues, listeners, sentinels and `wait` over them,
+//! what a child inherits of them, and the bridges that carry connections
+//! and queues to native children. Built on base only (see
+//! docs/architecture.md).
+
+pub(crate) mod bridge;
+pub(crate) mod connection;
+pub(crate) mod inherit;
+pub(crate) mod listener;
+pub(crate) mod queue;
+pub(crate) mod queue_bridge;
+pub(crate) mod sentinel;
+pub(crate) mod wait;
