@@ -207,6 +207,7 @@ fn command(
         // group (or reading would stop it); any other leads a group of its own.
         own_group: !caps.inherit_stdin,
         cgroup_procs: supervisor::containment().and_then(supervisor::Containment::procs_fd),
+        group_lifeline: supervisor::containment().and_then(supervisor::Containment::group_lifeline_fd),
         max_memory: limits.max_memory,
     };
     (spawn, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())
@@ -232,12 +233,7 @@ struct Reaper {
 }
 
 impl Reaper {
-    /// The reaper of `pid`; the group it leads, if it does, is one the
-    /// containment kills when the host ends.
     fn new(pid: u32, leads_group: bool) -> Reaper {
-        if let Some(containment) = supervisor::containment().filter(|_| leads_group) {
-            containment.track_group(pid);
-        }
         Reaper { pid: Some(pid), leads_group }
     }
 

@@ -49,6 +49,9 @@ pub(crate) struct Spawn {
     pub(crate) own_group: bool,
     /// The `cgroup.procs` of the cgroup the child joins before its exec.
     pub(crate) cgroup_procs: Option<RawFd>,
+    /// The lifeline of a supervisor of process groups, which a child that
+    /// leads its own group tells its pid before its exec.
+    pub(crate) group_lifeline: Option<RawFd>,
     /// `RLIMIT_AS`, in bytes.
     pub(crate) max_memory: Option<usize>,
 }
@@ -85,6 +88,8 @@ struct ChildPlan {
     own_group: bool,
     /// -1: stays in the host's cgroup.
     cgroup_procs: RawFd,
+    /// -1: no supervisor of process groups to tell.
+    group_lifeline: RawFd,
     max_memory: Option<libc::rlimit>,
     host_pid: libc::pid_t,
     last_signal: c_int,
@@ -128,6 +133,7 @@ impl Spawn {
             keep_fds_len: self.keep_fds.len(),
             own_group: self.own_group,
             cgroup_procs: self.cgroup_procs.unwrap_or(-1),
+            group_lifeline: self.group_lifeline.unwrap_or(-1),
             max_memory: self
                 .max_memory
                 .map(|bytes| libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t }),
@@ -206,6 +212,12 @@ extern "C" fn child_main(plan: *mut c_void) -> c_int {
         }
         if plan.own_group && libc::setpgid(0, 0) < 0 {
             fail();
+        }
+        // Known to the supervisor before it can start anything of its own;
+        // a supervisor that is gone fails no start.
+        if plan.own_group && plan.group_lifeline >= 0 {
+            let pid = libc::syscall(libc::SYS_getpid) as libc::pid_t;
+            libc::send(plan.group_lifeline, (&raw const pid).cast(), 4, libc::MSG_NOSIGNAL);
         }
         for (target, &source) in (0..).zip(&plan.stdio) {
             if source >= 0 && libc::dup2(source, target) < 0 {

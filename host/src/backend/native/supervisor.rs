@@ -13,9 +13,10 @@
 //! Where no cgroup v2 hierarchy lets the host make a cgroup under its own
 //! and move processes into it (no `cgroup2` mount, or no right to write
 //! there), a warning says so once, and the supervisor kills process groups
-//! instead: the host tells it (over the lifeline, a socket) each group it
-//! makes for a native child, and forgets one once it is empty; when the
-//! lifeline ends, the supervisor sends SIGKILL to every group it knows.
+//! instead: each native child that leads a group of its own tells it its
+//! pid over the lifeline (a socket) before its exec, and the host tells it
+//! to forget a group once it is empty; when the lifeline ends, the
+//! supervisor sends SIGKILL to every group it knows.
 //! What a native child starts is in its group unless it leaves it (a new
 //! session or group, as a daemon or an interactive shell makes), so only
 //! such a process may outlive a killed host there. (A group whose leader
@@ -45,8 +46,9 @@ pub(crate) struct Containment {
     procs: Option<OwnedFd>,
     /// The host's end of the lifeline, closed only when the host ends (or
     /// execs: it is close-on-exec). Written only to tell the supervisor of
-    /// process groups: a group's pid (4 bytes, native-endian) when the
-    /// host makes it, negated when the host finds it empty.
+    /// process groups: a group's pid (4 bytes, native-endian), by the
+    /// child that leads it before its exec, and negated by the host when
+    /// it finds the group empty.
     lifeline: OwnedFd,
 }
 
@@ -57,11 +59,11 @@ impl Containment {
         self.procs.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// A native child now leads process group `pgid`, which the supervisor
-    /// kills when the host ends (without a cgroup; with one, the cgroup
-    /// holds it already).
-    pub(crate) fn track_group(&self, pgid: u32) {
-        self.tell(pgid as libc::pid_t);
+    /// The lifeline a native child that leads its own process group writes
+    /// its pid to before its exec, so that the supervisor kills the group
+    /// when the host ends; None with a cgroup, which holds it already.
+    pub(crate) fn group_lifeline_fd(&self) -> Option<RawFd> {
+        self.procs.is_none().then(|| self.lifeline.as_raw_fd())
     }
 
     /// The group `pgid` led by a native child the host has reaped: if no
@@ -75,13 +77,11 @@ impl Containment {
     }
 
     fn tell(&self, record: libc::pid_t) {
-        if self.procs.is_some() {
-            return;
-        }
+        let Some(lifeline) = self.group_lifeline_fd() else { return };
         let bytes = record.to_ne_bytes();
         // SAFETY: a send of 4 bytes from a live buffer on a socket we own;
         // MSG_NOSIGNAL: a supervisor that is gone is no SIGPIPE.
-        let sent = unsafe { libc::send(self.lifeline.as_raw_fd(), bytes.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
+        let sent = unsafe { libc::send(lifeline, bytes.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
         if sent != 4 {
             tracing::warn!("cannot tell the supervisor of process group {record}: {}", io::Error::last_os_error());
         }
