@@ -5,7 +5,9 @@
 //! guest's handles by that guest. Every public method opens with its
 //! preconditions in CPython's order (closed? → who is calling? → which
 //! state?) and then acts. What runs behind a started object is a
-//! [`Node`](crate::registry::Node), launched by a backend (wasm or native).
+//! [`Node`](crate::registry::Node), launched by a backend (wasm or native)
+//! that the object reaches only through its [`ProcessHost`], as CPython's
+//! `Process` reaches one only through `_Popen`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +20,23 @@ use wmp_core::{AuthKey, ProcessError};
 use crate::ipc::connection::Connection;
 use crate::base::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
 use crate::ipc::queue::Queue;
-use crate::registry::{Node, NodeSpec, Pid};
-use crate::runtime::Shared;
+use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::ipc::sentinel::{Sentinel, wait_any};
 use crate::spec::LaunchSpec;
 use crate::base::status::{ExitReason, Signal};
+
+/// What a process object needs of the runtime it lives in: the process
+/// table, the tokio runtime its sentinels wait on, and the start of a
+/// child by a backend. The runtime implements it; the state machine's
+/// unit tests implement it with a mock backend.
+pub(crate) trait ProcessHost: Send + Sync {
+    fn registry(&self) -> &Registry;
+    fn handle(&self) -> &tokio::runtime::Handle;
+    /// Starts a child of `parent` that is `who` and runs `spec`; on
+    /// failure the place the child took in its tree's budgets is given
+    /// back.
+    fn start(self: Arc<Self>, parent: &Arc<Node>, who: NodeSpec, spec: LaunchSpec) -> Result<Arc<Node>, ProcessError>;
+}
 
 /// What a process object stands for.
 pub(crate) enum Role {
@@ -44,7 +58,7 @@ enum State {
 /// The shared object behind [`Process`] handles.
 pub(crate) struct ProcessObject {
     id: u64,
-    shared: Arc<Shared>,
+    host: Arc<dyn ProcessHost>,
     role: Role,
     /// Pid of the process that created the object (`_parent_pid`).
     creator: Option<Pid>,
@@ -97,7 +111,7 @@ impl ProcessObject {
 impl Drop for ProcessObject {
     fn drop(&mut self) {
         if matches!(self.role, Role::Child) {
-            self.shared.registry.remove_object(self.id);
+            self.host.registry().remove_object(self.id);
         }
     }
 }
@@ -118,7 +132,7 @@ impl Process {
     /// `charge` covering it in the ledger of a guest that creates it (see
     /// [`Process::bytes_to_construct`]).
     pub(crate) fn construct(
-        shared: Arc<Shared>,
+        host: Arc<dyn ProcessHost>,
         creator: Arc<Node>,
         spec: LaunchSpec,
         name: Option<String>,
@@ -130,10 +144,10 @@ impl Process {
         let mut identity = creator.identity.clone();
         identity.push(number);
         let name = name.filter(|n| !n.is_empty()).unwrap_or_else(|| default_name(&identity));
-        let id = shared.registry.allocate_object_id();
+        let id = host.registry().allocate_object_id();
         let object = Arc::new(ProcessObject {
             id,
-            shared: shared.clone(),
+            host: host.clone(),
             role: Role::Child,
             creator: Some(creator.pid),
             identity,
@@ -143,15 +157,15 @@ impl Process {
             state: Mutex::new(State::Initial(Box::new(spec))),
             charge: Mutex::new(charge),
         });
-        shared.registry.add_object(id, &object);
+        host.registry().add_object(id, &object);
         Process { object, caller: creator }
     }
 
     /// `node`'s view of itself (`current_process()`).
-    pub(crate) fn current(shared: Arc<Shared>, node: Arc<Node>) -> Process {
+    pub(crate) fn current(host: Arc<dyn ProcessHost>, node: Arc<Node>) -> Process {
         let object = Arc::new(ProcessObject {
-            id: shared.registry.allocate_object_id(),
-            shared,
+            id: host.registry().allocate_object_id(),
+            host,
             role: Role::Current(node.clone()),
             creator: node.parent_pid,
             identity: node.identity.clone(),
@@ -165,7 +179,7 @@ impl Process {
     }
 
     /// `node`'s view of its parent (`parent_process()`); None for main.
-    pub(crate) fn parent_of(shared: Arc<Shared>, node: Arc<Node>) -> Option<Process> {
+    pub(crate) fn parent_of(host: Arc<dyn ProcessHost>, node: Arc<Node>) -> Option<Process> {
         let weak = node.parent.clone()?;
         let parent = weak.upgrade();
         let (name, identity) = match &parent {
@@ -173,8 +187,8 @@ impl Process {
             None => (String::new(), Vec::new()),
         };
         let object = Arc::new(ProcessObject {
-            id: shared.registry.allocate_object_id(),
-            shared,
+            id: host.registry().allocate_object_id(),
+            host,
             role: Role::Parent(weak),
             creator: None,
             identity,
@@ -229,7 +243,7 @@ impl Process {
         if let Err((limit, message)) = self.caller.admit_child(&object.identity) {
             // The caller hit a limit of its tree: like any limit, that ends
             // it (unless it is the embedding host itself).
-            if !self.caller.is_main() || object.shared.registry.is_live(self.caller.pid) {
+            if !self.caller.is_main() || object.host.registry().is_live(self.caller.pid) {
                 self.caller.stop(ExitReason::Limit(limit));
             }
             return Err(ProcessError::LimitReached(message));
@@ -241,7 +255,7 @@ impl Process {
             authkey: object.authkey.lock().unwrap().clone(),
             limits: spec.limits.clone(),
         };
-        let node = crate::backend::start(&object.shared, &self.caller, who, LaunchSpec::clone(spec))?;
+        let node = object.host.clone().start(&self.caller, who, LaunchSpec::clone(spec))?;
         // The target and its arguments are not kept once launched (bpo-30775).
         *state = State::Started(node);
         drop(state);
@@ -439,7 +453,7 @@ impl Process {
     }
 
     fn sentinel_of(&self, node: &Node) -> Sentinel {
-        Sentinel { cell: node.exit.clone(), handle: self.object.shared.handle.clone() }
+        Sentinel { cell: node.exit.clone(), handle: self.object.host.handle().clone() }
     }
 
     pub fn name(&self) -> String {
@@ -575,5 +589,141 @@ impl fmt::Display for Process {
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// The state machine against a mock backend (as tokio tests its process
+/// code with `MockWait`): the mock's "process" is a bare node that ends
+/// only when the test publishes its end, or at once when it is stopped.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Capabilities, NativeProgram, Runnable};
+
+    /// Starts nodes that run nothing; refuses to start when told to.
+    struct MockHost {
+        registry: Registry,
+        runtime: tokio::runtime::Runtime,
+        refuse: bool,
+        started: Mutex<Vec<Arc<Node>>>,
+    }
+
+    impl ProcessHost for MockHost {
+        fn registry(&self) -> &Registry {
+            &self.registry
+        }
+
+        fn handle(&self) -> &tokio::runtime::Handle {
+            self.runtime.handle()
+        }
+
+        fn start(self: Arc<Self>, parent: &Arc<Node>, who: NodeSpec, _: LaunchSpec) -> Result<Arc<Node>, ProcessError> {
+            if self.refuse {
+                parent.return_child_place();
+                return Err(ProcessError::SpawnFailed("the mock refuses".into()));
+            }
+            let node = Node::new(Some(parent), self.registry.allocate_wasm_pid(), who);
+            // A stop ends the mock's process at once, as a backend does.
+            node.on_stop(Box::new(|node| {
+                if let Some(reason) = node.stop_requested() {
+                    node.publish_end(reason);
+                }
+            }));
+            self.started.lock().unwrap().push(node.clone());
+            Ok(node)
+        }
+    }
+
+    fn host(refuse: bool) -> (Arc<MockHost>, Arc<Node>) {
+        // A worker drives the timers of joins with a timeout.
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let host = Arc::new(MockHost { registry: Registry::new(), runtime, refuse, started: Mutex::default() });
+        let main = NodeSpec {
+            identity: Vec::new(),
+            name: "MainProcess".into(),
+            daemon: false,
+            authkey: AuthKey::new(vec![7u8; 32]),
+            limits: crate::base::limits::Limits::new(),
+        };
+        (host, Node::new(None, 1, main))
+    }
+
+    fn child(host: &Arc<MockHost>, main: &Arc<Node>) -> Process {
+        let spec = LaunchSpec::new(Runnable::Native(NativeProgram::new("/bin/true")), Capabilities::new(), None);
+        Process::construct(host.clone(), main.clone(), spec, None, None, None, Charge::none())
+    }
+
+    /// The end of the last process the mock started, as its backend would
+    /// publish it.
+    fn end_last(host: &MockHost, reason: ExitReason) {
+        host.started.lock().unwrap().last().expect("a started process").publish_end(reason);
+    }
+
+    #[test]
+    fn initial_started_ended_closed() {
+        let (host, main) = host(false);
+        let p = child(&host, &main);
+        assert_eq!(p.to_string(), "<Process name='Process-1' parent=1 initial>");
+        assert_eq!(p.join(None), Err(ProcessError::JoinNotStarted));
+        assert_eq!(p.kill(), Err(ProcessError::NotStarted));
+        assert_eq!((p.is_alive(), p.exitcode()), (Ok(false), Ok(None)));
+        p.start().unwrap();
+        assert_eq!(p.start(), Err(ProcessError::StartedTwice));
+        assert_eq!((p.is_alive(), p.exitcode()), (Ok(true), Ok(None)));
+        assert_eq!(p.close(), Err(ProcessError::CloseRunning));
+        p.join(Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(p.is_alive(), Ok(true), "a join that times out leaves it running");
+        end_last(&host, ExitReason::Exit(3));
+        p.join(None).unwrap();
+        assert_eq!((p.is_alive(), p.exitcode()), (Ok(false), Ok(Some(3))));
+        p.close().unwrap();
+        assert_eq!(p.is_alive(), Err(ProcessError::Closed));
+        assert_eq!(p.start(), Err(ProcessError::Closed));
+        assert_eq!(p.join(None), Err(ProcessError::Closed));
+    }
+
+    #[test]
+    fn a_kill_reaches_the_backend_and_ends_the_process_with_minus_nine() {
+        let (host, main) = host(false);
+        let p = child(&host, &main);
+        p.start().unwrap();
+        p.kill().unwrap();
+        assert_eq!(p.exitcode(), Ok(Some(-9)), "the mock ended it when asked");
+        let q = child(&host, &main);
+        q.start().unwrap();
+        // Starting reaps the children that ended (CPython's _cleanup).
+        assert_eq!(main.child_nodes().len(), 1, "the killed one was reaped");
+        q.terminate().unwrap();
+        q.join(None).unwrap();
+        assert_eq!(q.exitcode(), Ok(Some(-15)));
+    }
+
+    #[test]
+    fn a_start_the_backend_refuses_leaves_the_object_initial() {
+        let (host, main) = host(true);
+        let p = child(&host, &main);
+        let refused = p.start();
+        assert!(matches!(refused, Err(ProcessError::SpawnFailed(ref why)) if why.contains("the mock refuses")));
+        assert_eq!(p.exitcode(), Ok(None));
+        assert!(p.to_string().ends_with(" initial>"), "{p}");
+        assert!(main.child_nodes().is_empty());
+    }
+
+    #[test]
+    fn only_the_creator_may_start_or_ask_after_a_child() {
+        let (host, main) = host(false);
+        let p = child(&host, &main);
+        p.start().unwrap();
+        let other = Node::new(Some(&main), 99, NodeSpec {
+            identity: vec![2],
+            name: "other".into(),
+            daemon: false,
+            authkey: main.authkey(),
+            limits: crate::base::limits::Limits::new(),
+        });
+        let seen_by_other = Process::seen_by(p.object.clone(), other);
+        assert_eq!(seen_by_other.is_alive(), Err(ProcessError::TestNotChild));
+        end_last(&host, ExitReason::Returned);
+        assert_eq!(p.exitcode(), Ok(Some(0)));
     }
 }

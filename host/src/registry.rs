@@ -148,9 +148,17 @@ impl Node {
         ProcessBudget::release_all(&self.budgets);
     }
 
-    /// Gives back the places this process took in the budgets.
-    pub(crate) fn release_budgets(&self) {
+    /// The last steps of every end, whichever backend ran the process
+    /// (which has taken it out of the live table first): it gives back
+    /// its places in the budgets, its parent counts it, and anyone waiting
+    /// sees its end.
+    pub(crate) fn publish_end(&self, reason: ExitReason) {
         ProcessBudget::release_all(&self.counted_in);
+        tracing::debug!(pid = self.pid, %reason, "process ended");
+        if let Some(parent) = self.parent.as_ref().and_then(std::sync::Weak::upgrade) {
+            parent.child_ending();
+        }
+        self.exit.publish(reason);
     }
 
     pub(crate) fn is_main(&self) -> bool {

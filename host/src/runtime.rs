@@ -13,7 +13,7 @@ use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError};
 
 use crate::code_cache::CodeCacheDir;
 use crate::base::error::{Error, Result};
-use crate::process::Process;
+use crate::process::{Process, ProcessHost};
 use crate::program::{self, Linkers, Program};
 use crate::base::program_file;
 use crate::base::ledger::HostMemory;
@@ -54,6 +54,26 @@ pub(crate) struct Shared {
     pub(crate) bridges: Bridges,
     /// Turns at the CPU for wasm guests that compute.
     pub(crate) turns: Turns,
+}
+
+/// The process model reaches the backends through the runtime.
+impl ProcessHost for Shared {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    fn start(
+        self: Arc<Self>,
+        parent: &Arc<Node>,
+        who: NodeSpec,
+        spec: LaunchSpec,
+    ) -> std::result::Result<Arc<Node>, wmp_core::ProcessError> {
+        crate::backend::start(&self, parent, who, spec)
+    }
 }
 
 impl Shared {

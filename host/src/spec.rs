@@ -11,10 +11,9 @@ use wmp_core::{AuthKey, ProcessError};
 
 use crate::ipc::inherit::Inheritance;
 use crate::base::limits::Limits;
-use crate::process::Process;
+use crate::process::{Process, ProcessHost};
 use crate::program::Program;
 use crate::registry::Node;
-use crate::runtime::Shared;
 use crate::base::stdio::{Stdio, Stream};
 
 /// A host directory made visible to the guest (`--dir HOST[::GUEST]`).
@@ -263,7 +262,7 @@ impl LaunchSpec {
 /// Builds a process object (the analog of `multiprocessing.Process(...)`).
 /// Nothing runs until [`Process::start`].
 pub struct ProcessBuilder {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) host: Arc<dyn ProcessHost>,
     pub(crate) creator: Arc<Node>,
     pub(crate) spec: LaunchSpec,
     pub(crate) name: Option<String>,
@@ -272,10 +271,10 @@ pub struct ProcessBuilder {
 }
 
 impl ProcessBuilder {
-    pub(crate) fn new(shared: Arc<Shared>, creator: Arc<Node>, program: Runnable) -> Self {
+    pub(crate) fn new(host: Arc<dyn ProcessHost>, creator: Arc<Node>, program: Runnable) -> Self {
         let caps = Capabilities::new().args([program.name()]);
         Self {
-            shared,
+            host,
             creator,
             spec: LaunchSpec::new(program, caps, None),
             name: None,
@@ -326,6 +325,6 @@ impl ProcessBuilder {
     /// of the creator's child counter.
     pub fn build(self) -> Process {
         let charge = crate::base::ledger::Charge::none(); // the embedding host is not charged
-        Process::construct(self.shared, self.creator, self.spec, self.name, self.daemon, self.authkey, charge)
+        Process::construct(self.host, self.creator, self.spec, self.name, self.daemon, self.authkey, charge)
     }
 }

@@ -324,12 +324,7 @@ async fn supervise(
         Err(e) => ExitReason::Trap(format!("cannot reap the process: {e}")),
     };
     let _ = tokio::time::timeout(OUTPUT_GRACE, all_ended(forwarders)).await;
-    node.release_budgets();
-    tracing::debug!(pid = node.pid, %reason, "native process ended");
-    if let Some(parent) = node.parent.as_ref().and_then(std::sync::Weak::upgrade) {
-        parent.child_ending();
-    }
-    node.exit.publish(reason);
+    node.publish_end(reason);
 }
 
 async fn all_ended(handles: Vec<tokio::task::JoinHandle<()>>) {

@@ -249,18 +249,11 @@ fn end_at_once(shared: &Shared, held: &HeldRun, node: &Node) {
     }
 }
 
-/// The last steps of every end: the process leaves its budgets and the
-/// table, its parent counts it, and anyone waiting sees its end.
+/// The end of a wasm process: out of the table, and counted by its
+/// parent, before anyone waiting on the end can look.
 fn publish_end(shared: &Shared, node: &Node, reason: ExitReason) {
-    node.release_budgets();
-    tracing::debug!(pid = node.pid, %reason, "process ended");
-    // Out of the table, and counted by its parent, before anyone waiting
-    // on the end can look.
     shared.registry.remove_live(node.pid);
-    if let Some(parent) = node.parent.as_ref().and_then(std::sync::Weak::upgrade) {
-        parent.child_ending();
-    }
-    node.exit.publish(reason);
+    node.publish_end(reason);
 }
 
 fn prepare(
