@@ -161,6 +161,15 @@ impl Node {
         self.exit.publish(reason);
     }
 
+    /// Ends when the process has run for its `Limits::timeout`; never
+    /// without one.
+    pub(crate) async fn time_limit(&self) {
+        match self.limits.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    }
+
     pub(crate) fn is_main(&self) -> bool {
         self.parent_pid.is_none()
     }

@@ -13,6 +13,7 @@ crate::for_both_backends!(
     every_constructed_object_takes_the_next_number,
     pid_is_none_before_start_and_unique_after,
     start_only_once,
+    a_start_after_the_runtime_is_dropped_is_refused,
     join_checks_and_timeout,
     exitcode_of_a_normal_return_and_of_exit,
     terminate_and_kill_stop_a_spinning_process,
@@ -83,6 +84,17 @@ fn start_only_once(backend: Backend) {
     let (p, _) = f.run_child(Job::Noop);
     assert_eq!(p.start(), Err(ProcessError::StartedTwice));
     assert_eq!(p.start().unwrap_err().to_string(), "cannot start a process twice");
+}
+
+/// A process object that outlives its runtime cannot start: the runtime
+/// that would run it is gone.
+fn a_start_after_the_runtime_is_dropped_is_refused(backend: Backend) {
+    let f = Fixture::new(backend);
+    let p = f.unstarted().build();
+    drop(f);
+    let refused = p.start().unwrap_err();
+    assert_eq!(refused, ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
+    assert_eq!(p.exitcode(), Ok(None), "{p}");
 }
 
 fn join_checks_and_timeout(backend: Backend) {

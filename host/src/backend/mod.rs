@@ -16,8 +16,9 @@ use crate::runtime::Shared;
 use crate::spec::{LaunchSpec, Runnable};
 use crate::base::status::{ExitReason, Signal};
 
-/// Starts a child of `parent` that is `who` and runs `spec`; on failure
-/// the place the child took in its tree's budgets is given back.
+/// Starts a child of `parent` that is `who` and runs `spec`, unless the
+/// runtime has shut down; on failure the place the child took in its
+/// tree's budgets is given back.
 pub(crate) fn start(
     shared: &Arc<Shared>,
     parent: &Arc<Node>,
@@ -25,6 +26,9 @@ pub(crate) fn start(
     spec: LaunchSpec,
 ) -> Result<Arc<Node>, ProcessError> {
     let started = match spec.program.clone() {
+        _ if shared.is_shut_down() => {
+            Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()))
+        }
         Runnable::Wasm(program) => {
             let node = Node::new(Some(parent), shared.registry.allocate_wasm_pid(), who);
             wasm::launch(shared, node.clone(), &program, spec).map(|()| node)

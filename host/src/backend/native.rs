@@ -64,9 +64,6 @@ pub(crate) fn launch(
     spec: LaunchSpec,
 ) -> Result<Arc<Node>, ProcessError> {
     let failed = |why: String| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", who.name));
-    if shared.is_shut_down() {
-        return Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
-    }
     let limits = parent.limits.narrowed_by(&who.limits);
     refuse_wasm_only_limits(&limits).map_err(failed)?;
     let Handles { connections, queues } = spec.inherited.take();
@@ -291,13 +288,7 @@ async fn supervise(
 ) {
     let mut stops = node.stop_requests();
     stops.mark_changed(); // a stop asked before this task ran
-    let timeout = node.limits.timeout;
-    let timer = async move {
-        match timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timer = node.time_limit();
     tokio::pin!(timer);
     let mut timed_out = false;
     loop {

@@ -207,9 +207,6 @@ pub(crate) fn launch(
     program: &Program,
     spec: LaunchSpec,
 ) -> Result<(), ProcessError> {
-    if shared.is_shut_down() {
-        return Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
-    }
     let report_to = TrapReport { stderr: spec.caps.stderr.clone(), program: program.name().to_owned() };
     let place = shared.turns.place();
     let run = prepare(shared, &node, program, spec, place.clone())
@@ -355,13 +352,7 @@ impl TrapReport {
 /// Runs the guest, then does what CPython does when a process ends: deal
 /// with its children, report a trap, publish the end.
 async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, held: Arc<HeldRun>) {
-    let timeout = node.limits.timeout;
-    let timer = async move {
-        match timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timer = node.time_limit();
     let (mut reason, report) = tokio::select! {
         biased;
         reason = node.stopped() => (reason, None),
