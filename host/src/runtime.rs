@@ -249,6 +249,39 @@ impl RuntimeBuilder {
             max_processes: Some(self.limits.max_processes.map_or(max_live, |m| m.min(max_live))),
             ..self.limits.clone()
         };
+        let engine = Engine::new(&self.engine_config(fuel_metering)).map_err(setup)?;
+        let code_cache = match self.cache {
+            CodeCache::Off => None,
+            CodeCache::System => CodeCacheDir::system_dir(),
+            CodeCache::Directory(dir) => Some(dir),
+        }
+        .map(|dir| CodeCacheDir::new(dir, &engine));
+        start_epoch_ticker(&engine);
+        let tokio = tokio_runtime(self.worker_threads)?;
+        let linkers = Linkers::new(&engine).map_err(setup)?;
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            handle: tokio.handle().clone(),
+            registry: Registry::new(),
+            linkers,
+            code_cache,
+            max_program_size: self.max_program_size.unwrap_or(crate::DEFAULT_MAX_PROGRAM_SIZE),
+            fuel_metering,
+            shared_programs: Mutex::new(HashMap::new()),
+            shut_down: AtomicBool::new(false),
+            spawner: Spawner::default(),
+            addresses: Arc::default(),
+            bridges: Bridges::default(),
+            turns: Turns::new(tokio.metrics().num_workers()),
+        });
+        let (main, parent) = main_process(&shared, self.handoff, main_limits)?;
+        Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
+    }
+
+    /// The wasmtime configuration: epoch interruption (for kills and
+    /// turns), fuel if metered, the stack and memory limits, and the
+    /// pooling allocator or recycled stacks.
+    fn engine_config(&self, fuel_metering: bool) -> Config {
         let mut config = Config::new();
         config.epoch_interruption(true).consume_fuel(fuel_metering);
         if let Some(stack) = self.max_wasm_stack {
@@ -275,68 +308,7 @@ impl RuntimeBuilder {
         } else {
             config.with_host_stack(Arc::new(crate::base::stacks::StackRecycler::default()));
         }
-        let engine = Engine::new(&config).map_err(setup)?;
-        let code_cache = match self.cache {
-            CodeCache::Off => None,
-            CodeCache::System => CodeCacheDir::system_dir(),
-            CodeCache::Directory(dir) => Some(dir),
-        }
-        .map(|dir| CodeCacheDir::new(dir, &engine));
-        start_epoch_ticker(&engine);
-        let mut tokio = tokio::runtime::Builder::new_multi_thread();
-        if let Some(threads) = self.worker_threads {
-            tokio.worker_threads(threads);
-        }
-        let tokio = tokio
-            .thread_name("wmp-worker")
-            .enable_all() // timers for sleeps and timeouts, I/O for WASI sockets
-            .build()
-            .map_err(|e| Error::Setup(format!("cannot start the tokio runtime: {e}")))?;
-        let linkers = Linkers::new(&engine).map_err(setup)?;
-        let shared = Arc::new(Shared {
-            engine: engine.clone(),
-            handle: tokio.handle().clone(),
-            registry: Registry::new(),
-            linkers,
-            code_cache,
-            max_program_size: self.max_program_size.unwrap_or(crate::DEFAULT_MAX_PROGRAM_SIZE),
-            fuel_metering,
-            shared_programs: Mutex::new(HashMap::new()),
-            shut_down: AtomicBool::new(false),
-            spawner: Spawner::default(),
-            addresses: Arc::default(),
-            bridges: Bridges::default(),
-            turns: Turns::new(tokio.metrics().num_workers()),
-        });
-        // The main process is the host process: its pid is the OS pid. A
-        // process a wmp runtime started natively is who the handoff says,
-        // below a view of its parent.
-        let (main, parent) = match self.handoff {
-            None => {
-                let who = NodeSpec {
-                    identity: Vec::new(),
-                    name: wmp_core::naming::default_name(&[]),
-                    daemon: false,
-                    authkey: random_authkey()?,
-                    limits: main_limits,
-                };
-                (Node::new(None, std::process::id(), who), None)
-            }
-            Some(handoff) => {
-                let parent = parent_view(&shared, &handoff);
-                let who = NodeSpec {
-                    identity: handoff.identity,
-                    name: handoff.name,
-                    daemon: handoff.daemon,
-                    authkey: AuthKey::new(handoff.authkey),
-                    limits: main_limits,
-                };
-                let main = Node::new(Some(&parent), std::process::id(), who);
-                end_this_process_when_stopped(&shared, &main);
-                (main, Some(parent))
-            }
-        };
-        Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
+        config
     }
 }
 
@@ -400,6 +372,52 @@ fn random_authkey() -> Result<AuthKey> {
     let mut key = [0u8; AUTHKEY_LEN];
     getrandom::fill(&mut key).map_err(|e| Error::Setup(format!("no randomness for the authkey: {e}")))?;
     Ok(AuthKey::new(key))
+}
+
+/// The tokio runtime the processes run on: `threads` workers (tokio's
+/// default: one per core), with timers and I/O.
+fn tokio_runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut tokio = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        tokio.worker_threads(threads);
+    }
+    tokio
+        .thread_name("wmp-worker")
+        .enable_all() // timers for sleeps and timeouts, I/O for WASI sockets
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the tokio runtime: {e}")))
+}
+
+/// The main process, and the view of its parent if it has one. The main
+/// process is the host process: its pid is the OS pid. A process a wmp
+/// runtime started natively is who the handoff says, below a view of its
+/// parent.
+fn main_process(
+    shared: &Arc<Shared>,
+    handoff: Option<Handoff>,
+    limits: Limits,
+) -> Result<(Arc<Node>, Option<Arc<Node>>)> {
+    let Some(handoff) = handoff else {
+        let who = NodeSpec {
+            identity: Vec::new(),
+            name: wmp_core::naming::default_name(&[]),
+            daemon: false,
+            authkey: random_authkey()?,
+            limits,
+        };
+        return Ok((Node::new(None, std::process::id(), who), None));
+    };
+    let parent = parent_view(shared, &handoff);
+    let who = NodeSpec {
+        identity: handoff.identity,
+        name: handoff.name,
+        daemon: handoff.daemon,
+        authkey: AuthKey::new(handoff.authkey),
+        limits,
+    };
+    let main = Node::new(Some(&parent), std::process::id(), who);
+    end_this_process_when_stopped(shared, &main);
+    Ok((main, Some(parent)))
 }
 
 /// Bumps the engine's epoch every tick so running guests check in, and
