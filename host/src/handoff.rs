@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::limits::Limits;
 use crate::registry::{Node, NodeSpec, Pid};
-use crate::spec::Target;
+use crate::builder::Target;
 
 /// The environment variable naming the handoff fd.
 pub(crate) const HANDOFF_FD_VAR: &str = "WMP_HANDOFF_FD";

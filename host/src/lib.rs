@@ -56,16 +56,14 @@
 
 mod backend;
 mod base;
+mod builder;
 mod code_cache;
-mod guest_api;
-mod guest_connections;
 mod handoff;
 mod ipc;
 mod process;
 mod program;
 mod registry;
 mod runtime;
-mod spec;
 
 pub mod inspect;
 
@@ -84,8 +82,8 @@ pub use backend::native::guest_marker::GUEST_NOTE;
 pub use registry::{FIRST_WASM_PID, Pid};
 pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
 pub use ipc::sentinel::Sentinel;
-pub use spec::{Capabilities, NativeProgram, Preopen, ProcessBuilder, Target};
-pub use base::status::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
+pub use builder::{Capabilities, NativeProgram, Preopen, ProcessBuilder, Target};
+pub use base::exit::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
 pub use base::stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
 pub use ipc::wait::Waitable;
 pub use wmp_core::{AuthKey, ConnectionError, naming};

@@ -22,8 +22,8 @@ use crate::base::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
 use crate::ipc::queue::Queue;
 use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::ipc::sentinel::{Sentinel, wait_any};
-use crate::spec::LaunchSpec;
-use crate::base::status::{ExitReason, Signal};
+use crate::builder::LaunchSpec;
+use crate::base::exit::{ExitReason, Signal};
 
 /// What a process object needs of the runtime it lives in: the process
 /// table, the tokio runtime its sentinels wait on, and the start of a
@@ -598,7 +598,7 @@ impl fmt::Debug for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Capabilities, NativeProgram, Runnable};
+    use crate::builder::{Capabilities, NativeProgram, Runnable};
 
     /// Starts nodes that run nothing; refuses to start when told to.
     struct MockHost {

@@ -14,8 +14,8 @@ use crate::code_cache::CodeCacheDir;
 use wmp_core::ProcessError;
 
 use crate::base::error::{Error, Result, one_line};
-use crate::spec::Target;
-use crate::guest_api::bindings::Guest;
+use crate::builder::Target;
+use crate::backend::wasm::process_imports::bindings::Guest;
 
 /// A compiled, pre-linked program, cheap to clone and to start many times.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use crate::base::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::process::ProcessObject;
 use crate::base::run_slot::RunSlot;
 use crate::ipc::sentinel::ExitCell;
-use crate::base::status::{ExitReason, Signal};
+use crate::base::exit::{ExitReason, Signal};
 
 pub use wmp_core::Pid;
 

@@ -22,14 +22,14 @@ use crate::registry::{Node, NodeSpec, Pid, Registry};
 use crate::ipc::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::backend::native::Spawner;
 use crate::backend::wasm::turns::Turns;
-use crate::ipc::bridge::Bridges;
+use crate::ipc::remote_connection::Bridges;
 use crate::ipc::connection::{Connection, PIPE_CAPACITY};
 use crate::ipc::listener::{Addresses, Listener};
 use crate::ipc::queue::Queue;
 use crate::ipc::wait::{Waitable, wait_ready};
 use crate::handoff::Handoff;
-use crate::spec::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
-use crate::base::status::{ExitReason, Signal};
+use crate::builder::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
+use crate::base::exit::{ExitReason, Signal};
 
 /// How often running guests are interrupted to check for a stop request
 /// and to yield to other guests.
@@ -643,7 +643,7 @@ impl Runtime {
     /// ([`Handoff::take_connections`]).
     pub fn connection_over(&self, socket: std::os::unix::net::UnixStream) -> std::io::Result<Connection> {
         let (mine, theirs) = self.pipe(true);
-        self.shared.bridges.bridge(&self.shared.handle, theirs, socket, crate::ipc::bridge::Payer::Parent)?;
+        self.shared.bridges.bridge(&self.shared.handle, theirs, socket, crate::ipc::remote_connection::Payer::Parent)?;
         Ok(mine)
     }
 

@@ -13,8 +13,8 @@ use wmp_core::ProcessError;
 
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
-use crate::spec::{LaunchSpec, Runnable};
-use crate::base::status::{ExitReason, Signal};
+use crate::builder::{LaunchSpec, Runnable};
+use crate::base::exit::{ExitReason, Signal};
 
 /// Starts a child of `parent` that is `who` and runs `spec`, unless the
 /// runtime has shut down; on failure the place the child took in its

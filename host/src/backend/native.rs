@@ -36,15 +36,15 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use wmp_core::ProcessError;
 
-use crate::ipc::bridge::Payer;
+use crate::ipc::remote_connection::Payer;
 use crate::handoff::{HANDOFF_FD_VAR, Handoff};
 use crate::ipc::inherit::Handles;
 use crate::base::ledger::OverBudget;
 use crate::base::limits::{Limit, Limits};
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
-use crate::spec::{Capabilities, LaunchSpec, NativeProgram};
-use crate::base::status::ExitReason;
+use crate::builder::{Capabilities, LaunchSpec, NativeProgram};
+use crate::base::exit::ExitReason;
 use crate::base::stdio::{Forwarder, Stdio};
 
 use spawn::{ChildOutput, ChildStack, Spawn, Spawned};
@@ -127,7 +127,7 @@ pub(crate) fn launch(
         let _ = shared.bridges.bridge(&shared.handle, connection, socket, payer.clone());
     }
     for (queue, socket) in queues.into_iter().zip(ours) {
-        let _ = crate::ipc::queue_bridge::serve(&shared.handle, queue, socket, payer.clone());
+        let _ = crate::ipc::remote_queue::serve(&shared.handle, queue, socket, payer.clone());
     }
     shared.registry.add_live(&node);
     shared.handle.spawn(supervise(shared.clone(), node.clone(), reaper, exited, forwarders));

@@ -9,7 +9,9 @@
 //! that is not being polled when it is stopped is ended by the stop itself
 //! ([`held_run`]).
 
+pub(crate) mod connection_imports;
 mod held_run;
+pub(crate) mod process_imports;
 pub(crate) mod turns;
 
 use std::collections::HashMap;
@@ -29,8 +31,8 @@ use crate::base::limits::Limit;
 use crate::program::{Code, Program};
 use crate::registry::{Node, Pid};
 use crate::runtime::Shared;
-use crate::spec::{Capabilities, LaunchSpec, Target};
-use crate::base::status::{ExitReason, Signal};
+use crate::builder::{Capabilities, LaunchSpec, Target};
+use crate::base::exit::{ExitReason, Signal};
 use crate::base::stdio::{Stdio, Stream};
 use held_run::HeldRun;
 use turns::Place;

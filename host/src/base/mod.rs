@@ -2,10 +2,10 @@
 //! else of the crate's (see docs/architecture.md).
 
 pub(crate) mod error;
+pub(crate) mod exit;
 pub(crate) mod ledger;
 pub(crate) mod limits;
 pub(crate) mod program_file;
 pub(crate) mod run_slot;
 pub(crate) mod stacks;
-pub(crate) mod status;
 pub(crate) mod stdio;

@@ -4,11 +4,11 @@
 //! and queues to native children. Built on base only (see
 //! docs/architecture.md).
 
-pub(crate) mod bridge;
 pub(crate) mod connection;
 pub(crate) mod inherit;
 pub(crate) mod listener;
 pub(crate) mod queue;
-pub(crate) mod queue_bridge;
+pub(crate) mod remote_connection;
+pub(crate) mod remote_queue;
 pub(crate) mod sentinel;
 pub(crate) mod wait;

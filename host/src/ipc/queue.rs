@@ -3,7 +3,7 @@
 //! Every handle (each process's, and one waiting to be handed to a child)
 //! counts; a `get` that finds the queue empty with no other handle left
 //! fails with EOF instead of waiting forever. A native process's handle to
-//! a queue in its parent's runtime is remote (`queue_bridge.rs`).
+//! a queue in its parent's runtime is remote (`remote_queue.rs`).
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use wmp_core::ConnectionError;
 
 use crate::base::ledger::Charged;
-use crate::ipc::queue_bridge::RemoteQueue;
+use crate::ipc::remote_queue::RemoteQueue;
 use crate::ipc::wait::within;
 
 /// A queue that lives in this process.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::base::status::ExitReason;
+use crate::base::exit::ExitReason;
 use crate::ipc::wait::{Waitable, wait_ready};
 
 /// Where a process publishes its end, exactly once.

@@ -11,7 +11,7 @@ use crate::backend::wasm::P2State;
 use crate::base::ledger::{Held, OBJECT_COST};
 use crate::process::Process;
 use crate::ipc::sentinel::{Sentinel, wait_any};
-use crate::spec::{LaunchSpec, Runnable, Target};
+use crate::builder::{LaunchSpec, Runnable, Target};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({

@@ -1,7 +1,7 @@
 //! Queues across an OS process boundary: a native child given a queue gets
 //! a socket to a server task in its parent's runtime that holds a handle
 //! to the queue and runs the child's requests on it. Each request is one
-//! frame (see `bridge.rs`) holding an operation byte, a timeout (u64
+//! frame (see `remote_connection.rs`) holding an operation byte, a timeout (u64
 //! nanoseconds, little-endian; `u64::MAX` for none) and the message; each
 //! answer one frame holding a status byte and the message or size. The
 //! server's handle closes when the socket ends (the child closed it or
@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use wmp_core::ConnectionError;
 
-use crate::ipc::bridge::{Payer, put_frame, read_frame};
+use crate::ipc::remote_connection::{Payer, put_frame, read_frame};
 use crate::base::ledger::{Charged, Held};
 use crate::ipc::queue::Queue;
 
