@@ -16,38 +16,40 @@
 //! [`supervisor`]), so what they start dies too.
 //!
 //! Only a wmp guest is handed its identity and the authkey (see
-//! [`guest_marker`]).
+//! [`guest_marker`]). What a child is started with is [`command`]'s; who
+//! owns it until it is reaped, and what its wait status means, is
+//! [`reaper`]'s; this file launches it and watches it to its end.
 
+mod command;
 pub(crate) mod guest_marker;
+mod reaper;
 mod spawn;
 mod supervisor;
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use wmp_core::ProcessError;
 
-use crate::ipc::remote_connection::Payer;
-use crate::handoff::{HANDOFF_FD_VAR, Handoff};
-use crate::ipc::inherit::Handles;
+use crate::base::exit::ExitReason;
 use crate::base::ledger::OverBudget;
-use crate::base::limits::{Limit, Limits};
+use crate::base::limits::Limit;
+use crate::builder::{LaunchSpec, NativeProgram};
+use crate::handoff::Handoff;
+use crate::ipc::inherit::Handles;
+use crate::ipc::remote_connection::Payer;
 use crate::registry::{Node, NodeSpec};
 use crate::runtime::Shared;
-use crate::builder::{Capabilities, LaunchSpec, NativeProgram};
-use crate::base::exit::ExitReason;
-use crate::base::stdio::{Forwarder, Stdio};
 
-use spawn::{ChildOutput, ChildStack, Spawn, Spawned};
+use command::{command, environment, refuse_wasm_only_limits};
+pub(crate) use reaper::pidfd_open;
+use reaper::{Reaper, exit_reason};
+pub(crate) use spawn::Spawner;
+use spawn::Spawned;
 
 /// How long a process's end waits for the rest of its output to be
 /// forwarded (after that, only a grandchild that kept the stream open
@@ -134,149 +136,6 @@ pub(crate) fn launch(
     Ok(node)
 }
 
-/// Fuel, table and stack limits count wasm instructions and structures; a
-/// native program cannot be held to them, so a tree under such a limit
-/// cannot start one.
-fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
-    let limit = if limits.fuel.is_some() {
-        Limit::Fuel
-    } else if limits.max_table_elements.is_some() {
-        Limit::Table
-    } else {
-        return Ok(());
-    };
-    Err(format!("a native program cannot run under a {limit}"))
-}
-
-/// The output stream a native child gets for `stdio`, and the forwarder
-/// that must copy its pipe where `stdio` says.
-fn child_output(stdio: &Stdio) -> (ChildOutput, Option<Forwarder>) {
-    match stdio {
-        Stdio::Inherit => (ChildOutput::Inherit, None),
-        Stdio::Null => (ChildOutput::Null, None),
-        Stdio::Capture(_) | Stdio::Pipe(_) => (ChildOutput::Pipe, stdio.forwarder()),
-    }
-}
-
-/// The environment `native` starts with: the host's if it inherits it,
-/// then the process's own variables.
-fn environment(native: &NativeProgram, caps: &Capabilities) -> BTreeMap<OsString, OsString> {
-    let mut env: BTreeMap<OsString, OsString> =
-        if native.inherit_env { std::env::vars_os().collect() } else { BTreeMap::new() };
-    env.extend(caps.env.iter().map(|(k, v)| (k.into(), v.into())));
-    env
-}
-
-/// How to start `native`, found at `executable`: its argv, environment, directory, stdio,
-/// memory limit and the fds it inherits (the handoff if it is a wmp
-/// guest, and the sockets of its connections and queues); and the output
-/// streams that must be forwarded once it runs.
-fn command(
-    native: &NativeProgram,
-    executable: PathBuf,
-    mut env: BTreeMap<OsString, OsString>,
-    spec: &LaunchSpec,
-    handoff: Option<&OwnedFd>,
-    inherited_fds: &[RawFd],
-    limits: &Limits,
-) -> (Spawn, Vec<Forwarder>) {
-    let caps = &spec.caps;
-    let argv = if caps.args.is_empty() {
-        vec![executable.clone().into_os_string()]
-    } else {
-        caps.args.iter().map(OsString::from).collect()
-    };
-    if let Some(handoff) = handoff {
-        env.insert(HANDOFF_FD_VAR.into(), handoff.as_raw_fd().to_string().into());
-    }
-    let (stdout, stdout_forwarder) = child_output(&caps.stdout);
-    let (stderr, stderr_forwarder) = child_output(&caps.stderr);
-    let spawn = Spawn {
-        program: executable,
-        argv,
-        env,
-        current_dir: native.current_dir.clone(),
-        inherit_stdin: caps.inherit_stdin,
-        stdout,
-        stderr,
-        keep_fds: handoff.map(AsRawFd::as_raw_fd).into_iter().chain(inherited_fds.iter().copied()).collect(),
-        // A child reading the host's terminal must stay in its process
-        // group (or reading would stop it); any other leads a group of its own.
-        own_group: !caps.inherit_stdin,
-        cgroup_procs: supervisor::containment().and_then(supervisor::Containment::procs_fd),
-        group_lifeline: supervisor::containment().and_then(supervisor::Containment::group_lifeline_fd),
-        max_memory: limits.max_memory,
-    };
-    (spawn, stdout_forwarder.into_iter().chain(stderr_forwarder).collect())
-}
-
-pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
-}
-
-/// Owns an unreaped child: signals go to it (and to the process group it
-/// leads), and dropping it before the child was reaped kills and reaps it,
-/// so no zombie is ever left.
-struct Reaper {
-    /// The child, until it is reaped.
-    pid: Option<u32>,
-    leads_group: bool,
-}
-
-impl Reaper {
-    fn new(pid: u32, leads_group: bool) -> Reaper {
-        Reaper { pid: Some(pid), leads_group }
-    }
-
-    /// The child is reaped: its group is left to the containment only
-    /// while something is still in it.
-    fn reaped(&self, pid: u32) {
-        if let Some(containment) = supervisor::containment().filter(|_| self.leads_group) {
-            containment.forget_group_if_empty(pid);
-        }
-    }
-
-    fn send(&self, signal: libc::c_int) {
-        if let Some(pid) = self.pid {
-            let pid = pid as libc::pid_t;
-            // SAFETY: the child is not reaped, so its pid (and the group it
-            // leads) is still its own.
-            unsafe { libc::kill(if self.leads_group { -pid } else { pid }, signal) };
-        }
-    }
-
-    fn signal(&self, reason: &ExitReason) {
-        self.send(match reason {
-            ExitReason::Terminated => libc::SIGTERM,
-            _ => libc::SIGKILL,
-        });
-    }
-
-    /// Reaps the child, which has exited (its pidfd is readable).
-    fn reap(&mut self) -> io::Result<ExitStatus> {
-        let pid = self.pid.take().expect("reaped once");
-        let status = spawn::reap(pid).map(ExitStatus::from_raw);
-        self.reaped(pid);
-        status
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        self.send(libc::SIGKILL);
-        if let Some(pid) = self.pid.take() {
-            let _ = spawn::reap(pid);
-            self.reaped(pid);
-        }
-    }
-}
-
 /// Watches the child until it exits, passing on stop requests as signals
 /// and stopping it at its timeout; then reaps it and publishes its end.
 async fn supervise(
@@ -321,53 +180,5 @@ async fn supervise(
 async fn all_ended(handles: Vec<tokio::task::JoinHandle<()>>) {
     for handle in handles {
         let _ = handle.await;
-    }
-}
-
-/// CPython's reading of a wait status: the exit code, or the signal that
-/// ended it (with the stop reason it was asked for, if it was ours).
-fn exit_reason(status: ExitStatus, requested: Option<ExitReason>) -> ExitReason {
-    if let Some(code) = status.code() {
-        return ExitReason::Exit(code);
-    }
-    match status.signal() {
-        Some(libc::SIGTERM) => ExitReason::Terminated,
-        Some(libc::SIGKILL) => match requested {
-            Some(ExitReason::Limit(limit)) => ExitReason::Limit(limit),
-            _ => ExitReason::Killed,
-        },
-        Some(signal) => ExitReason::Signaled(signal),
-        None => ExitReason::Exit(status.into_raw()),
-    }
-}
-
-/// The one thread that starts native children. A child's parent-death
-/// signal fires when the thread that started it ends, so starting them
-/// from callers' threads (which come and go) would kill children early.
-#[derive(Default)]
-pub(crate) struct Spawner {
-    jobs: OnceLock<Mutex<mpsc::Sender<SpawnJob>>>,
-}
-
-type SpawnJob = (Spawn, mpsc::SyncSender<io::Result<Spawned>>);
-
-impl Spawner {
-    fn spawn(&self, command: Spawn) -> io::Result<Spawned> {
-        let jobs = self.jobs.get_or_init(|| {
-            let (sender, receiver) = mpsc::channel::<SpawnJob>();
-            std::thread::Builder::new()
-                .name("wmp-spawner".into())
-                .spawn(move || {
-                    let mut stack = ChildStack::default();
-                    for (command, reply) in receiver {
-                        let _ = reply.send(command.run(&mut stack));
-                    }
-                })
-                .expect("spawning the wmp-spawner thread");
-            Mutex::new(sender)
-        });
-        let (reply, result) = mpsc::sync_channel(1);
-        jobs.lock().unwrap().send((command, reply)).map_err(|_| io::Error::other("the spawner thread is gone"))?;
-        result.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
     }
 }

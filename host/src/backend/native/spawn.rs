@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
 
 /// Where one of the child's output streams goes.
 pub(crate) enum ChildOutput {
@@ -311,4 +312,35 @@ pub(crate) fn resolve(program: &Path, env: &BTreeMap<OsString, OsString>) -> io:
             candidate.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
         })
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// The one thread that starts native children. A child's parent-death
+/// signal fires when the thread that started it ends, so starting them
+/// from callers' threads (which come and go) would kill children early.
+#[derive(Default)]
+pub(crate) struct Spawner {
+    jobs: OnceLock<Mutex<mpsc::Sender<SpawnJob>>>,
+}
+
+type SpawnJob = (Spawn, mpsc::SyncSender<io::Result<Spawned>>);
+
+impl Spawner {
+    pub(crate) fn spawn(&self, command: Spawn) -> io::Result<Spawned> {
+        let jobs = self.jobs.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel::<SpawnJob>();
+            std::thread::Builder::new()
+                .name("wmp-spawner".into())
+                .spawn(move || {
+                    let mut stack = ChildStack::default();
+                    for (command, reply) in receiver {
+                        let _ = reply.send(command.run(&mut stack));
+                    }
+                })
+                .expect("spawning the wmp-spawner thread");
+            Mutex::new(sender)
+        });
+        let (reply, result) = mpsc::sync_channel(1);
+        jobs.lock().unwrap().send((command, reply)).map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        result.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
 }
