@@ -2,14 +2,15 @@
 //! voice: the process errors with CPython's messages ([`ProcessError`]) and
 //! those of connections and queues ([`ConnectionError`]), the
 //! authentication key that refuses to leave the process ([`AuthKey`]),
-//! process ids ([`Pid`]), and the naming rules for processes and exit codes
-//! ([`naming`]).
+//! process ids ([`Pid`]), the naming rules for processes and exit codes
+//! ([`naming`]), and the framing of many messages in one call ([`frames`]).
 //!
 //! It has no runtime and no I/O; `wmp-host` and `wmp-guest` build on it.
 
 mod authkey;
 mod connection_error;
 mod error;
+pub mod frames;
 pub mod naming;
 
 pub use authkey::{AUTHKEY_LEN, AuthKey};

@@ -42,13 +42,7 @@ impl Connection {
 
     /// Sends many messages, in order, in one call to the host.
     pub fn send_many<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<(), ConnectionError> {
-        let mut frames = Vec::with_capacity(messages.iter().map(|m| m.as_ref().len() + 4).sum());
-        for message in messages {
-            let message = message.as_ref();
-            frames.extend_from_slice(&(message.len() as u32).to_le_bytes());
-            frames.extend_from_slice(message);
-        }
-        self.0.send_frames(&frames).map_err(connection_error)
+        self.0.send_frames(&wmp_core::frames::encode(messages)).map_err(connection_error)
     }
 
     /// Waits for the next message; EOF once the other end is gone and
@@ -61,14 +55,7 @@ impl Connection {
     /// up to about `max_bytes` in all, in one call to the host.
     pub fn recv_many(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
         let frames = self.0.recv_frames(u32::try_from(max_bytes).unwrap_or(u32::MAX)).map_err(connection_error)?;
-        let mut messages = Vec::new();
-        let mut rest = frames.as_slice();
-        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-            let (message, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
-            messages.push(message.to_vec());
-            rest = tail;
-        }
-        Ok(messages)
+        wmp_core::frames::decode(&frames).map_err(|e| ConnectionError::Decode(e.to_string()))
     }
 
     /// Whether a message (or EOF) can be received, waiting up to `timeout`.

@@ -41,31 +41,10 @@ fn conn_result<T>(result: Result<T, ConnectionError>) -> ConnResult<T> {
     Ok(result.map_err(wit_connection_error))
 }
 
-/// Splits framed messages (u32 little-endian length, then the bytes); a
-/// malformed buffer is a guest bug and traps.
+/// Splits framed messages (see `wmp_core::frames`); a malformed buffer is
+/// a guest bug and traps.
 fn unframe(frames: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
-    let mut messages = Vec::new();
-    let mut rest = frames;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(|| wasmtime::format_err!("truncated frame header"))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if tail.len() < len {
-            wasmtime::bail!("frame of {len} bytes with {} left", tail.len());
-        }
-        let (message, tail) = tail.split_at(len);
-        messages.push(message.to_vec());
-        rest = tail;
-    }
-    Ok(messages)
-}
-
-fn frame(messages: Vec<Vec<u8>>) -> Vec<u8> {
-    let mut frames = Vec::with_capacity(messages.iter().map(|m| m.len() + 4).sum());
-    for message in messages {
-        frames.extend_from_slice(&(message.len() as u32).to_le_bytes());
-        frames.extend_from_slice(&message);
-    }
-    frames
+    wmp_core::frames::decode(frames).map_err(wasmtime::Error::new)
 }
 
 impl P2State {
@@ -178,7 +157,7 @@ impl wit::HostConnection for P2State {
     }
 
     async fn recv_frames(&mut self, connection: Resource<Connection>, max_bytes: u32) -> ConnResult<Vec<u8>> {
-        conn_result(self.table.get(&connection)?.recv_many_async(max_bytes as usize).await.map(frame))
+        conn_result(self.table.get(&connection)?.recv_many_async(max_bytes as usize).await.map(|messages| wmp_core::frames::encode(&messages)))
     }
 
     async fn poll(&mut self, connection: Resource<Connection>, timeout: Option<u64>) -> ConnResult<bool> {
