@@ -73,12 +73,7 @@ impl Bridges {
         socket: std::os::unix::net::UnixStream,
         payer: Payer,
     ) -> io::Result<()> {
-        socket.set_nonblocking(true)?;
-        let socket = {
-            let _runtime = handle.enter();
-            UnixStream::from_std(socket)?
-        };
-        let (from_socket, to_socket) = socket.into_split();
+        let (from_socket, to_socket) = tokio_socket(handle, socket)?.into_split();
         let connection = Arc::new(connection);
         let (done_tx, done) = watch::channel(false);
         let mut list = self.0.lock().unwrap();
@@ -150,6 +145,13 @@ async fn incoming(connection: &Connection, mut socket: OwnedReadHalf, payer: &Pa
             Err(_) => return,
         }
     }
+}
+
+/// `socket`, made non-blocking and registered with `handle`'s runtime.
+pub(crate) fn tokio_socket(handle: &tokio::runtime::Handle, socket: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+    socket.set_nonblocking(true)?;
+    let _runtime = handle.enter();
+    UnixStream::from_std(socket)
 }
 
 /// Appends `message` to `frames` as one frame.

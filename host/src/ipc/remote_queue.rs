@@ -13,11 +13,10 @@ use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use wmp_core::ConnectionError;
 
-use crate::ipc::remote_connection::{Payer, put_frame, read_frame};
+use crate::ipc::remote_connection::{Payer, put_frame, read_frame, tokio_socket};
 use crate::base::ledger::{Charged, Held};
 use crate::ipc::queue::Queue;
 
@@ -38,12 +37,6 @@ fn encode_timeout(timeout: Option<Duration>) -> u64 {
 
 fn decode_timeout(nanos: u64) -> Option<Duration> {
     (nanos != u64::MAX).then(|| Duration::from_nanos(nanos))
-}
-
-fn tokio_socket(handle: &tokio::runtime::Handle, socket: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
-    socket.set_nonblocking(true)?;
-    let _runtime = handle.enter();
-    UnixStream::from_std(socket)
 }
 
 /// Serves `queue` to the process at the other end of `socket`, which pays
