@@ -12,8 +12,7 @@ mod bindings {
 
 use bindings::wmp::process::process as wit;
 
-mod connection;
-pub use connection::*;
+pub(crate) mod connection;
 
 pub use wmp_core::Pid;
 

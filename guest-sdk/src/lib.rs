@@ -67,12 +67,19 @@ pub use wmp_core::{AuthKey, ConnectionError, ProcessError};
 #[cfg(target_arch = "wasm32")]
 mod guest;
 #[cfg(target_arch = "wasm32")]
+use guest as imp;
+#[cfg(target_arch = "wasm32")]
 pub use guest::*;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
+use native as imp;
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
+
+mod connection;
+pub use connection::*;
 
 mod messages;
 mod targets;

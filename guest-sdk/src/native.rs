@@ -20,9 +20,8 @@ use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
 
 pub use wmp_core::Pid;
 
-mod connection;
+pub(crate) mod connection;
 mod handoff_at_load;
-pub use connection::*;
 
 /// The runtime of this process, the target it was started to run, and
 /// the sockets of the connection ends and queues its parent passed it

@@ -1,5 +1,6 @@
-//! Pipes, queues, listeners and `wait` in a native program: the host
-//! library's own, in this process's runtime. Connection ends and queues
+//! Pipes, queues, listeners and `wait` in a native program (the
+//! implementation behind `crate::connection`): the host library's own, in
+//! this process's runtime. Connection ends and queues
 //! passed to a native child reach it over inherited sockets.
 
 use std::time::Duration;
@@ -8,140 +9,108 @@ use wmp_core::{AuthKey, ConnectionError, ProcessError};
 
 use super::{Process, Sentinel, runtime, take_connection_sockets, take_queue_sockets};
 
-/// One end of a pipe, or a connection a listener accepted
-/// (`multiprocessing.connection.Connection`). Dropping it closes it.
-pub struct Connection(wmp_host::Connection);
+pub(crate) struct Connection(wmp_host::Connection);
 
-/// Two connected ends (`multiprocessing.Pipe(duplex)`): both ways if
-/// `duplex`, else the first only receives and the second only sends.
-pub fn pipe(duplex: bool) -> (Connection, Connection) {
+pub(crate) fn pipe(duplex: bool) -> (Connection, Connection) {
     let (a, b) = runtime().pipe(duplex);
     (Connection(a), Connection(b))
 }
 
 impl Connection {
-    pub fn send_bytes(&self, message: &[u8]) -> Result<(), ConnectionError> {
+    pub(crate) fn send_bytes(&self, message: &[u8]) -> Result<(), ConnectionError> {
         self.0.send_bytes(message)
     }
 
-    /// Sends many messages, in order, at once.
-    pub fn send_many<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<(), ConnectionError> {
+    pub(crate) fn send_many<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<(), ConnectionError> {
         self.0.send_many(messages.iter().map(|m| m.as_ref().to_vec()).collect())
     }
 
-    /// Waits for the next message; EOF once the other end is gone and
-    /// everything it sent was read.
-    pub fn recv_bytes(&self) -> Result<Vec<u8>, ConnectionError> {
+    pub(crate) fn recv_bytes(&self) -> Result<Vec<u8>, ConnectionError> {
         self.0.recv_bytes()
     }
 
-    /// Waits for at least one message, then takes what else has arrived,
-    /// up to about `max_bytes` in all.
-    pub fn recv_many(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
+    pub(crate) fn recv_many(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, ConnectionError> {
         self.0.recv_many(max_bytes)
     }
 
-    /// Whether a message (or EOF) can be received, waiting up to `timeout`.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
         self.0.poll(timeout)
     }
 
-    pub fn readable(&self) -> bool {
+    pub(crate) fn readable(&self) -> bool {
         self.0.readable()
     }
 
-    pub fn writable(&self) -> bool {
+    pub(crate) fn writable(&self) -> bool {
         self.0.writable()
     }
 
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.0.close()
     }
 }
 
-/// A queue shared by every process that holds a handle to it
-/// (`multiprocessing.Queue`).
-pub struct Queue(wmp_host::Queue);
+pub(crate) struct Queue(wmp_host::Queue);
 
 impl Queue {
-    /// At most `maxsize` messages at once; 0 for no bound.
-    pub fn new(maxsize: u32) -> Queue {
+    pub(crate) fn new(maxsize: u32) -> Queue {
         Queue(runtime().queue(maxsize as usize))
     }
 
-    /// Waits up to `timeout` for room ([`ConnectionError::Full`] after).
-    pub fn put_bytes(&self, message: &[u8], timeout: Option<Duration>) -> Result<(), ConnectionError> {
+    pub(crate) fn put_bytes(&self, message: &[u8], timeout: Option<Duration>) -> Result<(), ConnectionError> {
         self.0.put_bytes(message.to_vec(), timeout)
     }
 
-    /// Waits up to `timeout` for a message ([`ConnectionError::Empty`]
-    /// after; [`ConnectionError::Eof`] at once if no other handle is open).
-    pub fn get_bytes(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
+    pub(crate) fn get_bytes(&self, timeout: Option<Duration>) -> Result<Vec<u8>, ConnectionError> {
         self.0.get_bytes(timeout)
     }
 
-    pub fn empty(&self) -> bool {
+    pub(crate) fn empty(&self) -> bool {
         self.0.empty()
     }
 
-    pub fn qsize(&self) -> usize {
+    pub(crate) fn qsize(&self) -> usize {
         self.0.qsize()
     }
 
-    /// Closes this handle; other handles stay open.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.0.close()
     }
 }
 
-/// A name in this process's runtime that other processes of it connect to
-/// (`multiprocessing.connection.Listener`).
-pub struct Listener(wmp_host::Listener);
+pub(crate) struct Listener(wmp_host::Listener);
 
 impl Listener {
-    /// Listens at `address`; clients must prove `authkey` (this process's
-    /// if None).
-    pub fn bind(address: &str, authkey: Option<&AuthKey>) -> Result<Listener, ConnectionError> {
+    pub(crate) fn bind(address: &str, authkey: Option<&AuthKey>) -> Result<Listener, ConnectionError> {
         runtime().listen(address, authkey.cloned()).map(Listener)
     }
 
-    /// Waits for a client and authenticates it.
-    pub fn accept(&self) -> Result<Connection, ConnectionError> {
+    pub(crate) fn accept(&self) -> Result<Connection, ConnectionError> {
         self.0.accept().map(Connection)
     }
 
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         self.0.address().to_owned()
     }
 
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.0.close()
     }
 }
 
-/// Connects to the listener at `address`, proving `authkey` (this
-/// process's if None) (`multiprocessing.connection.Client`).
-pub fn connect(address: &str, authkey: Option<&AuthKey>) -> Result<Connection, ConnectionError> {
+pub(crate) fn connect(address: &str, authkey: Option<&AuthKey>) -> Result<Connection, ConnectionError> {
     runtime().connect(address, authkey.cloned()).map(Connection)
 }
 
-impl Process {
-    /// Hands a connection end to this child before it starts; the child
-    /// takes it from [`inherited_connections`], in the order passed.
-    pub fn pass_connection(&self, end: Connection) -> Result<(), ProcessError> {
-        self.handle.pass_connection(end.0)
-    }
-
-    /// Gives this child a handle to the queue before it starts; the child
-    /// takes it from [`inherited_queues`], in the order passed.
-    pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
-        self.handle.pass_queue(&queue.0)
-    }
+pub(crate) fn pass_connection(process: &Process, end: Connection) -> Result<(), ProcessError> {
+    process.handle.pass_connection(end.0)
 }
 
-/// The connection ends the parent passed to this process (the first call
-/// takes them all).
-pub fn inherited_connections() -> Vec<Connection> {
+pub(crate) fn pass_queue(process: &Process, queue: &Queue) -> Result<(), ProcessError> {
+    process.handle.pass_queue(&queue.0)
+}
+
+pub(crate) fn inherited_connections() -> Vec<Connection> {
     take_connection_sockets()
         .into_iter()
         .map(|socket| {
@@ -151,8 +120,7 @@ pub fn inherited_connections() -> Vec<Connection> {
         .collect()
 }
 
-/// The queue handles the parent passed to this process (taken once).
-pub fn inherited_queues() -> Vec<Queue> {
+pub(crate) fn inherited_queues() -> Vec<Queue> {
     take_queue_sockets()
         .into_iter()
         .map(|socket| {
@@ -162,11 +130,7 @@ pub fn inherited_queues() -> Vec<Queue> {
         .collect()
 }
 
-/// Waits until a sentinel is ready or a connection has something (or
-/// EOF) to receive, or the timeout passes (`multiprocessing.connection.wait`).
-/// Returns indices into `sentinels` followed by `connections` (connection
-/// `i` is `sentinels.len() + i`); empty on timeout.
-pub fn wait_ready(sentinels: &[&Sentinel], connections: &[&Connection], timeout: Option<Duration>) -> Vec<usize> {
+pub(crate) fn wait_ready(sentinels: &[&Sentinel], connections: &[&Connection], timeout: Option<Duration>) -> Vec<usize> {
     let items: Vec<wmp_host::Waitable<'_>> = sentinels
         .iter()
         .map(|s| wmp_host::Waitable::from(&s.0))
