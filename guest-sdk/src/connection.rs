@@ -7,17 +7,17 @@ use std::time::Duration;
 
 use wmp_core::{AuthKey, ConnectionError, ProcessError};
 
-use crate::imp::connection as imp;
+use crate::imp::{self, connection as imp_connection};
 use crate::{Process, Sentinel};
 
 /// One end of a pipe, or a connection a listener accepted
 /// (`multiprocessing.connection.Connection`). Dropping it closes it.
-pub struct Connection(imp::Connection);
+pub struct Connection(imp_connection::Connection);
 
 /// Two connected ends (`multiprocessing.Pipe(duplex)`): both ways if
 /// `duplex`, else the first only receives and the second only sends.
 pub fn pipe(duplex: bool) -> (Connection, Connection) {
-    let (a, b) = imp::pipe(duplex);
+    let (a, b) = imp_connection::pipe(duplex);
     (Connection(a), Connection(b))
 }
 
@@ -63,12 +63,12 @@ impl Connection {
 
 /// A queue shared by every process that holds a handle to it
 /// (`multiprocessing.Queue`).
-pub struct Queue(imp::Queue);
+pub struct Queue(imp_connection::Queue);
 
 impl Queue {
     /// At most `maxsize` messages at once; 0 for no bound.
     pub fn new(maxsize: u32) -> Queue {
-        Queue(imp::Queue::new(maxsize))
+        Queue(imp_connection::Queue::new(maxsize))
     }
 
     /// Waits up to `timeout` for room ([`ConnectionError::Full`] after).
@@ -98,13 +98,13 @@ impl Queue {
 
 /// A name in the runtime that other processes connect to
 /// (`multiprocessing.connection.Listener`).
-pub struct Listener(imp::Listener);
+pub struct Listener(imp_connection::Listener);
 
 impl Listener {
     /// Listens at `address`; clients must prove `authkey` (this process's
     /// if None).
     pub fn bind(address: &str, authkey: Option<&AuthKey>) -> Result<Listener, ConnectionError> {
-        imp::Listener::bind(address, authkey).map(Listener)
+        imp_connection::Listener::bind(address, authkey).map(Listener)
     }
 
     /// Waits for a client and authenticates it.
@@ -124,32 +124,32 @@ impl Listener {
 /// Connects to the listener at `address`, proving `authkey` (this
 /// process's if None) (`multiprocessing.connection.Client`).
 pub fn connect(address: &str, authkey: Option<&AuthKey>) -> Result<Connection, ConnectionError> {
-    imp::connect(address, authkey).map(Connection)
+    imp_connection::connect(address, authkey).map(Connection)
 }
 
 impl Process {
     /// Hands a connection end to this child before it starts; the child
     /// takes it from [`inherited_connections`], in the order passed.
     pub fn pass_connection(&self, end: Connection) -> Result<(), ProcessError> {
-        imp::pass_connection(self, end.0)
+        imp_connection::pass_connection(&self.imp, end.0)
     }
 
     /// Gives this child a handle to the queue before it starts; the child
     /// takes it from [`inherited_queues`], in the order passed.
     pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
-        imp::pass_queue(self, &queue.0)
+        imp_connection::pass_queue(&self.imp, &queue.0)
     }
 }
 
 /// The connection ends the parent passed to this process (the first call
 /// takes them all).
 pub fn inherited_connections() -> Vec<Connection> {
-    imp::inherited_connections().into_iter().map(Connection).collect()
+    imp_connection::inherited_connections().into_iter().map(Connection).collect()
 }
 
 /// The queue handles the parent passed to this process (taken once).
 pub fn inherited_queues() -> Vec<Queue> {
-    imp::inherited_queues().into_iter().map(Queue).collect()
+    imp_connection::inherited_queues().into_iter().map(Queue).collect()
 }
 
 /// Waits until a sentinel is ready or a connection has something (or
@@ -157,6 +157,7 @@ pub fn inherited_queues() -> Vec<Queue> {
 /// Returns indices into `sentinels` followed by `connections` (connection
 /// `i` is `sentinels.len() + i`); empty on timeout.
 pub fn wait_ready(sentinels: &[&Sentinel], connections: &[&Connection], timeout: Option<Duration>) -> Vec<usize> {
-    let connections: Vec<&imp::Connection> = connections.iter().map(|c| &c.0).collect();
-    imp::wait_ready(sentinels, &connections, timeout)
+    let sentinels: Vec<&imp::Sentinel> = sentinels.iter().map(|s| &s.0).collect();
+    let connections: Vec<&imp_connection::Connection> = connections.iter().map(|c| &c.0).collect();
+    imp_connection::wait_ready(&sentinels, &connections, timeout)
 }

@@ -14,7 +14,9 @@ use bindings::wmp::process::process as wit;
 
 pub(crate) mod connection;
 
-pub use wmp_core::Pid;
+use wmp_core::Pid;
+
+use crate::process::NewChild;
 
 fn process_error(err: wit::Error) -> ProcessError {
     use wit::Error as E;
@@ -40,17 +42,15 @@ fn nanos(timeout: Option<Duration>) -> Option<u64> {
     timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// A process object: a child this process created, or the view of the
-/// current process or of its parent.
-pub struct Process {
+pub(crate) struct Process {
     handle: wit::Process,
-    /// Arguments that could not be encoded: CPython raises the pickling
-    /// error from `start()`, and so does this.
-    pub(crate) encode_error: Option<ProcessError>,
 }
 
 impl Process {
-    pub(crate) fn create(program: Option<&str>, target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
+    /// The object, and the error its start must give if its arguments
+    /// cannot be used (none here).
+    pub(crate) fn create(child: NewChild<'_>) -> (Process, Option<ProcessError>) {
+        let NewChild { program, target, args, name, daemon } = child;
         let spec = wit::Spec {
             target: target.to_owned(),
             args,
@@ -58,87 +58,84 @@ impl Process {
             daemon,
             program: program.map(str::to_owned),
         };
-        Process::from(wit::Process::new(&spec))
+        (Process::from(wit::Process::new(&spec)), None)
     }
 
-    pub fn start(&self) -> Result<(), ProcessError> {
-        if let Some(err) = &self.encode_error {
-            return Err(err.clone());
-        }
+    pub(crate) fn start(&self) -> Result<(), ProcessError> {
         self.handle.start().map_err(process_error)
     }
 
     /// Waits until the process ends or the timeout passes (no error on
     /// timeout).
-    pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
+    pub(crate) fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
         self.handle.join(nanos(timeout)).map_err(process_error)
     }
 
-    pub fn is_alive(&self) -> Result<bool, ProcessError> {
+    pub(crate) fn is_alive(&self) -> Result<bool, ProcessError> {
         self.handle.is_alive().map_err(process_error)
     }
 
-    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
+    pub(crate) fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
         self.handle.exitcode().map_err(process_error)
     }
 
-    pub fn terminate(&self) -> Result<(), ProcessError> {
+    pub(crate) fn terminate(&self) -> Result<(), ProcessError> {
         self.handle.terminate().map_err(process_error)
     }
 
-    pub fn kill(&self) -> Result<(), ProcessError> {
+    pub(crate) fn kill(&self) -> Result<(), ProcessError> {
         self.handle.kill().map_err(process_error)
     }
 
-    pub fn close(&self) -> Result<(), ProcessError> {
+    pub(crate) fn close(&self) -> Result<(), ProcessError> {
         self.handle.close().map_err(process_error)
     }
 
-    pub fn pid(&self) -> Result<Option<Pid>, ProcessError> {
+    pub(crate) fn pid(&self) -> Result<Option<Pid>, ProcessError> {
         self.handle.pid().map_err(process_error)
     }
 
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.handle.name()
     }
 
-    pub fn set_name(&self, name: &str) {
+    pub(crate) fn set_name(&self, name: &str) {
         self.handle.set_name(name)
     }
 
-    pub fn daemon(&self) -> bool {
+    pub(crate) fn daemon(&self) -> bool {
         self.handle.daemon()
     }
 
-    pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
+    pub(crate) fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
         self.handle.set_daemon(daemon).map_err(process_error)
     }
 
-    pub fn authkey(&self) -> AuthKey {
+    pub(crate) fn authkey(&self) -> AuthKey {
         AuthKey::new(self.handle.authkey())
     }
 
-    pub fn set_authkey(&self, key: &AuthKey) {
+    pub(crate) fn set_authkey(&self, key: &AuthKey) {
         self.handle.set_authkey(key.as_bytes())
     }
 
     /// `[]` for the main process, `[2, 1]` for `Process-2:1`.
-    pub fn identity(&self) -> Vec<u32> {
+    pub(crate) fn identity(&self) -> Vec<u32> {
         self.handle.identity()
     }
 
-    pub fn parent_pid(&self) -> Option<Pid> {
+    pub(crate) fn parent_pid(&self) -> Option<Pid> {
         self.handle.parent_pid()
     }
 
-    pub fn sentinel(&self) -> Result<Sentinel, ProcessError> {
+    pub(crate) fn sentinel(&self) -> Result<Sentinel, ProcessError> {
         self.handle.sentinel().map(Sentinel).map_err(process_error)
     }
 }
 
 impl From<wit::Process> for Process {
     fn from(handle: wit::Process) -> Self {
-        Process { handle, encode_error: None }
+        Process { handle }
     }
 }
 
@@ -150,33 +147,33 @@ impl fmt::Display for Process {
 }
 
 /// Becomes ready when its process ends.
-pub struct Sentinel(wit::Sentinel);
+pub(crate) struct Sentinel(wit::Sentinel);
 
 impl Sentinel {
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.0.ready()
     }
 }
 
 /// Waits until a sentinel is ready or the timeout passes; returns the
 /// indices of the ready ones (empty on timeout).
-pub fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
+pub(crate) fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
     let borrowed: Vec<&wit::Sentinel> = sentinels.iter().map(|s| &s.0).collect();
     wit::wait(&borrowed, nanos(timeout)).into_iter().map(|i| i as usize).collect()
 }
 
 /// The process running this code.
-pub fn current_process() -> Process {
+pub(crate) fn current_process() -> Process {
     Process::from(wit::current_process())
 }
 
 /// The process that started this one; None in the main process.
-pub fn parent_process() -> Option<Process> {
+pub(crate) fn parent_process() -> Option<Process> {
     wit::parent_process().map(Process::from)
 }
 
 /// Started children that have not ended (finished ones are reaped first).
-pub fn active_children() -> Vec<Process> {
+pub(crate) fn active_children() -> Vec<Process> {
     wit::active_children().into_iter().map(Process::from).collect()
 }
 

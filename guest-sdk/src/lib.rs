@@ -58,28 +58,33 @@
 //! On `wasm32` the calls go to the host through the WIT imports. Built
 //! natively, the same API runs the program as a native process: a wmp
 //! runtime that started it hands it its identity, and its children are
-//! native runs of the same executable (see `native.rs`). `tests/guests`
+//! native runs of the same executable (see `native.rs`). Each type is
+//! defined once (`process.rs`, `connection.rs`) over the implementation
+//! for the target (`guest.rs` or `native.rs`, and their `connection.rs`),
+//! as tokio's `process` module sits over its `imp`. `tests/guests`
 //! uses every call and runs both ways in the test suite (the examples
 //! above are not doctests: they need a runtime to start them).
 
-pub use wmp_core::{AuthKey, ConnectionError, ProcessError};
+pub use wmp_core::{AuthKey, ConnectionError, Pid, ProcessError};
 
 #[cfg(target_arch = "wasm32")]
 mod guest;
 #[cfg(target_arch = "wasm32")]
 use guest as imp;
 #[cfg(target_arch = "wasm32")]
-pub use guest::*;
+pub use guest::{authkey, entry, exit};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 use native as imp;
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::*;
+pub use native::{authkey, entry, exit};
 
 mod connection;
 pub use connection::*;
+mod process;
+pub use process::*;
 
 mod messages;
 mod targets;

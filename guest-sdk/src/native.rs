@@ -18,7 +18,9 @@ use std::time::Duration;
 use wmp_core::{AuthKey, ProcessError};
 use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
 
-pub use wmp_core::Pid;
+use wmp_core::Pid;
+
+use crate::process::NewChild;
 
 pub(crate) mod connection;
 mod handoff_at_load;
@@ -66,23 +68,15 @@ fn take_queue_sockets() -> Vec<UnixStream> {
     std::mem::take(&mut this_process().queues.lock().unwrap())
 }
 
-/// A process object: a child this process created, or the view of the
-/// current process or of its parent.
-pub struct Process {
+pub(crate) struct Process {
     handle: wmp_host::Process,
-    /// Arguments that could not be encoded: CPython raises the pickling
-    /// error from `start()`, and so does this.
-    pub(crate) encode_error: Option<ProcessError>,
 }
 
 impl Process {
-    pub(crate) fn create(
-        program: Option<&str>,
-        target: &str,
-        args: Vec<u8>,
-        name: Option<&str>,
-        daemon: Option<bool>,
-    ) -> Process {
+    /// The object, and the error its start must give if its arguments
+    /// cannot be used (a main's that are not a JSON list of strings).
+    pub(crate) fn create(child: NewChild<'_>) -> (Process, Option<ProcessError>) {
+        let NewChild { program, target, args, name, daemon } = child;
         let executable = match program {
             Some(path) => PathBuf::from(path),
             None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
@@ -111,87 +105,84 @@ impl Process {
         if let Some(daemon) = daemon {
             builder = builder.daemon(daemon);
         }
-        Process { handle: builder.build(), encode_error }
+        (Process { handle: builder.build() }, encode_error)
     }
 
-    pub fn start(&self) -> Result<(), ProcessError> {
-        if let Some(err) = &self.encode_error {
-            return Err(err.clone());
-        }
+    pub(crate) fn start(&self) -> Result<(), ProcessError> {
         self.handle.start()
     }
 
     /// Waits until the process ends or the timeout passes (no error on
     /// timeout).
-    pub fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
+    pub(crate) fn join(&self, timeout: Option<Duration>) -> Result<(), ProcessError> {
         self.handle.join(timeout)
     }
 
-    pub fn is_alive(&self) -> Result<bool, ProcessError> {
+    pub(crate) fn is_alive(&self) -> Result<bool, ProcessError> {
         self.handle.is_alive()
     }
 
-    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
+    pub(crate) fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
         self.handle.exitcode()
     }
 
-    pub fn terminate(&self) -> Result<(), ProcessError> {
+    pub(crate) fn terminate(&self) -> Result<(), ProcessError> {
         self.handle.terminate()
     }
 
-    pub fn kill(&self) -> Result<(), ProcessError> {
+    pub(crate) fn kill(&self) -> Result<(), ProcessError> {
         self.handle.kill()
     }
 
-    pub fn close(&self) -> Result<(), ProcessError> {
+    pub(crate) fn close(&self) -> Result<(), ProcessError> {
         self.handle.close()
     }
 
-    pub fn pid(&self) -> Result<Option<Pid>, ProcessError> {
+    pub(crate) fn pid(&self) -> Result<Option<Pid>, ProcessError> {
         self.handle.pid()
     }
 
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.handle.name()
     }
 
-    pub fn set_name(&self, name: &str) {
+    pub(crate) fn set_name(&self, name: &str) {
         self.handle.set_name(name)
     }
 
-    pub fn daemon(&self) -> bool {
+    pub(crate) fn daemon(&self) -> bool {
         self.handle.daemon()
     }
 
-    pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
+    pub(crate) fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
         self.handle.set_daemon(daemon)
     }
 
-    pub fn authkey(&self) -> AuthKey {
+    pub(crate) fn authkey(&self) -> AuthKey {
         self.handle.authkey()
     }
 
-    pub fn set_authkey(&self, key: &AuthKey) {
+    pub(crate) fn set_authkey(&self, key: &AuthKey) {
         self.handle.set_authkey(key.clone())
     }
 
     /// `[]` for the main process, `[2, 1]` for `Process-2:1`.
-    pub fn identity(&self) -> Vec<u32> {
+    pub(crate) fn identity(&self) -> Vec<u32> {
         self.handle.identity().to_vec()
     }
 
-    pub fn parent_pid(&self) -> Option<Pid> {
+    pub(crate) fn parent_pid(&self) -> Option<Pid> {
         self.handle.parent_pid()
     }
 
-    pub fn sentinel(&self) -> Result<Sentinel, ProcessError> {
+    pub(crate) fn sentinel(&self) -> Result<Sentinel, ProcessError> {
         self.handle.sentinel().map(Sentinel)
     }
 }
 
 impl From<wmp_host::Process> for Process {
     fn from(handle: wmp_host::Process) -> Self {
-        Process { handle, encode_error: None }
+        Process { handle }
     }
 }
 
@@ -203,33 +194,33 @@ impl fmt::Display for Process {
 }
 
 /// Becomes ready when its process ends.
-pub struct Sentinel(wmp_host::Sentinel);
+pub(crate) struct Sentinel(wmp_host::Sentinel);
 
 impl Sentinel {
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.0.is_ready()
     }
 }
 
 /// Waits until a sentinel is ready or the timeout passes; returns the
 /// indices of the ready ones (empty on timeout).
-pub fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
+pub(crate) fn wait(sentinels: &[&Sentinel], timeout: Option<Duration>) -> Vec<usize> {
     let sentinels: Vec<wmp_host::Sentinel> = sentinels.iter().map(|s| s.0.clone()).collect();
     runtime().wait(&sentinels, timeout)
 }
 
 /// The process running this code.
-pub fn current_process() -> Process {
+pub(crate) fn current_process() -> Process {
     Process::from(runtime().current_process())
 }
 
 /// The process that started this one; None in the main process.
-pub fn parent_process() -> Option<Process> {
+pub(crate) fn parent_process() -> Option<Process> {
     runtime().parent_process().map(Process::from)
 }
 
 /// Started children that have not ended (finished ones are reaped first).
-pub fn active_children() -> Vec<Process> {
+pub(crate) fn active_children() -> Vec<Process> {
     runtime().active_children().into_iter().map(Process::from).collect()
 }
 

@@ -1,11 +1,13 @@
 //! What both platforms share: creating child process objects (the
-//! constructors; each platform's `Process::create` makes the object), and
+//! constructors; each platform's `Process::create` makes the object from
+//! a `NewChild`), and
 //! the named targets a child runs instead of `main` ([`main!`](crate::main)).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wmp_core::ProcessError;
 
+use crate::process::NewChild;
 use crate::{Process, current_process, exit};
 
 /// The same as `Display`: CPython's repr.
@@ -40,7 +42,7 @@ impl Process {
     /// A child whose target gets `args` as raw bytes (for targets written
     /// with [`entry`], or in another language).
     pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
-        Process::create(None, target, args, name, daemon)
+        Process::create(NewChild { program: None, target, args, name, daemon })
     }
 
     fn encoded<T: Serialize + ?Sized>(
@@ -51,10 +53,10 @@ impl Process {
         daemon: Option<bool>,
     ) -> Process {
         match serde_json::to_vec(args) {
-            Ok(bytes) => Process::create(program, target, bytes, name, daemon),
+            Ok(bytes) => Process::create(NewChild { program, target, args: bytes, name, daemon }),
             Err(err) => {
                 let message = format!("cannot encode the arguments of target {target:?}: {err}");
-                let mut process = Process::create(program, target, Vec::new(), name, daemon);
+                let mut process = Process::create(NewChild { program, target, args: Vec::new(), name, daemon });
                 process.encode_error = Some(ProcessError::SpawnFailed(message));
                 process
             }
