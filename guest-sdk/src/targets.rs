@@ -40,7 +40,7 @@ impl Process {
     }
 
     /// A child whose target gets `args` as raw bytes (for targets written
-    /// with [`entry`], or in another language).
+    /// with [`entry`](crate::entry), or in another language).
     pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
         Process::create(NewChild { program: None, target, args, name, daemon })
     }
