@@ -11,6 +11,7 @@ mod authkey;
 mod connection_error;
 mod error;
 pub mod frames;
+pub mod main_args;
 pub mod naming;
 
 pub use authkey::{AUTHKEY_LEN, AuthKey};

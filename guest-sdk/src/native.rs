@@ -86,10 +86,9 @@ impl Process {
         let mut encode_error = None;
         let argv = if target.is_empty() {
             // A program's main: the arguments are its argv after argv[0].
-            match serde_json::from_slice::<Vec<String>>(&args) {
+            match wmp_core::main_args::parse(&args) {
                 Ok(rest) => std::iter::once(argv0).chain(rest).collect(),
-                Err(err) => {
-                    let why = format!("the arguments of a program's main must be a JSON list of strings: {err}");
+                Err(why) => {
                     encode_error = Some(ProcessError::SpawnFailed(why));
                     vec![argv0]
                 }

@@ -50,15 +50,6 @@ pub(crate) fn wit_error(err: ProcessError) -> WitError {
     }
 }
 
-/// The argv a guest passes to another program's `main`.
-fn main_args(args: &[u8]) -> Result<Vec<String>, String> {
-    if args.is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(args)
-        .map_err(|e| format!("the arguments of a program's main must be a JSON list of strings: {e}"))
-}
-
 pub(crate) type WitResult<T> = wasmtime::Result<Result<T, WitError>>;
 
 pub(crate) fn nanos(timeout: Option<u64>) -> Option<Duration> {
@@ -162,7 +153,7 @@ impl wit::HostProcess for P2State {
             }
             // An empty target runs `main`; the arguments are its argv after
             // argv[0], as a JSON list of strings.
-            (Some(program), true) => match main_args(&spec.args) {
+            (Some(program), true) => match wmp_core::main_args::parse(&spec.args) {
                 Ok(args) => LaunchSpec::new(program, caps.args(std::iter::once(argv0).chain(args)), None),
                 Err(why) => refuse(why),
             },
