@@ -16,7 +16,17 @@ crate::for_both_backends!(
     a_daemonic_process_may_not_start_children,
     an_ending_process_terminates_daemons_and_joins_the_rest,
     a_child_runs_while_its_parent_computes,
+    a_main_started_with_no_arguments_gets_none,
 );
+
+/// Empty arguments for a program's main are no arguments, under either
+/// backend (the native SDK refused them while the host took them).
+fn a_main_started_with_no_arguments_gets_none(backend: Backend) {
+    let f = Fixture::new(backend);
+    let (p, out) = f.run_probe("own_main_without_args", "");
+    assert_eq!(p.exitcode(), Ok(Some(0)), "{}", out.stderr());
+    assert!(out.stdout().contains("main exitcode=Some(0)"), "{}", out.stdout());
+}
 
 fn a_child_sees_itself_and_its_parent(backend: Backend) {
     let f = Fixture::new(backend);

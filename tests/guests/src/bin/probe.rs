@@ -184,6 +184,19 @@ fn other_program(args: String) {
     }
 }
 
+/// Starts this program's own `main` with no arguments at all (empty
+/// bytes, not an empty JSON list) and prints how it ended.
+fn own_main_without_args(_: String) {
+    let child = Process::with_bytes("", Vec::new(), None, None);
+    match child.start() {
+        Ok(()) => {
+            child.join(None).unwrap();
+            println!("main exitcode={:?}", child.exitcode().unwrap());
+        }
+        Err(e) => println!("start error={e}"),
+    }
+}
+
 /// Lists the fds a program it execs itself (not through wmp) inherits:
 /// `ls -l /proc/self/fd`, its output inherited. Native only.
 fn fds_of_an_exec(_: String) {
@@ -724,6 +737,7 @@ wmp_guest::main!(
     spawn_and_spin,
     start_then_compute,
     other_program,
+    own_main_without_args,
     fds_of_an_exec,
     unknown_target,
     alloc,
