@@ -180,6 +180,45 @@ fn without_a_cgroup_native_children_and_their_children_die_with_a_killed_host() 
     assert!(stderr.contains("a supervisor kills their process groups"), "the fallback was not used: {stderr}");
 }
 
+/// A supervisor killed from outside takes the host's containment with it:
+/// the host says so on stderr instead of losing it silently.
+#[test]
+fn a_host_whose_supervisor_is_killed_says_so() {
+    let script = std::env::temp_dir().join(format!("wmp-lone-sleeper-{}.sh", std::process::id()));
+    std::fs::write(&script, "#!/bin/sh\necho child=$$\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(crate::NATIVE_HOST_VAR, &script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut output = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
+    let child = output.find_map(|line| line.unwrap().strip_prefix("child=").map(str::to_owned)).unwrap();
+    let child: u32 = child.parse().unwrap();
+    // The host's other child is its supervisor.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", host.id())).unwrap();
+    let children_of = |task: std::fs::DirEntry| std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+    let children: Vec<u32> = tasks
+        .map(|task| children_of(task.unwrap()))
+        .flat_map(|pids| pids.split_whitespace().map(|pid| pid.parse().unwrap()).collect::<Vec<u32>>())
+        .collect();
+    let supervisor = children.into_iter().find(|&pid| pid != child).expect("a supervisor beside the native child");
+    // SAFETY: a plain kill of the host's own child, read above.
+    unsafe { libc::kill(supervisor as libc::pid_t, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !is_reaped(supervisor) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // the warning follows the reap
+    host.kill().unwrap();
+    host.wait().unwrap();
+    std::fs::remove_file(&script).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut host.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains(&format!("the supervisor of native children (pid {supervisor}) has died")), "{stderr}");
+}
+
 /// Runs the host `host_of(script)` gives, whose native child runs a script
 /// that starts a grandchild, SIGKILLs it, and checks that neither outlives
 /// it (nor its cgroup, if it made one); returns what it wrote on stderr.

@@ -82,10 +82,35 @@ pub(crate) async fn within<F: Future>(
                 let _enter = handle.enter();
                 tokio::time::sleep(limit)
             };
+            // The future first: what is ready now is ready even with a
+            // timeout of zero. An unbiased select picks a branch at random,
+            // and a zero sleep is already elapsed when another worker has
+            // moved the timer on since it was made (seen under load: a
+            // `poll(0)` missed a waiting message).
             tokio::select! {
+                biased;
                 output = future => Some(output),
                 () = sleep => None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_ready_now_is_ready_even_with_a_zero_timeout() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let handle = runtime.handle().clone();
+        runtime.block_on(async {
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                assert_eq!(within(&handle, Some(Duration::ZERO), std::future::ready(7)).await, Some(7));
+            }
+        });
+        let pending = runtime.block_on(within(runtime.handle(), Some(Duration::ZERO), std::future::pending::<()>()));
+        assert_eq!(pending, None);
     }
 }

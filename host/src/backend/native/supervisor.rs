@@ -30,7 +30,9 @@
 //! (a terminal's ^C) ends the host and so, through the lifeline, the
 //! children. Being a fork, it shares the host's memory pages as they were
 //! at the first native start, copy-on-write, for as long as the host
-//! lives.
+//! lives. Should it die while the host lives (killed from outside), a
+//! thread of the host that watches its pidfd reaps it and warns that
+//! containment is gone.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -228,6 +230,7 @@ fn start_supervisor(own: &Path, cgroup: &Path) -> io::Result<Option<Containment>
         let _ = super::spawn::reap(pid as u32);
         return Ok(None);
     }
+    watch(pid);
     Ok(Some(Containment { procs: Some(procs), lifeline }))
 }
 
@@ -237,8 +240,30 @@ fn start_group_supervisor() -> io::Result<Containment> {
     // Allocated here: the fork's child may not allocate.
     let mut groups = vec![0 as libc::pid_t; MAX_GROUPS];
     // SAFETY: `supervise_groups` makes system calls only, on `groups`.
-    fork_supervisor([&lifeline_end], move || unsafe { supervise_groups(&mut groups) })?;
+    let pid = fork_supervisor([&lifeline_end], move || unsafe { supervise_groups(&mut groups) })?;
+    watch(pid);
     Ok(Containment { procs: None, lifeline })
+}
+
+/// Warns, and reaps it, if the supervisor dies while the host lives (only
+/// a kill from outside ends it early): what native children start may
+/// then outlive a killed host, and the host should say so rather than
+/// lose its containment silently.
+fn watch(pid: libc::pid_t) {
+    let Ok(pidfd) = super::reaper::pidfd_open(pid as u32) else { return };
+    let watcher = std::thread::Builder::new().name("wmp-supervisor-watch".into()).spawn(move || {
+        let mut ended = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd on a live buffer; retried on EINTR.
+        while unsafe { libc::poll(&mut ended, 1, -1) } < 0 {}
+        let _ = super::spawn::reap(pid as u32);
+        tracing::warn!(
+            "the supervisor of native children (pid {pid}) has died: \
+             what they start may now outlive a killed host"
+        );
+    });
+    if let Err(e) = watcher {
+        tracing::warn!("cannot watch the supervisor of native children: {e}");
+    }
 }
 
 /// Forks a supervisor that keeps `kept` at fds 0, 1, … and closes every
