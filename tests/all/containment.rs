@@ -283,3 +283,27 @@ fn hoarding_in_what_the_parent_passed_stops_at_the_budget(backend: Backend) {
     assert!(mine.poll(Some(Duration::ZERO)).unwrap(), "{}", out.stderr());
     drop(mine);
 }
+
+/// A native child waiting in a get through its parent's runtime holds
+/// nothing there: only what it puts is charged to it.
+#[test]
+fn a_native_childs_waiting_get_is_not_charged_as_a_message() {
+    let fixture = Fixture::new(Backend::Native);
+    let queue = fixture.rt.queue(0);
+    let (builder, out) = fixture.probe_builder("queue_drain", "2");
+    let p = builder.build();
+    p.pass_queue(&queue).unwrap();
+    p.start().unwrap();
+    queue.put_bytes(b"first".to_vec(), None).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while queue.qsize() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // now waiting for the second
+    let pid = p.pid().unwrap().unwrap();
+    let info = fixture.rt.process_tree().into_iter().find(|info| info.pid == pid).expect("the child is live");
+    assert_eq!(info.host_memory.count(Held::QueueMessages), 0, "{:?}; {}", info.host_memory, out.stderr());
+    queue.put_bytes(b"second".to_vec(), None).unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)), "{}", out.stderr());
+}

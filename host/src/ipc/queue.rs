@@ -120,8 +120,8 @@ impl Queue {
         self.check_open()?;
         let shared = match &self.place {
             Place::Local(shared) => shared,
-            // The serving runtime holds it, uncharged (left for the native
-            // side: it charges nothing of what native processes hold).
+            // The runtime that serves the queue holds it, charged there to
+            // this (native) process (see `remote_queue.rs`).
             Place::Remote(remote) => return remote.put(&message.value, timeout).await,
         };
         let mut message = Some(message);

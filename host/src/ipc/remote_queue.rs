@@ -66,17 +66,33 @@ pub(crate) fn serve(
     Ok(())
 }
 
-/// Runs one request (charged as the message it puts, if any) and makes
-/// its answer.
+/// The bytes before a request's message: its operation and its timeout.
+const REQUEST_HEADER: usize = 1 + 8;
+
+/// Runs one request and makes its answer. The charge of a put's request
+/// stays with its message until a consumer takes it; that of any other
+/// request is given back at once (a get may wait long).
 async fn run(queue: &Queue, request: Charged<Vec<u8>>) -> Vec<u8> {
     let Some((&op, rest)) = request.value.split_first() else { return vec![CLOSED] };
-    let Some((timeout, message)) = rest.split_first_chunk::<8>() else { return vec![CLOSED] };
-    let timeout = decode_timeout(u64::from_le_bytes(*timeout));
-    let message = message.to_vec();
+    let Some(&timeout) = rest.first_chunk::<8>() else { return vec![CLOSED] };
+    let timeout = decode_timeout(u64::from_le_bytes(timeout));
     let result = match op {
-        PUT => queue.put_charged_async(request.map(|_| message), timeout).await.map(|()| Vec::new()),
-        GET => queue.get_bytes_async(timeout).await,
-        QSIZE => Ok((queue.qsize_async().await as u64).to_le_bytes().to_vec()),
+        PUT => {
+            // The message, taken out of its frame in place.
+            let message = request.map(|mut frame| {
+                frame.drain(..REQUEST_HEADER);
+                frame
+            });
+            queue.put_charged_async(message, timeout).await.map(|()| Vec::new())
+        }
+        GET => {
+            drop(request);
+            queue.get_bytes_async(timeout).await
+        }
+        QSIZE => {
+            drop(request);
+            Ok((queue.qsize_async().await as u64).to_le_bytes().to_vec())
+        }
         _ => Err(ConnectionError::Closed),
     };
     match result {
