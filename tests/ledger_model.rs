@@ -132,10 +132,6 @@ fn expected(holdings: &Holdings) -> Vec<(Held, usize, usize)> {
     ]
 }
 
-fn bytes_of(memory: &HostMemory, what: Held) -> usize {
-    memory.by_kind.iter().find(|(held, ..)| *held == what).map_or(0, |&(_, _, bytes)| bytes)
-}
-
 /// Picks the `index`th (modulo) of the live entries; None if none lives.
 fn pick<T>(of: &[Option<T>], index: usize) -> Option<usize> {
     let live: Vec<usize> = (0..of.len()).filter(|&i| of[i].is_some()).collect();
@@ -278,8 +274,8 @@ impl<'rt> LedgerSubject<'rt> {
     fn learn_argv0(&mut self, call: &IpcCall, before: &HostMemory, after: &HostMemory) -> Result<(), Failure> {
         let IpcCall::Object { bytes } = call else { return Ok(()) };
         let known = object_bytes(*bytes, 0);
-        let shown = bytes_of(after, Held::ProcessObjects)
-            .checked_sub(bytes_of(before, Held::ProcessObjects) + known)
+        let shown = after.bytes(Held::ProcessObjects)
+            .checked_sub(before.bytes(Held::ProcessObjects) + known)
             .ok_or_else(|| format!("{call:?}: the object's charge is below its {known} known bytes"))?;
         match self.argv0 {
             None => self.argv0 = Some(shown),
@@ -425,8 +421,8 @@ impl<'rt> LedgerSubject<'rt> {
         let mut total = self.baseline.held;
         for (what, count, bytes) in expected(&self.holdings) {
             total += bytes;
-            let (count, bytes) = (self.baseline.count(what) + count, bytes_of(&self.baseline, what) + bytes);
-            let shown = (after.count(what), bytes_of(after, what));
+            let (count, bytes) = (self.baseline.count(what) + count, self.baseline.bytes(what) + bytes);
+            let shown = (after.count(what), after.bytes(what));
             if shown != (count, bytes) {
                 return Err(format!("after {call:?}: {what}: the ledger shows {shown:?}, the model ({count}, {bytes})"));
             }

@@ -172,7 +172,16 @@ pub struct HostMemory {
 impl HostMemory {
     /// How many of `what` are held.
     pub fn count(&self, what: Held) -> usize {
-        self.by_kind.iter().find(|(held, ..)| *held == what).map_or(0, |&(_, count, _)| count)
+        self.of(what).0
+    }
+
+    /// The bytes held for `what`.
+    pub fn bytes(&self, what: Held) -> usize {
+        self.of(what).1
+    }
+
+    fn of(&self, what: Held) -> (usize, usize) {
+        self.by_kind.iter().find(|(held, ..)| *held == what).map_or((0, 0), |&(_, count, bytes)| (count, bytes))
     }
 }
 
@@ -262,6 +271,8 @@ mod tests {
         assert_eq!(ledger.usage().held, 100);
         drop(a);
         assert_eq!(ledger.usage().by_kind, vec![(Held::PipeMessages, 1, 40)]);
+        assert_eq!((ledger.usage().count(Held::PipeMessages), ledger.usage().bytes(Held::PipeMessages)), (1, 40));
+        assert_eq!(ledger.usage().bytes(Held::QueueMessages), 0, "given back");
         drop(b);
         assert_eq!(ledger.usage(), HostMemory { budget: Some(100), held: 0, by_kind: vec![] });
     }
