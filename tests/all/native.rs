@@ -184,9 +184,7 @@ fn without_a_cgroup_native_children_and_their_children_die_with_a_killed_host() 
 /// the host says so on stderr instead of losing it silently.
 #[test]
 fn a_host_whose_supervisor_is_killed_says_so() {
-    let script = std::env::temp_dir().join(format!("wmp-lone-sleeper-{}.sh", std::process::id()));
-    std::fs::write(&script, "#!/bin/sh\necho child=$$\nexec sleep 600\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = executable_script("#!/bin/sh\necho child=$$\nexec sleep 600\n");
     let mut host = std::process::Command::new(std::env::current_exe().unwrap())
         .env(crate::NATIVE_HOST_VAR, &script)
         .stdout(std::process::Stdio::piped())
@@ -194,8 +192,7 @@ fn a_host_whose_supervisor_is_killed_says_so() {
         .spawn()
         .unwrap();
     let mut output = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
-    let child = output.find_map(|line| line.unwrap().strip_prefix("child=").map(str::to_owned)).unwrap();
-    let child: u32 = child.parse().unwrap();
+    let child = printed_pid(&mut output, "child");
     // The host's other child is its supervisor.
     let tasks = std::fs::read_dir(format!("/proc/{}/task", host.id())).unwrap();
     let children_of = |task: std::fs::DirEntry| std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
@@ -219,27 +216,35 @@ fn a_host_whose_supervisor_is_killed_says_so() {
     assert!(stderr.contains(&format!("the supervisor of native children (pid {supervisor}) has died")), "{stderr}");
 }
 
+/// A shell script of `text`, in a file of its own, executable.
+fn executable_script(text: &str) -> std::path::PathBuf {
+    static SCRIPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SCRIPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let script = std::env::temp_dir().join(format!("wmp-sleeper-{}-{n}.sh", std::process::id()));
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// The pid a script printed as `what=PID`, reading lines until it comes.
+fn printed_pid(lines: &mut impl Iterator<Item = std::io::Result<String>>, what: &str) -> u32 {
+    let prefix = format!("{what}=");
+    let line = lines.find_map(|line| line.unwrap().strip_prefix(&prefix).map(str::to_owned));
+    line.unwrap_or_else(|| panic!("the {what}'s pid")).parse().unwrap()
+}
+
 /// Runs the host `host_of(script)` gives, whose native child runs a script
 /// that starts a grandchild, SIGKILLs it, and checks that neither outlives
 /// it (nor its cgroup, if it made one); returns what it wrote on stderr.
 fn kill_a_host_with_a_native_grandchild(host_of: impl FnOnce(&str) -> std::process::Command) -> String {
-    static SCRIPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = SCRIPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let script = std::env::temp_dir().join(format!("wmp-sleeper-{}-{n}.sh", std::process::id()));
-    std::fs::write(&script, "#!/bin/sh\necho child=$$\nsleep 600 &\necho grandchild=$!\nwait\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = executable_script("#!/bin/sh\necho child=$$\nsleep 600 &\necho grandchild=$!\nwait\n");
     let mut host = host_of(script.to_str().unwrap())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut output = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
-    let mut pid_of = |what: &str| -> u32 {
-        let prefix = format!("{what}=");
-        let line = output.find_map(|line| line.unwrap().strip_prefix(&prefix).map(str::to_owned));
-        line.unwrap_or_else(|| panic!("the {what}'s pid")).parse().unwrap()
-    };
-    let (child, grandchild) = (pid_of("child"), pid_of("grandchild"));
+    let (child, grandchild) = (printed_pid(&mut output, "child"), printed_pid(&mut output, "grandchild"));
     host.kill().unwrap();
     host.wait().unwrap();
     std::fs::remove_file(&script).unwrap();
