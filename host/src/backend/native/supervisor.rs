@@ -69,23 +69,22 @@ impl Containment {
     }
 
     /// The group `pgid` led by a native child the host has reaped: if no
-    /// process is left in it, the supervisor forgets it.
+    /// process is left in it, the supervisor of groups forgets it (with a
+    /// cgroup there is nothing to do).
     pub(crate) fn forget_group_if_empty(&self, pgid: u32) {
-        // SAFETY: signal 0 only asks whether the group has a process.
-        let asked = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
-        if asked < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            self.tell(-(pgid as libc::pid_t));
-        }
-    }
-
-    fn tell(&self, record: libc::pid_t) {
         let Some(lifeline) = self.group_lifeline_fd() else { return };
-        let bytes = record.to_ne_bytes();
+        let pgid = pgid as libc::pid_t;
+        // SAFETY: signal 0 only asks whether the group has a process.
+        let asked = unsafe { libc::kill(-pgid, 0) };
+        if asked == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) {
+            return;
+        }
+        let forget = (-pgid).to_ne_bytes();
         // SAFETY: a send of 4 bytes from a live buffer on a socket we own;
         // MSG_NOSIGNAL: a supervisor that is gone is no SIGPIPE.
-        let sent = unsafe { libc::send(lifeline, bytes.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
+        let sent = unsafe { libc::send(lifeline, forget.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
         if sent != 4 {
-            tracing::warn!("cannot tell the supervisor of process group {record}: {}", io::Error::last_os_error());
+            tracing::warn!("cannot tell the supervisor to forget process group {pgid}: {}", io::Error::last_os_error());
         }
     }
 }
