@@ -7,7 +7,7 @@ use std::path::Path;
 use wasmparser::{Parser, Payload};
 
 use crate::base::error::{Error, Result};
-use crate::program::{self, ProgramKind};
+use crate::backend::wasm::program::{self, ProgramKind};
 use crate::base::program_file::{self, DEFAULT_MAX_PROGRAM_SIZE};
 
 /// The world a program was built for, as far as its imports and exports

@@ -56,36 +56,32 @@
 
 mod backend;
 mod base;
-mod builder;
-mod code_cache;
-mod handoff;
 mod ipc;
-mod process;
-mod program;
-mod registry;
+mod model;
 mod runtime;
 
 pub mod inspect;
 
-pub use ipc::connection::{Connection, PIPE_CAPACITY};
-pub use base::error::{Error, ProcessError, Result};
-pub use base::ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, OBJECT_COST, OverBudget};
-pub use base::limits::{Limit, Limits};
-pub use ipc::listener::Listener;
-pub use process::Process;
-pub use program::{Program, ProgramKind};
-pub use base::program_file::DEFAULT_MAX_PROGRAM_SIZE;
-pub use ipc::queue::Queue;
-pub use handoff::Handoff;
+pub use backend::native::NativeProgram;
 #[doc(hidden)]
 pub use backend::native::guest_marker::GUEST_NOTE;
-pub use registry::{FIRST_WASM_PID, Pid};
-pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
-pub use ipc::sentinel::Sentinel;
-pub use builder::{Capabilities, NativeProgram, Preopen, ProcessBuilder, Target};
+pub use backend::wasm::program::{Program, ProgramKind};
+pub use base::error::{Error, ProcessError, Result};
 pub use base::exit::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
+pub use base::ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, OBJECT_COST, OverBudget};
+pub use base::limits::{Limit, Limits};
+pub use base::program_file::DEFAULT_MAX_PROGRAM_SIZE;
 pub use base::stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
+pub use ipc::connection::{Connection, PIPE_CAPACITY};
+pub use ipc::listener::Listener;
+pub use ipc::queue::Queue;
+pub use ipc::sentinel::Sentinel;
 pub use ipc::wait::Waitable;
+pub use model::builder::{Capabilities, Preopen, ProcessBuilder, Target};
+pub use model::handoff::Handoff;
+pub use model::process::Process;
+pub use model::registry::{FIRST_WASM_PID, Pid};
+pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
 pub use wmp_core::{AuthKey, ConnectionError, naming};
 
 /// The `wmp:process` WIT package, as `wmp wit` prints it: the process

@@ -11,52 +11,44 @@ use std::time::Duration;
 use wasmtime::{Config, Engine};
 use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError};
 
-use crate::code_cache::CodeCacheDir;
+use crate::backend::native::{NativeBackend, NativeProgram};
+use crate::backend::wasm::WasmBackend;
 use crate::base::error::{Error, Result};
-use crate::process::{Process, ProcessHost};
-use crate::program::{self, Linkers, Program};
-use crate::base::program_file;
+use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::HostMemory;
 use crate::base::limits::Limits;
-use crate::registry::{Node, NodeSpec, Pid, Registry};
-use crate::ipc::sentinel::{Sentinel, wait_any, wait_blocking};
-use crate::backend::native::Spawner;
-use crate::backend::wasm::turns::Turns;
-use crate::ipc::remote_connection::Bridges;
+use crate::base::program_file;
+use crate::model::builder::{Capabilities, LaunchSpec, ProcessBuilder};
+use crate::backend::wasm::code_cache::CodeCacheDir;
+use crate::model::handoff::Handoff;
 use crate::ipc::connection::{Connection, PIPE_CAPACITY};
 use crate::ipc::listener::{Addresses, Listener};
 use crate::ipc::queue::Queue;
+use crate::ipc::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::ipc::wait::{Waitable, wait_ready};
-use crate::handoff::Handoff;
-use crate::builder::{Capabilities, LaunchSpec, NativeProgram, ProcessBuilder, Runnable};
-use crate::base::exit::{ExitReason, Signal};
+use crate::model::launch::{ProcessHost, Runnable};
+use crate::model::process::Process;
+use crate::backend::wasm::program::{self, Program};
+use crate::model::registry::{Node, NodeSpec, Pid, Registry};
 
-/// How often running guests are interrupted to check for a stop request
-/// and to yield to other guests.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// What the runtime's parts share; every process object holds it.
+/// The runtime's own state, behind every process object as its
+/// [`ProcessHost`]: the process table, the tokio runtime, the backends,
+/// and the embedding host's policy (which programs guests may start,
+/// where code is cached, how large a program file may be).
 pub(crate) struct Shared {
-    pub(crate) engine: Engine,
-    pub(crate) handle: tokio::runtime::Handle,
-    pub(crate) registry: Registry,
-    pub(crate) linkers: Linkers,
+    handle: tokio::runtime::Handle,
+    registry: Registry,
+    wasm: Arc<WasmBackend>,
+    native: Arc<NativeBackend>,
+    /// Names that listeners hold (the wasm backend's guests share them).
+    addresses: Arc<Addresses>,
     code_cache: Option<CodeCacheDir>,
     max_program_size: u64,
-    pub(crate) fuel_metering: bool,
     /// Programs guests may start by name besides their own.
-    shared_programs: Mutex<HashMap<String, Runnable>>,
+    programs_for_guests: Mutex<HashMap<String, Arc<dyn Runnable>>>,
     shut_down: AtomicBool,
-    pub(crate) spawner: Spawner,
-    /// Names that listeners hold.
-    pub(crate) addresses: Arc<Addresses>,
-    /// Connections to other OS processes.
-    pub(crate) bridges: Bridges,
-    /// Turns at the CPU for wasm guests that compute.
-    pub(crate) turns: Turns,
 }
 
-/// The process model reaches the backends through the runtime.
 impl ProcessHost for Shared {
     fn registry(&self) -> &Registry {
         &self.registry
@@ -66,27 +58,18 @@ impl ProcessHost for Shared {
         &self.handle
     }
 
-    fn start(
-        self: Arc<Self>,
-        parent: &Arc<Node>,
-        who: NodeSpec,
-        spec: LaunchSpec,
-    ) -> std::result::Result<Arc<Node>, wmp_core::ProcessError> {
-        crate::backend::start(&self, parent, who, spec)
+    fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    fn program_for_guests(&self, name: &str) -> Option<Arc<dyn Runnable>> {
+        self.programs_for_guests.lock().unwrap().get(name).cloned()
     }
 }
 
 impl Shared {
-    pub(crate) fn is_shut_down(&self) -> bool {
-        self.shut_down.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn shared_program(&self, name: &str) -> Option<Runnable> {
-        self.shared_programs.lock().unwrap().get(name).cloned()
-    }
-
-    fn share(&self, name: &str, program: Runnable) {
-        self.shared_programs.lock().unwrap().insert(name.to_owned(), program);
+    fn share(&self, name: &str, program: Arc<dyn Runnable>) {
+        self.programs_for_guests.lock().unwrap().insert(name.to_owned(), program);
     }
 }
 
@@ -256,23 +239,19 @@ impl RuntimeBuilder {
             CodeCache::Directory(dir) => Some(dir),
         }
         .map(|dir| CodeCacheDir::new(dir, &engine));
-        start_epoch_ticker(&engine);
         let tokio = tokio_runtime(self.worker_threads)?;
-        let linkers = Linkers::new(&engine).map_err(setup)?;
+        let addresses = Arc::<Addresses>::default();
+        let wasm = WasmBackend::new(engine, fuel_metering, tokio.metrics().num_workers(), addresses.clone());
         let shared = Arc::new(Shared {
-            engine: engine.clone(),
             handle: tokio.handle().clone(),
             registry: Registry::new(),
-            linkers,
+            wasm: Arc::new(wasm.map_err(setup)?),
+            native: Arc::default(),
+            addresses,
             code_cache,
             max_program_size: self.max_program_size.unwrap_or(crate::DEFAULT_MAX_PROGRAM_SIZE),
-            fuel_metering,
-            shared_programs: Mutex::new(HashMap::new()),
+            programs_for_guests: Mutex::default(),
             shut_down: AtomicBool::new(false),
-            spawner: Spawner::default(),
-            addresses: Arc::default(),
-            bridges: Bridges::default(),
-            turns: Turns::new(tokio.metrics().num_workers()),
         });
         let (main, parent) = main_process(&shared, self.handoff, main_limits)?;
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
@@ -319,7 +298,7 @@ fn end_this_process_when_stopped(shared: &Shared, main: &Arc<Node>) {
     shared.handle.spawn(async move {
         let reason = main.stopped().await;
         tracing::debug!(%reason, "this process is stopped");
-        crate::backend::end_children(&main, &reason).await;
+        crate::model::launch::end_children(&main, &reason).await;
         kill_this_process();
     });
 }
@@ -420,24 +399,6 @@ fn main_process(
     Ok((main, Some(parent)))
 }
 
-/// Bumps the engine's epoch every tick so running guests check in, and
-/// schedules processes whose starter has not waited since (see
-/// `run_slot`); the thread ends when the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wmp-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                crate::base::run_slot::schedule_waiting();
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawning the epoch thread");
-}
-
 /// A wmp runtime: loads programs and runs them as processes.
 ///
 /// The host that owns the runtime is the main process (`MainProcess`,
@@ -493,14 +454,14 @@ impl Runtime {
     /// Loads a program from bytes; `name` names it in errors and is its
     /// default `argv[0]`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
-        program::compile(&self.shared.engine, &self.shared.linkers, self.shared.code_cache.as_ref(), name, bytes)
+        program::compile(&self.shared.wasm.engine, &self.shared.wasm.linkers, self.shared.code_cache.as_ref(), name, bytes)
     }
 
     /// Compiles a program to a `.cwasm` artifact that
     /// [`load_precompiled`](Self::load_precompiled) loads without compiling
     /// (on a runtime built with the same settings).
     pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-        program::precompile(&self.shared.engine, name, bytes)
+        program::precompile(&self.shared.wasm.engine, name, bytes)
     }
 
     /// Loads a `.cwasm` artifact made by [`precompile`](Self::precompile)
@@ -525,33 +486,33 @@ impl Runtime {
     /// As for `load_precompiled`, for the bytes.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
         // SAFETY: passed on to the caller.
-        unsafe { program::deserialize(&self.shared.engine, &self.shared.linkers, name, bytes) }
+        unsafe { program::deserialize(&self.shared.wasm.engine, &self.shared.wasm.linkers, name, bytes) }
     }
 
     /// Lets guests start `program` as a child by `name` (the `program` field
     /// of a spec). Guests can start no program but their own unless it is
     /// shared here.
     pub fn share_program(&self, name: &str, program: &Program) {
-        self.shared.share(name, Runnable::Wasm(program.clone()));
+        self.shared.share(name, self.shared.wasm.runnable(program));
     }
 
     /// Grants guests the right to start the native `program` by `name`
     /// (`wmp run --allow-native`). It runs with the starting guest's
     /// environment only (never the host's) and its output streams.
     pub fn share_native(&self, name: &str, program: &NativeProgram) {
-        self.shared.share(name, Runnable::Native(program.clone().inherit_env(false)));
+        self.shared.share(name, self.shared.native.runnable(&program.clone().inherit_env(false)));
     }
 
     /// Starts building a child of the main process that runs `program`.
     pub fn process(&self, program: &Program) -> ProcessBuilder {
-        ProcessBuilder::new(self.shared.clone(), self.main.clone(), Runnable::Wasm(program.clone()))
+        ProcessBuilder::new(self.shared.clone(), self.main.clone(), self.shared.wasm.runnable(program))
     }
 
     /// Starts building a child of the main process that runs the native
     /// `program` (argv, environment and stdio through
     /// [`ProcessBuilder::capabilities`]).
     pub fn native_process(&self, program: &NativeProgram) -> ProcessBuilder {
-        ProcessBuilder::new(self.shared.clone(), self.main.clone(), Runnable::Native(program.clone()))
+        ProcessBuilder::new(self.shared.clone(), self.main.clone(), self.shared.native.runnable(program))
     }
 
     /// The main process, as the host sees itself.
@@ -643,7 +604,7 @@ impl Runtime {
     /// ([`Handoff::take_connections`]).
     pub fn connection_over(&self, socket: std::os::unix::net::UnixStream) -> std::io::Result<Connection> {
         let (mine, theirs) = self.pipe(true);
-        self.shared.bridges.bridge(&self.shared.handle, theirs, socket, crate::ipc::remote_connection::Payer::Parent)?;
+        self.shared.native.bridges.bridge(&self.shared.handle, theirs, socket, crate::ipc::remote_connection::Payer::Parent)?;
         Ok(mine)
     }
 
@@ -703,8 +664,9 @@ impl Runtime {
         if self.main.exit.is_set() || self.shared.registry.is_live(self.main.pid) {
             return Err(Error::Setup("the main process of this runtime has already run".into()));
         }
-        let spec = LaunchSpec::new(Runnable::Wasm(program.clone()), caps, None);
-        crate::backend::wasm::launch(&self.shared, self.main.clone(), program, spec)?;
+        let spec = LaunchSpec::new(self.shared.wasm.runnable(program), caps, None);
+        let host: Arc<dyn ProcessHost> = self.shared.clone();
+        crate::backend::wasm::launch(&self.shared.wasm, &host, self.main.clone(), program, spec)?;
         let exit = self.main.exit.clone();
         Ok(async move {
             exit.ended().await;
@@ -723,9 +685,9 @@ impl Runtime {
         if !reason.is_stop() {
             // What this process sent to others is delivered, as the OS
             // delivers what a process wrote to a pipe before it exits.
-            crate::base::run_slot::block_on(&self.shared.handle, self.shared.bridges.flush());
+            crate::base::run_slot::block_on(&self.shared.handle, self.shared.native.bridges.flush());
         }
-        let stop = crate::base::run_slot::block_on(&self.shared.handle, crate::backend::end_children(&self.main, &reason));
+        let stop = crate::base::run_slot::block_on(&self.shared.handle, crate::model::launch::end_children(&self.main, &reason));
         if reason.is_stop() || stop.is_some() {
             kill_this_process();
         }

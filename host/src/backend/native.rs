@@ -29,6 +29,7 @@ mod supervisor;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,18 +39,109 @@ use wmp_core::ProcessError;
 use crate::base::exit::ExitReason;
 use crate::base::ledger::OverBudget;
 use crate::base::limits::Limit;
-use crate::builder::{LaunchSpec, NativeProgram};
-use crate::handoff::Handoff;
+use crate::model::builder::{LaunchSpec, Target};
+use crate::model::handoff::Handoff;
 use crate::ipc::inherit::Handles;
-use crate::ipc::remote_connection::Payer;
-use crate::registry::{Node, NodeSpec};
-use crate::runtime::Shared;
+use crate::ipc::remote_connection::{Bridges, Payer};
+use crate::model::launch::{ProcessHost, Runnable};
+use crate::model::registry::{Node, NodeSpec};
 
 use command::{command, environment, refuse_wasm_only_limits};
 pub(crate) use reaper::pidfd_open;
 use reaper::{Reaper, exit_reason};
-pub(crate) use spawn::Spawner;
+use spawn::Spawner;
 use spawn::Spawned;
+
+/// A native executable that processes can run: the same process model as
+/// a wasm program (state machine, names, identity, authkey, daemon rule),
+/// but run by the OS with the host user's rights: preopened directories
+/// and the network grant do not confine it. Its pid is the OS pid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NativeProgram {
+    pub(crate) path: PathBuf,
+    pub(crate) current_dir: Option<PathBuf>,
+    pub(crate) inherit_env: bool,
+    /// Whether it is handed an identity and the authkey; None: if it
+    /// carries the wmp-guest marker (see `backend/native/guest_marker.rs`).
+    pub(crate) wmp_guest: Option<bool>,
+}
+
+impl NativeProgram {
+    /// The executable at `path` (looked up in `PATH` if it has no `/`),
+    /// started with the host's environment plus the process's `env`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        NativeProgram { path: path.into(), current_dir: None, inherit_env: true, wmp_guest: None }
+    }
+
+    /// Declares whether it is a wmp guest, to be handed its identity and
+    /// the authkey, instead of asking its executable: by default only a
+    /// program linked with `wmp-guest` (which marks its binary) is one.
+    pub fn wmp_guest(mut self, is_guest: bool) -> Self {
+        self.wmp_guest = Some(is_guest);
+        self
+    }
+
+    /// The working directory it starts in (the host's by default).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether it starts with the host's environment (before the
+    /// process's own `env`); when a guest starts it, it never does.
+    pub fn inherit_env(mut self, inherit: bool) -> Self {
+        self.inherit_env = inherit;
+        self
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// What the native backend holds for all its processes: the thread that
+/// starts them, and the bridges of the connections they were passed.
+#[derive(Default)]
+pub(crate) struct NativeBackend {
+    spawner: Spawner,
+    /// Connections to other OS processes: the native children's, and
+    /// (in a native wmp guest) its parent's.
+    pub(crate) bridges: Bridges,
+}
+
+impl NativeBackend {
+    /// `program`, as what a process runs on this backend.
+    pub(crate) fn runnable(self: &Arc<Self>, program: &NativeProgram) -> Arc<dyn Runnable> {
+        Arc::new(NativeRunnable { program: program.clone(), backend: self.clone() })
+    }
+}
+
+/// A native program bound to the backend that runs it.
+struct NativeRunnable {
+    program: NativeProgram,
+    backend: Arc<NativeBackend>,
+}
+
+impl Runnable for NativeRunnable {
+    fn name(&self) -> String {
+        self.program.path.display().to_string()
+    }
+
+    /// A native program's targets are not known before it runs.
+    fn check_target(&self, _: Option<&Target>) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
+    fn launch(
+        &self,
+        host: &Arc<dyn ProcessHost>,
+        parent: &Arc<Node>,
+        who: NodeSpec,
+        spec: LaunchSpec,
+    ) -> Result<Arc<Node>, ProcessError> {
+        launch(&self.backend, host, parent, who, &self.program, spec)
+    }
+}
 
 /// How long a process's end waits for the rest of its output to be
 /// forwarded (after that, only a grandchild that kept the stream open
@@ -58,8 +150,9 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 /// Starts `native` as a child of `parent` and returns its node (whose pid
 /// is the OS pid).
-pub(crate) fn launch(
-    shared: &Arc<Shared>,
+fn launch(
+    backend: &NativeBackend,
+    host: &Arc<dyn ProcessHost>,
     parent: &Arc<Node>,
     who: NodeSpec,
     native: &NativeProgram,
@@ -99,13 +192,13 @@ pub(crate) fn launch(
         .transpose()
         .map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
     let (command, forwarders) = command(native, executable, env, &spec, handoff.as_ref(), &inherited_fds, &limits);
-    let child = shared.spawner.spawn(command).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
+    let child = backend.spawner.spawn(command).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
     let Spawned { pid, stdout, stderr } = child;
     let pipes = [stdout, stderr];
     let reaper = Reaper::new(pid, !spec.caps.inherit_stdin);
     let pidfd = Arc::new(pidfd_open(pid).map_err(|e| failed(format!("pidfd_open: {e}")))?);
-    let _runtime = shared.handle.enter();
+    let _runtime = host.handle().enter();
     // SAFETY: the Arc keeps the pidfd open, unchanged, for as long as the
     // registration lives.
     let exited = unsafe { AsyncFd::register_with_interest(pidfd.clone(), tokio::io::Interest::READABLE) }
@@ -126,20 +219,20 @@ pub(crate) fn launch(
     });
     let payer = Payer::Child { ledger: node.ledger.clone(), over_budget };
     for (connection, socket) in connections.into_iter().zip(ours.by_ref()) {
-        let _ = shared.bridges.bridge(&shared.handle, connection, socket, payer.clone());
+        let _ = backend.bridges.bridge(host.handle(), connection, socket, payer.clone());
     }
     for (queue, socket) in queues.into_iter().zip(ours) {
-        let _ = crate::ipc::remote_queue::serve(&shared.handle, queue, socket, payer.clone());
+        let _ = crate::ipc::remote_queue::serve(host.handle(), queue, socket, payer.clone());
     }
-    shared.registry.add_live(&node);
-    shared.handle.spawn(supervise(shared.clone(), node.clone(), reaper, exited, forwarders));
+    host.registry().add_live(&node);
+    host.handle().spawn(supervise(host.clone(), node.clone(), reaper, exited, forwarders));
     Ok(node)
 }
 
 /// Watches the child until it exits, passing on stop requests as signals
 /// and stopping it at its timeout; then reaps it and publishes its end.
 async fn supervise(
-    shared: Arc<Shared>,
+    host: Arc<dyn ProcessHost>,
     node: Arc<Node>,
     mut reaper: Reaper,
     exited: AsyncFd<Arc<OwnedFd>>,
@@ -167,7 +260,7 @@ async fn supervise(
     }
     // Out of the table while it is still a zombie, so that its pid cannot
     // have been handed to a new process yet.
-    shared.registry.remove_live(node.pid);
+    host.registry().remove_live(node.pid);
     let status = tokio::task::block_in_place(|| reaper.reap());
     let reason = match status {
         Ok(status) => exit_reason(status, node.stop_requested()),

@@ -9,9 +9,11 @@
 //! that is not being polled when it is stopped is ended by the stop itself
 //! ([`held_run`]).
 
+pub(crate) mod code_cache;
 pub(crate) mod connection_imports;
 mod held_run;
 pub(crate) mod process_imports;
+pub(crate) mod program;
 pub(crate) mod turns;
 
 use std::collections::HashMap;
@@ -25,23 +27,106 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wmp_core::ProcessError;
 
-use crate::ipc::inherit::Handles;
+use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::{Charge, Held};
 use crate::base::limits::Limit;
-use crate::program::{Code, Program};
-use crate::registry::{Node, Pid};
-use crate::runtime::Shared;
-use crate::builder::{Capabilities, LaunchSpec, Target};
-use crate::base::exit::{ExitReason, Signal};
 use crate::base::stdio::{Stdio, Stream};
+use crate::model::builder::{Capabilities, LaunchSpec, Target};
+use crate::ipc::inherit::Handles;
+use crate::ipc::listener::Addresses;
+use crate::model::launch::{ProcessHost, Runnable};
+use crate::backend::wasm::program::{Code, Linkers, Program};
+use crate::model::registry::{Node, NodeSpec, Pid};
 use held_run::HeldRun;
-use turns::Place;
+use turns::{Place, Turns};
+
+/// How often running guests are interrupted to check for a stop request
+/// and to yield to other guests.
+const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What the wasm backend holds for all its processes: the engine and the
+/// linkers their programs are compiled and linked with, whether fuel is
+/// metered, the turns at the CPU, and the names listeners hold.
+pub(crate) struct WasmBackend {
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) linkers: Linkers,
+    fuel_metering: bool,
+    turns: Turns,
+    addresses: Arc<Addresses>,
+}
+
+impl WasmBackend {
+    /// A backend on `engine` whose guests take turns on `workers` threads;
+    /// it bumps the engine's epoch every tick, for as long as the engine
+    /// lives.
+    pub(crate) fn new(
+        engine: wasmtime::Engine,
+        fuel_metering: bool,
+        workers: usize,
+        addresses: Arc<Addresses>,
+    ) -> wasmtime::Result<WasmBackend> {
+        let linkers = Linkers::new(&engine)?;
+        start_epoch_ticker(&engine);
+        Ok(WasmBackend { engine, linkers, fuel_metering, turns: Turns::new(workers), addresses })
+    }
+
+    /// `program`, as what a process runs on this backend.
+    pub(crate) fn runnable(self: &Arc<Self>, program: &Program) -> Arc<dyn Runnable> {
+        Arc::new(WasmRunnable { program: program.clone(), backend: self.clone() })
+    }
+}
+
+/// Bumps the engine's epoch every tick so running guests check in, and
+/// schedules processes whose starter has not waited since (see
+/// `run_slot`); the thread ends when the engine is dropped.
+fn start_epoch_ticker(engine: &wasmtime::Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wmp-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                crate::base::run_slot::schedule_waiting();
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// A wasm program bound to the backend that runs it.
+struct WasmRunnable {
+    program: Program,
+    backend: Arc<WasmBackend>,
+}
+
+impl Runnable for WasmRunnable {
+    fn name(&self) -> String {
+        self.program.name().to_owned()
+    }
+
+    fn check_target(&self, target: Option<&Target>) -> Result<(), ProcessError> {
+        self.program.check_target(target)
+    }
+
+    fn launch(
+        &self,
+        host: &Arc<dyn ProcessHost>,
+        parent: &Arc<Node>,
+        who: NodeSpec,
+        spec: LaunchSpec,
+    ) -> Result<Arc<Node>, ProcessError> {
+        let node = Node::new(Some(parent), host.registry().allocate_wasm_pid(), who);
+        launch(&self.backend, host, node.clone(), &self.program, spec).map(|()| node)
+    }
+}
 
 /// What every guest store carries besides its WASI context: the process
 /// it is, what its children inherit, and the guard of its memory limits.
 pub(crate) struct GuestCtx {
     pub(crate) node: Arc<Node>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) host: Arc<dyn ProcessHost>,
+    pub(crate) backend: Arc<WasmBackend>,
     pub(crate) program: Program,
     pub(crate) caps: Capabilities,
     limiter: MemoryGuard,
@@ -52,6 +137,16 @@ pub(crate) struct GuestCtx {
 }
 
 impl GuestCtx {
+    /// What this process runs, as what a child of it may run.
+    pub(crate) fn own_program(&self) -> Arc<dyn Runnable> {
+        self.backend.runnable(&self.program)
+    }
+
+    /// The names listeners hold in this runtime.
+    pub(crate) fn addresses(&self) -> &Arc<Addresses> {
+        &self.backend.addresses
+    }
+
     /// Charges `bytes` of `what` to this process; past its host-memory
     /// budget, the process is stopped for it (as for any limit) and the
     /// call that asked traps.
@@ -204,25 +299,26 @@ type GuestRun = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 /// Launches `node` running `program` with `spec`, on the runtime or on the
 /// thread that joins it first (see `run_slot`).
 pub(crate) fn launch(
-    shared: &Arc<Shared>,
+    backend: &Arc<WasmBackend>,
+    host: &Arc<dyn ProcessHost>,
     node: Arc<Node>,
     program: &Program,
     spec: LaunchSpec,
 ) -> Result<(), ProcessError> {
     let report_to = TrapReport { stderr: spec.caps.stderr.clone(), program: program.name().to_owned() };
-    let place = shared.turns.place();
-    let run = prepare(shared, &node, program, spec, place.clone())
+    let place = backend.turns.place();
+    let run = prepare(backend, host, &node, program, spec, place.clone())
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
-    shared.registry.add_live(&node);
+    host.registry().add_live(&node);
     let held = HeldRun::new(run, place);
-    let (stopper, stopped) = (shared.clone(), held.clone());
+    let (engine, stopper, stopped) = (backend.engine.clone(), host.clone(), held.clone());
     node.on_stop(Box::new(move |node| {
         // A running guest notices at its next epoch check: make that now.
-        stopper.engine.increment_epoch();
-        end_at_once(&stopper, &stopped, node);
+        engine.increment_epoch();
+        end_at_once(&*stopper, &stopped, node);
     }));
     let parent = node.parent_pid;
-    node.run.clone().launch(&shared.handle, parent, Box::pin(supervise(shared.clone(), node, report_to, held)));
+    node.run.clone().launch(host.handle(), parent, Box::pin(supervise(host.clone(), node, report_to, held)));
     Ok(())
 }
 
@@ -232,11 +328,11 @@ pub(crate) fn launch(
 /// Otherwise its task publishes the end, as soon as it is polled (a guest
 /// being polled stops at its next epoch check, which the stop made
 /// immediate) or its last child has ended.
-fn end_at_once(shared: &Shared, held: &HeldRun, node: &Node) {
+fn end_at_once(host: &dyn ProcessHost, held: &HeldRun, node: &Node) {
     let Some(run) = held.take_if_idle() else { return };
     {
         // What the store holds (timers, sockets) may need the runtime to drop.
-        let _runtime = shared.handle.enter();
+        let _runtime = host.handle().enter();
         drop(run);
     }
     let Some(reason) = node.stop_requested() else { return };
@@ -244,32 +340,34 @@ fn end_at_once(shared: &Shared, held: &HeldRun, node: &Node) {
     children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
     if children.iter().all(|(child, _)| child.exit.is_set()) && held.claim_end() {
         node.children.lock().unwrap().clear();
-        publish_end(shared, node, reason);
+        publish_end(host, node, reason);
     }
 }
 
 /// The end of a wasm process: out of the table, and counted by its
 /// parent, before anyone waiting on the end can look.
-fn publish_end(shared: &Shared, node: &Node, reason: ExitReason) {
-    shared.registry.remove_live(node.pid);
+fn publish_end(host: &dyn ProcessHost, node: &Node, reason: ExitReason) {
+    host.registry().remove_live(node.pid);
     node.publish_end(reason);
 }
 
 fn prepare(
-    shared: &Arc<Shared>,
+    backend: &Arc<WasmBackend>,
+    host: &Arc<dyn ProcessHost>,
     node: &Arc<Node>,
     program: &Program,
     spec: LaunchSpec,
     place: Arc<Place>,
 ) -> Result<GuestRun, String> {
-    if node.limits.fuel.is_some() && !shared.fuel_metering {
+    if node.limits.fuel.is_some() && !backend.fuel_metering {
         return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
     }
-    let mut wasi = spec.caps.wasi_builder().map_err(|e| e.to_string())?;
+    let mut wasi = wasi_builder(&spec.caps).map_err(|e| e.to_string())?;
     let arguments = node.ledger.charge(Held::OwnName, spec.argument_bytes()).map_err(|over| over.to_string())?;
     let guest = GuestCtx {
         node: node.clone(),
-        shared: shared.clone(),
+        host: host.clone(),
+        backend: backend.clone(),
         program: program.clone(),
         caps: spec.caps,
         limiter: MemoryGuard::new(node.clone()),
@@ -287,7 +385,7 @@ fn prepare(
                 inherited: spec.inherited.take(),
                 held: HashMap::new(),
             };
-            let mut store = new_store(shared, state)?;
+            let mut store = new_store(backend, state)?;
             Ok(Box::pin(async move {
                 let command = pre.instantiate_async(&mut store).await?;
                 match command.wasi_cli_run().call_run(&mut store).await? {
@@ -298,7 +396,7 @@ fn prepare(
         }
         Code::Module(pre) => {
             let pre = pre.clone();
-            let mut store = new_store(shared, P1State { guest, wasi: wasi.build_p1() })?;
+            let mut store = new_store(backend, P1State { guest, wasi: wasi.build_p1() })?;
             Ok(Box::pin(async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -308,11 +406,39 @@ fn prepare(
     }
 }
 
-fn new_store<T: HasGuest>(shared: &Shared, state: T) -> Result<Store<T>, String> {
+/// The WASI context of a process with `caps`.
+fn wasi_builder(caps: &Capabilities) -> std::io::Result<wasmtime_wasi::WasiCtxBuilder> {
+    let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+    builder.args(&caps.args);
+    for (key, value) in &caps.env {
+        builder.env(key, value);
+    }
+    for dir in &caps.dirs {
+        let perms = if dir.read_only {
+            wasmtime_wasi::FsPerms::ReadOnly
+        } else {
+            wasmtime_wasi::FsPerms::ReadWrite
+        };
+        builder.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+            std::io::Error::other(format!("cannot open directory {}: {e}", dir.host.display()))
+        })?;
+    }
+    if caps.inherit_stdin {
+        builder.inherit_stdin();
+    }
+    if caps.network {
+        builder.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+    }
+    caps.stdout.attach(&mut builder, Stream::Stdout);
+    caps.stderr.attach(&mut builder, Stream::Stderr);
+    Ok(builder)
+}
+
+fn new_store<T: HasGuest>(backend: &WasmBackend, state: T) -> Result<Store<T>, String> {
     let fuel = state.guest().node.limits.fuel;
-    let mut store = Store::new(&shared.engine, state);
+    let mut store = Store::new(&backend.engine, state);
     store.limiter(|state| &mut state.guest_mut().limiter);
-    if shared.fuel_metering {
+    if backend.fuel_metering {
         store.set_fuel(fuel.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;
     }
     store.set_epoch_deadline(1);
@@ -353,20 +479,20 @@ impl TrapReport {
 
 /// Runs the guest, then does what CPython does when a process ends: deal
 /// with its children, report a trap, publish the end.
-async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, held: Arc<HeldRun>) {
+async fn supervise(host: Arc<dyn ProcessHost>, node: Arc<Node>, report_to: TrapReport, held: Arc<HeldRun>) {
     let timer = node.time_limit();
     let (mut reason, report) = tokio::select! {
         biased;
         reason = node.stopped() => (reason, None),
         () = timer => (ExitReason::Limit(Limit::Timeout), None),
-        result = PanicGuard { held: &held, guest: node.pid, handle: &shared.handle } => match result {
+        result = PanicGuard { held: &held, guest: node.pid, handle: host.handle() } => match result {
             Ok(result) => classify(result, &node),
             Err(panic) => host_failure(&panic),
         },
     };
     // The store is freed before the end is published.
     drop(held.take());
-    if let Some(stop) = super::end_children(&node, &reason).await {
+    if let Some(stop) = crate::model::launch::end_children(&node, &reason).await {
         reason = stop;
     }
     if !held.claim_end() {
@@ -375,7 +501,7 @@ async fn supervise(shared: Arc<Shared>, node: Arc<Node>, report_to: TrapReport, 
     if let Some(report) = report {
         report_to.write(&node, &report);
     }
-    publish_end(&shared, &node, reason);
+    publish_end(&*host, &node, reason);
 }
 
 /// Polls a guest's run (see `run_slot::poll_guest`), and turns a panic

@@ -12,8 +12,9 @@ use super::spawn::{ChildOutput, Spawn};
 use super::supervisor;
 use crate::base::limits::{Limit, Limits};
 use crate::base::stdio::{Forwarder, Stdio};
-use crate::builder::{Capabilities, LaunchSpec, NativeProgram};
-use crate::handoff::HANDOFF_FD_VAR;
+use super::NativeProgram;
+use crate::model::builder::{Capabilities, LaunchSpec};
+use crate::model::handoff::HANDOFF_FD_VAR;
 
 /// Fuel, table and stack limits count wasm instructions and structures; a
 /// native program cannot be held to them, so a tree under such a limit
@@ -120,7 +121,7 @@ mod tests {
     #[test]
     fn a_command_keeps_the_handoff_and_the_sockets_and_leads_a_group_unless_it_reads_the_terminal() {
         let native = NativeProgram::new("/bin/true");
-        let program = crate::builder::Runnable::Native(native.clone());
+        let program = std::sync::Arc::new(super::super::NativeBackend::default()).runnable(&native);
         let (stdout, _captured) = Stdio::capture();
         let caps = Capabilities::new().stdout(stdout);
         let spec = LaunchSpec::new(program.clone(), caps, None);

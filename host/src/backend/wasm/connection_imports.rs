@@ -12,7 +12,7 @@ use crate::base::ledger::{Charged, Held, MESSAGE_COST, OBJECT_COST};
 use crate::backend::wasm::process_imports::bindings::wmp::process::connection::{self as wit, Error as WitError};
 use crate::backend::wasm::process_imports::{WitResult, nanos, wit_error};
 use crate::ipc::listener::Listener;
-use crate::process::Process;
+use crate::model::process::Process;
 use crate::ipc::queue::Queue;
 use crate::ipc::sentinel::Sentinel;
 use crate::ipc::wait::{Waitable, wait_ready};
@@ -73,14 +73,13 @@ impl P2State {
 
 impl wit::Host for P2State {
     async fn pipe(&mut self, duplex: bool) -> wasmtime::Result<(Resource<Connection>, Resource<Connection>)> {
-        let (a, b) = crate::ipc::connection::pipe(&self.guest.shared.handle, duplex, crate::ipc::connection::PIPE_CAPACITY);
+        let (a, b) = crate::ipc::connection::pipe(self.guest.host.handle(), duplex, crate::ipc::connection::PIPE_CAPACITY);
         Ok((self.hold_connection(a)?, self.hold_connection(b)?))
     }
 
     async fn listen(&mut self, address: String, authkey: Option<Vec<u8>>) -> ConnResult<Resource<Listener>> {
         let authkey = self.key_or_own(authkey);
-        let shared = self.guest.shared.clone();
-        match shared.addresses.listen(&shared.handle, &address, authkey) {
+        match self.guest.addresses().listen(self.guest.host.handle(), &address, authkey) {
             Ok(listener) => Ok(Ok(self.hold(Held::Listeners, OBJECT_COST + address.len(), listener)?)),
             Err(err) => conn_result(Err(err)),
         }
@@ -88,8 +87,8 @@ impl wit::Host for P2State {
 
     async fn connect(&mut self, address: String, authkey: Option<Vec<u8>>) -> ConnResult<Resource<Connection>> {
         let authkey = self.key_or_own(authkey);
-        let shared = self.guest.shared.clone();
-        match shared.addresses.connect(&shared.handle, &address, &authkey).await {
+        let guest = &self.guest;
+        match guest.addresses().connect(guest.host.handle(), &address, &authkey).await {
             Ok(connection) => Ok(Ok(self.hold_connection(connection)?)),
             Err(err) => conn_result(Err(err)),
         }
@@ -133,7 +132,7 @@ impl wit::Host for P2State {
         for connection in &connections {
             items.push(Waitable::Connection(self.table.get(connection)?));
         }
-        let ready = wait_ready(&self.guest.shared.handle, &items, nanos(timeout)).await;
+        let ready = wait_ready(self.guest.host.handle(), &items, nanos(timeout)).await;
         Ok(ready.into_iter().map(|i| i as u32).collect())
     }
 }
@@ -185,7 +184,7 @@ impl wit::HostConnection for P2State {
 
 impl wit::HostQueue for P2State {
     async fn new(&mut self, maxsize: u32) -> wasmtime::Result<Resource<Queue>> {
-        let queue = Queue::new(&self.guest.shared.handle, maxsize as usize);
+        let queue = Queue::new(self.guest.host.handle(), maxsize as usize);
         self.hold_queue(queue)
     }
 

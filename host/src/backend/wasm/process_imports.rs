@@ -9,9 +9,9 @@ use wmp_core::{AuthKey, ProcessError};
 
 use crate::backend::wasm::P2State;
 use crate::base::ledger::{Held, OBJECT_COST};
-use crate::process::Process;
+use crate::model::process::Process;
 use crate::ipc::sentinel::{Sentinel, wait_any};
-use crate::builder::{LaunchSpec, Runnable, Target};
+use crate::model::builder::{LaunchSpec, Target};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -19,7 +19,7 @@ pub(crate) mod bindings {
         world: "guest",
         imports: { default: async | trappable },
         with: {
-            "wmp:process/process.process": crate::process::Process,
+            "wmp:process/process.process": crate::model::process::Process,
             "wmp:process/process.sentinel": crate::ipc::sentinel::Sentinel,
             "wmp:process/connection.connection": crate::ipc::connection::Connection,
             "wmp:process/connection.queue": crate::ipc::queue::Queue,
@@ -81,17 +81,17 @@ impl wit::Host for P2State {
     async fn wait(&mut self, sentinels: Vec<Resource<Sentinel>>, timeout: Option<u64>) -> wasmtime::Result<Vec<u32>> {
         let sentinels =
             sentinels.iter().map(|s| Ok(self.table.get(s)?.clone())).collect::<wasmtime::Result<Vec<_>>>()?;
-        let ready = wait_any(&self.guest.shared.handle, &sentinels, nanos(timeout)).await;
+        let ready = wait_any(self.guest.host.handle(), &sentinels, nanos(timeout)).await;
         Ok(ready.into_iter().map(|i| i as u32).collect())
     }
 
     async fn current_process(&mut self) -> wasmtime::Result<Resource<Process>> {
-        let me = Process::current(self.guest.shared.clone(), self.guest.node.clone());
+        let me = Process::current(self.guest.host.clone(), self.guest.node.clone());
         self.push(me)
     }
 
     async fn parent_process(&mut self) -> wasmtime::Result<Option<Resource<Process>>> {
-        match Process::parent_of(self.guest.shared.clone(), self.guest.node.clone()) {
+        match Process::parent_of(self.guest.host.clone(), self.guest.node.clone()) {
             Some(parent) => Ok(Some(self.push(parent)?)),
             None => Ok(None),
         }
@@ -134,13 +134,13 @@ impl wit::HostProcess for P2State {
         let caps = guest.caps.for_child();
         let refuse = |why: String| LaunchSpec {
             refusal: Some(ProcessError::SpawnFailed(why)),
-            ..LaunchSpec::new(Runnable::Wasm(guest.program.clone()), caps.clone(), None)
+            ..LaunchSpec::new(guest.own_program(), caps.clone(), None)
         };
         // Its own program, or one the host shared (a wasm program) or
         // granted (a native one); nothing else.
         let program = match &spec.program {
-            None => Some(Runnable::Wasm(guest.program.clone())),
-            Some(name) => guest.shared.shared_program(name),
+            None => Some(guest.own_program()),
+            Some(name) => guest.host.program_for_guests(name),
         };
         let argv0 = spec.program.clone().unwrap_or_else(|| caps.args.first().cloned().unwrap_or_default());
         let launch = match (program, spec.target.is_empty()) {
@@ -161,7 +161,7 @@ impl wit::HostProcess for P2State {
         // The object itself carries its charge (it may outlive the handle).
         let charge = guest.charge(Held::ProcessObjects, Process::bytes_to_construct(spec.name.as_deref(), &launch))?;
         let child =
-            Process::construct(guest.shared.clone(), guest.node.clone(), launch, spec.name, spec.daemon, None, charge);
+            Process::construct(guest.host.clone(), guest.node.clone(), launch, spec.name, spec.daemon, None, charge);
         Ok(self.table.push(child)?)
     }
 

@@ -5,9 +5,10 @@
 //! guest's handles by that guest. Every public method opens with its
 //! preconditions in CPython's order (closed? → who is calling? → which
 //! state?) and then acts. What runs behind a started object is a
-//! [`Node`](crate::registry::Node), launched by a backend (wasm or native)
-//! that the object reaches only through its [`ProcessHost`], as CPython's
-//! `Process` reaches one only through `_Popen`.
+//! [`Node`](crate::model::registry::Node), launched by the backend that the
+//! object's [`Runnable`](crate::model::launch::Runnable) is bound to, the
+//! one way the object reaches a backend, as CPython's `Process` reaches
+//! one only through `_Popen`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,23 +21,11 @@ use wmp_core::{AuthKey, ProcessError};
 use crate::ipc::connection::Connection;
 use crate::base::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
 use crate::ipc::queue::Queue;
-use crate::registry::{Node, NodeSpec, Pid, Registry};
+use crate::model::registry::{Node, NodeSpec, Pid};
 use crate::ipc::sentinel::{Sentinel, wait_any};
-use crate::builder::LaunchSpec;
+use crate::model::builder::LaunchSpec;
+use crate::model::launch::ProcessHost;
 use crate::base::exit::{ExitReason, Signal};
-
-/// What a process object needs of the runtime it lives in: the process
-/// table, the tokio runtime its sentinels wait on, and the start of a
-/// child by a backend. The runtime implements it; the state machine's
-/// unit tests implement it with a mock backend.
-pub(crate) trait ProcessHost: Send + Sync {
-    fn registry(&self) -> &Registry;
-    fn handle(&self) -> &tokio::runtime::Handle;
-    /// Starts a child of `parent` that is `who` and runs `spec`; on
-    /// failure the place the child took in its tree's budgets is given
-    /// back.
-    fn start(self: Arc<Self>, parent: &Arc<Node>, who: NodeSpec, spec: LaunchSpec) -> Result<Arc<Node>, ProcessError>;
-}
 
 /// What a process object stands for.
 pub(crate) enum Role {
@@ -255,7 +244,7 @@ impl Process {
             authkey: object.authkey.lock().unwrap().clone(),
             limits: spec.limits.clone(),
         };
-        let node = object.host.clone().start(&self.caller, who, LaunchSpec::clone(spec))?;
+        let node = crate::model::launch::start(&object.host, &self.caller, who, LaunchSpec::clone(spec))?;
         // The target and its arguments are not kept once launched (bpo-30775).
         *state = State::Started(node);
         drop(state);
@@ -598,14 +587,15 @@ impl fmt::Debug for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builder::{Capabilities, NativeProgram, Runnable};
+    use crate::model::builder::{Capabilities, Target};
+    use crate::model::registry::Registry;
+    use crate::model::launch::Runnable;
 
-    /// Starts nodes that run nothing; refuses to start when told to.
+    /// The runtime of the mock: a process table and a tokio runtime.
     struct MockHost {
         registry: Registry,
         runtime: tokio::runtime::Runtime,
-        refuse: bool,
-        started: Mutex<Vec<Arc<Node>>>,
+        shut_down: bool,
     }
 
     impl ProcessHost for MockHost {
@@ -617,12 +607,43 @@ mod tests {
             self.runtime.handle()
         }
 
-        fn start(self: Arc<Self>, parent: &Arc<Node>, who: NodeSpec, _: LaunchSpec) -> Result<Arc<Node>, ProcessError> {
+        fn is_shut_down(&self) -> bool {
+            self.shut_down
+        }
+
+        fn program_for_guests(&self, _: &str) -> Option<Arc<dyn Runnable>> {
+            None
+        }
+    }
+
+    /// The mock backend: starts nodes that run nothing, or refuses to
+    /// start when told to.
+    #[derive(Default)]
+    struct MockBackend {
+        refuse: bool,
+        started: Mutex<Vec<Arc<Node>>>,
+    }
+
+    impl Runnable for MockBackend {
+        fn name(&self) -> String {
+            "mock".into()
+        }
+
+        fn check_target(&self, _: Option<&Target>) -> Result<(), ProcessError> {
+            Ok(())
+        }
+
+        fn launch(
+            &self,
+            host: &Arc<dyn ProcessHost>,
+            parent: &Arc<Node>,
+            who: NodeSpec,
+            _: LaunchSpec,
+        ) -> Result<Arc<Node>, ProcessError> {
             if self.refuse {
-                parent.return_child_place();
                 return Err(ProcessError::SpawnFailed("the mock refuses".into()));
             }
-            let node = Node::new(Some(parent), self.registry.allocate_wasm_pid(), who);
+            let node = Node::new(Some(parent), host.registry().allocate_wasm_pid(), who);
             // A stop ends the mock's process at once, as a backend does.
             node.on_stop(Box::new(|node| {
                 if let Some(reason) = node.stop_requested() {
@@ -634,35 +655,45 @@ mod tests {
         }
     }
 
-    fn host(refuse: bool) -> (Arc<MockHost>, Arc<Node>) {
+    fn host(refuse: bool) -> (Arc<dyn ProcessHost>, Arc<MockBackend>, Arc<Node>) {
+        host_with(refuse, false, crate::base::limits::Limits::new())
+    }
+
+    /// A mock host and backend, and a main process with `limits`.
+    fn host_with(
+        refuse: bool,
+        shut_down: bool,
+        limits: crate::base::limits::Limits,
+    ) -> (Arc<dyn ProcessHost>, Arc<MockBackend>, Arc<Node>) {
         // A worker drives the timers of joins with a timeout.
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let host = Arc::new(MockHost { registry: Registry::new(), runtime, refuse, started: Mutex::default() });
+        let host = Arc::new(MockHost { registry: Registry::new(), runtime, shut_down });
         let main = NodeSpec {
             identity: Vec::new(),
             name: "MainProcess".into(),
             daemon: false,
             authkey: AuthKey::new(vec![7u8; 32]),
-            limits: crate::base::limits::Limits::new(),
+            limits,
         };
-        (host, Node::new(None, 1, main))
+        let backend = Arc::new(MockBackend { refuse, ..MockBackend::default() });
+        (host, backend, Node::new(None, 1, main))
     }
 
-    fn child(host: &Arc<MockHost>, main: &Arc<Node>) -> Process {
-        let spec = LaunchSpec::new(Runnable::Native(NativeProgram::new("/bin/true")), Capabilities::new(), None);
+    fn child(host: &Arc<dyn ProcessHost>, backend: &Arc<MockBackend>, main: &Arc<Node>) -> Process {
+        let spec = LaunchSpec::new(backend.clone(), Capabilities::new(), None);
         Process::construct(host.clone(), main.clone(), spec, None, None, None, Charge::none())
     }
 
     /// The end of the last process the mock started, as its backend would
     /// publish it.
-    fn end_last(host: &MockHost, reason: ExitReason) {
-        host.started.lock().unwrap().last().expect("a started process").publish_end(reason);
+    fn end_last(backend: &MockBackend, reason: ExitReason) {
+        backend.started.lock().unwrap().last().expect("a started process").publish_end(reason);
     }
 
     #[test]
     fn initial_started_ended_closed() {
-        let (host, main) = host(false);
-        let p = child(&host, &main);
+        let (host, backend, main) = host(false);
+        let p = child(&host, &backend, &main);
         assert_eq!(p.to_string(), "<Process name='Process-1' parent=1 initial>");
         assert_eq!(p.join(None), Err(ProcessError::JoinNotStarted));
         assert_eq!(p.kill(), Err(ProcessError::NotStarted));
@@ -673,7 +704,7 @@ mod tests {
         assert_eq!(p.close(), Err(ProcessError::CloseRunning));
         p.join(Some(Duration::from_millis(1))).unwrap();
         assert_eq!(p.is_alive(), Ok(true), "a join that times out leaves it running");
-        end_last(&host, ExitReason::Exit(3));
+        end_last(&backend, ExitReason::Exit(3));
         p.join(None).unwrap();
         assert_eq!((p.is_alive(), p.exitcode()), (Ok(false), Ok(Some(3))));
         p.close().unwrap();
@@ -684,12 +715,12 @@ mod tests {
 
     #[test]
     fn a_kill_reaches_the_backend_and_ends_the_process_with_minus_nine() {
-        let (host, main) = host(false);
-        let p = child(&host, &main);
+        let (host, backend, main) = host(false);
+        let p = child(&host, &backend, &main);
         p.start().unwrap();
         p.kill().unwrap();
         assert_eq!(p.exitcode(), Ok(Some(-9)), "the mock ended it when asked");
-        let q = child(&host, &main);
+        let q = child(&host, &backend, &main);
         q.start().unwrap();
         // Starting reaps the children that ended (CPython's _cleanup).
         assert_eq!(main.child_nodes().len(), 1, "the killed one was reaped");
@@ -700,8 +731,8 @@ mod tests {
 
     #[test]
     fn a_start_the_backend_refuses_leaves_the_object_initial() {
-        let (host, main) = host(true);
-        let p = child(&host, &main);
+        let (host, backend, main) = host(true);
+        let p = child(&host, &backend, &main);
         let refused = p.start();
         assert!(matches!(refused, Err(ProcessError::SpawnFailed(ref why)) if why.contains("the mock refuses")));
         assert_eq!(p.exitcode(), Ok(None));
@@ -710,9 +741,34 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_start_gives_its_place_in_the_process_budget_back() {
+        // Room for the main process and one child.
+        let limits = crate::base::limits::Limits { max_processes: Some(2), ..Default::default() };
+        let (host, refusing, main) = host_with(true, false, limits);
+        for _ in 0..3 {
+            assert!(matches!(child(&host, &refusing, &main).start(), Err(ProcessError::SpawnFailed(_))));
+        }
+        let backend = Arc::new(MockBackend::default());
+        let p = child(&host, &backend, &main);
+        p.start().expect("the refused starts took no place");
+        let over = child(&host, &backend, &main).start();
+        assert!(matches!(over, Err(ProcessError::LimitReached(_))), "{over:?}");
+        end_last(&backend, ExitReason::Returned);
+        p.join(None).unwrap();
+    }
+
+    #[test]
+    fn a_host_that_has_shut_down_starts_nothing() {
+        let (host, backend, main) = host_with(false, true, crate::base::limits::Limits::new());
+        let refused = child(&host, &backend, &main).start();
+        assert!(matches!(refused, Err(ProcessError::SpawnFailed(ref why)) if why.contains("has shut down")));
+        assert!(backend.started.lock().unwrap().is_empty(), "the backend was not asked");
+    }
+
+    #[test]
     fn only_the_creator_may_start_or_ask_after_a_child() {
-        let (host, main) = host(false);
-        let p = child(&host, &main);
+        let (host, backend, main) = host(false);
+        let p = child(&host, &backend, &main);
         p.start().unwrap();
         let other = Node::new(Some(&main), 99, NodeSpec {
             identity: vec![2],
@@ -723,7 +779,7 @@ mod tests {
         });
         let seen_by_other = Process::seen_by(p.object.clone(), other);
         assert_eq!(seen_by_other.is_alive(), Err(ProcessError::TestNotChild));
-        end_last(&host, ExitReason::Returned);
+        end_last(&backend, ExitReason::Returned);
         assert_eq!(p.exitcode(), Ok(Some(0)));
     }
 }

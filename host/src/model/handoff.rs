@@ -16,8 +16,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use serde::{Deserialize, Serialize};
 
 use crate::base::limits::Limits;
-use crate::registry::{Node, NodeSpec, Pid};
-use crate::builder::Target;
+use crate::model::registry::{Node, NodeSpec, Pid};
+use crate::model::builder::Target;
 
 /// The environment variable naming the handoff fd.
 pub(crate) const HANDOFF_FD_VAR: &str = "WMP_HANDOFF_FD";

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
-use crate::program::Compiled;
+use crate::backend::wasm::program::Compiled;
 
 /// Compiled code for one engine's settings, kept in a directory.
 pub(crate) struct CodeCacheDir {

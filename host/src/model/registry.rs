@@ -11,7 +11,7 @@ use wmp_core::AuthKey;
 
 use crate::base::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
 use crate::base::limits::{Limit, Limits, ProcessBudget, narrowest};
-use crate::process::ProcessObject;
+use crate::model::process::ProcessObject;
 use crate::base::run_slot::RunSlot;
 use crate::ipc::sentinel::ExitCell;
 use crate::base::exit::{ExitReason, Signal};

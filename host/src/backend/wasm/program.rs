@@ -10,11 +10,11 @@ use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::backend::wasm::{P1State, P2State};
-use crate::code_cache::CodeCacheDir;
+use crate::backend::wasm::code_cache::CodeCacheDir;
 use wmp_core::ProcessError;
 
 use crate::base::error::{Error, Result, one_line};
-use crate::builder::Target;
+use crate::model::builder::Target;
 use crate::backend::wasm::process_imports::bindings::Guest;
 
 /// A compiled, pre-linked program, cheap to clone and to start many times.

@@ -1,6 +1,7 @@
-//! What a process runs and with which rights: a wasm [`Program`] or a
-//! [`NativeProgram`], its [`Capabilities`] (argv, environment, preopened
-//! directories, stdio), and the [`ProcessBuilder`] that makes a process
+//! What a process is launched with: what it runs (a
+//! [`Runnable`](crate::model::launch::Runnable)), its [`Capabilities`] (argv,
+//! environment, preopened directories, stdio), the [`Target`] it runs
+//! instead of `main`, and the [`ProcessBuilder`] that makes a process
 //! object from them.
 
 use std::path::PathBuf;
@@ -11,10 +12,10 @@ use wmp_core::{AuthKey, ProcessError};
 
 use crate::ipc::inherit::Inheritance;
 use crate::base::limits::Limits;
-use crate::process::{Process, ProcessHost};
-use crate::program::Program;
-use crate::registry::Node;
-use crate::base::stdio::{Stdio, Stream};
+use crate::model::launch::{ProcessHost, Runnable};
+use crate::model::process::Process;
+use crate::model::registry::Node;
+use crate::base::stdio::Stdio;
 
 /// A host directory made visible to the guest (`--dir HOST[::GUEST]`).
 /// The guest cannot reach outside it, by `..` or by symlinks.
@@ -117,97 +118,6 @@ impl Capabilities {
             ..self.clone()
         }
     }
-
-    pub(crate) fn wasi_builder(&self) -> std::io::Result<wasmtime_wasi::WasiCtxBuilder> {
-        let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
-        builder.args(&self.args);
-        for (key, value) in &self.env {
-            builder.env(key, value);
-        }
-        for dir in &self.dirs {
-            let perms = if dir.read_only {
-                wasmtime_wasi::FsPerms::ReadOnly
-            } else {
-                wasmtime_wasi::FsPerms::ReadWrite
-            };
-            builder.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
-                std::io::Error::other(format!("cannot open directory {}: {e}", dir.host.display()))
-            })?;
-        }
-        if self.inherit_stdin {
-            builder.inherit_stdin();
-        }
-        if self.network {
-            builder.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
-        }
-        self.stdout.attach(&mut builder, Stream::Stdout);
-        self.stderr.attach(&mut builder, Stream::Stderr);
-        Ok(builder)
-    }
-}
-
-/// A native executable that processes can run: the same process model as
-/// a wasm program (state machine, names, identity, authkey, daemon rule),
-/// but run by the OS with the host user's rights: preopened directories
-/// and the network grant do not confine it. Its pid is the OS pid.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NativeProgram {
-    pub(crate) path: PathBuf,
-    pub(crate) current_dir: Option<PathBuf>,
-    pub(crate) inherit_env: bool,
-    /// Whether it is handed an identity and the authkey; None: if it
-    /// carries the wmp-guest marker (see `backend/native/guest_marker.rs`).
-    pub(crate) wmp_guest: Option<bool>,
-}
-
-impl NativeProgram {
-    /// The executable at `path` (looked up in `PATH` if it has no `/`),
-    /// started with the host's environment plus the process's `env`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        NativeProgram { path: path.into(), current_dir: None, inherit_env: true, wmp_guest: None }
-    }
-
-    /// Declares whether it is a wmp guest, to be handed its identity and
-    /// the authkey, instead of asking its executable: by default only a
-    /// program linked with `wmp-guest` (which marks its binary) is one.
-    pub fn wmp_guest(mut self, is_guest: bool) -> Self {
-        self.wmp_guest = Some(is_guest);
-        self
-    }
-
-    /// The working directory it starts in (the host's by default).
-    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.current_dir = Some(dir.into());
-        self
-    }
-
-    /// Whether it starts with the host's environment (before the
-    /// process's own `env`); when a guest starts it, it never does.
-    pub fn inherit_env(mut self, inherit: bool) -> Self {
-        self.inherit_env = inherit;
-        self
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
-/// What a process runs.
-#[derive(Clone, Debug)]
-pub(crate) enum Runnable {
-    Wasm(Program),
-    Native(NativeProgram),
-}
-
-impl Runnable {
-    /// The name shown for it (and its default `argv[0]`).
-    pub(crate) fn name(&self) -> String {
-        match self {
-            Runnable::Wasm(program) => program.name().to_owned(),
-            Runnable::Native(native) => native.path.display().to_string(),
-        }
-    }
 }
 
 /// The named target a wmp-guest child runs instead of `main`, with its
@@ -221,7 +131,7 @@ pub struct Target {
 /// Everything needed to launch a process object once it is started.
 #[derive(Clone)]
 pub(crate) struct LaunchSpec {
-    pub(crate) program: Runnable,
+    pub(crate) program: Arc<dyn Runnable>,
     pub(crate) caps: Capabilities,
     pub(crate) target: Option<Target>,
     /// Limits asked for this process, on top of those it inherits.
@@ -235,7 +145,7 @@ pub(crate) struct LaunchSpec {
 }
 
 impl LaunchSpec {
-    pub(crate) fn new(program: Runnable, caps: Capabilities, target: Option<Target>) -> Self {
+    pub(crate) fn new(program: Arc<dyn Runnable>, caps: Capabilities, target: Option<Target>) -> Self {
         LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None, inherited: Inheritance::default() }
     }
 
@@ -252,10 +162,7 @@ impl LaunchSpec {
         if let Some(refusal) = &self.refusal {
             return Err(refusal.clone());
         }
-        match &self.program {
-            Runnable::Wasm(program) => program.check_target(self.target.as_ref()),
-            Runnable::Native(_) => Ok(()),
-        }
+        self.program.check_target(self.target.as_ref())
     }
 }
 
@@ -271,7 +178,7 @@ pub struct ProcessBuilder {
 }
 
 impl ProcessBuilder {
-    pub(crate) fn new(host: Arc<dyn ProcessHost>, creator: Arc<Node>, program: Runnable) -> Self {
+    pub(crate) fn new(host: Arc<dyn ProcessHost>, creator: Arc<Node>, program: Arc<dyn Runnable>) -> Self {
         let caps = Capabilities::new().args([program.name()]);
         Self {
             host,

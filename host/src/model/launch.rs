@@ -1,0 +1,108 @@
+//! The seam between the process model and the backends, CPython's
+//! `_Popen`: a [`Runnable`] is what a process runs bound to the backend
+//! that runs it, a [`ProcessHost`] is what the model asks of the runtime,
+//! and [`start`] and [`end_children`] are the steps every backend's
+//! process takes at its start and at its end. The model knows no backend;
+//! a backend knows the model only through this file and the [`Node`] it
+//! launches.
+
+use std::sync::Arc;
+
+use wmp_core::ProcessError;
+
+use crate::base::exit::{ExitReason, Signal};
+use crate::model::builder::{LaunchSpec, Target};
+use crate::model::registry::{Node, NodeSpec, Registry};
+
+/// What a process runs (a wasm program, a native executable), bound to
+/// the backend that runs it.
+pub(crate) trait Runnable: Send + Sync {
+    /// The name shown for it, and its default `argv[0]`.
+    fn name(&self) -> String;
+
+    /// Whether a process of it can run `target` (None: its `main`).
+    fn check_target(&self, target: Option<&Target>) -> Result<(), ProcessError>;
+
+    /// Launches a child of `parent` that is `who` and runs `spec`, and
+    /// returns its node, which is in the process table until the backend
+    /// publishes its end.
+    fn launch(
+        &self,
+        host: &Arc<dyn ProcessHost>,
+        parent: &Arc<Node>,
+        who: NodeSpec,
+        spec: LaunchSpec,
+    ) -> Result<Arc<Node>, ProcessError>;
+}
+
+/// What the model and the backends need of the runtime they live in: the
+/// process table, the tokio runtime, whether it has shut down, and which
+/// programs guests may start. The runtime implements it; the state
+/// machine's unit tests implement it with a mock.
+pub(crate) trait ProcessHost: Send + Sync {
+    fn registry(&self) -> &Registry;
+
+    fn handle(&self) -> &tokio::runtime::Handle;
+
+    /// Once true, nothing starts any more.
+    fn is_shut_down(&self) -> bool;
+
+    /// The program a guest may start by `name` besides its own: one the
+    /// embedding host shared or granted.
+    fn program_for_guests(&self, name: &str) -> Option<Arc<dyn Runnable>>;
+}
+
+/// Starts a child of `parent` that is `who` and runs `spec`, unless the
+/// runtime has shut down; on failure the place the child took in its
+/// tree's budgets is given back.
+pub(crate) fn start(
+    host: &Arc<dyn ProcessHost>,
+    parent: &Arc<Node>,
+    who: NodeSpec,
+    spec: LaunchSpec,
+) -> Result<Arc<Node>, ProcessError> {
+    let started = if host.is_shut_down() {
+        Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()))
+    } else {
+        spec.program.clone().launch(host, parent, who, spec)
+    };
+    if started.is_err() {
+        parent.return_child_place();
+    }
+    started
+}
+
+/// CPython's exit function for a process that ends: a process that was
+/// stopped takes its whole subtree with it; one that ended by itself
+/// terminates its daemonic children and joins the others. Returns the
+/// stop reason if the process was stopped while joining.
+pub(crate) async fn end_children(node: &Node, reason: &ExitReason) -> Option<ExitReason> {
+    let children = node.child_nodes();
+    let mut stopped_by = None;
+    if reason.is_stop() {
+        children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
+    } else {
+        for (child, daemon) in &children {
+            if *daemon {
+                child.signal(Signal::Terminate);
+            }
+        }
+        let join_all = async {
+            for (child, _) in &children {
+                child.exit.ended().await;
+            }
+        };
+        tokio::select! {
+            () = join_all => {}
+            stop = node.stopped() => {
+                children.iter().for_each(|(child, _)| child.signal(Signal::Kill));
+                stopped_by = Some(stop);
+            }
+        }
+    }
+    for (child, _) in &children {
+        child.exit.ended().await;
+    }
+    node.children.lock().unwrap().clear();
+    stopped_by
+}
