@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks (the wasm targets) and runs every test:
-# unit tests of each crate and the integration binary tests/all, whose guests
-# tests/guest-artifacts builds for wasm.
+# Installs what a fresh machine lacks (the wasm targets, the language
+# guests' tools, Ray) and runs every test: unit tests of each crate and the
+# integration binary tests/all, whose guests tests/guest-artifacts builds
+# for wasm; then, around a real two-node Ray cluster on loopback, the
+# cluster backend's tests (which a plain `cargo test` skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
 bash scripts/language-guests.sh && export WMP_LANGUAGE_GUESTS=required  # C, Python and JS guests (tests/all/languages.rs)
-cargo test "$@"   # the default members; guests are built for wasm by tests/guest-artifacts
+cargo test --features cluster "$@"   # the default members; guests are built for wasm by tests/guest-artifacts
+# Ray runs in namespaces of its own with only loopback: everything is built above.
+bash scripts/ray-cluster.sh run -- cargo test --features cluster --offline "$@" -- --include-ignored cluster:: backend::remote::

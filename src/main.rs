@@ -13,6 +13,9 @@ enum Cli {
     Compile(commands::compile::CompileCommand),
     Inspect(commands::inspect::InspectCommand),
     Wit(commands::wit::WitCommand),
+    #[cfg(feature = "cluster")]
+    #[command(hide = true)]
+    Agent(commands::agent::AgentCommand),
 }
 
 fn main() {
@@ -25,6 +28,8 @@ fn main() {
         Cli::Compile(command) => command.execute(),
         Cli::Inspect(command) => command.execute(),
         Cli::Wit(command) => command.execute(),
+        #[cfg(feature = "cluster")]
+        Cli::Agent(command) => command.execute(),
     };
     if let Err(err) = result {
         // One line, no backtrace: these are user errors (a missing or

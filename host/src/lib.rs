@@ -54,6 +54,8 @@
 //! needs no turn, so it runs within about a slice of being woken however
 //! many others spin.
 
+#[cfg(feature = "cluster")]
+pub mod agent;
 mod backend;
 mod base;
 mod ipc;
@@ -63,6 +65,8 @@ mod runtime;
 pub mod inspect;
 
 pub use backend::native::NativeProgram;
+#[cfg(feature = "cluster")]
+pub use backend::remote::Cluster;
 #[doc(hidden)]
 pub use backend::native::guest_marker::GUEST_NOTE;
 pub use backend::wasm::program::{Program, ProgramKind};
@@ -77,7 +81,7 @@ pub use ipc::listener::Listener;
 pub use ipc::queue::Queue;
 pub use ipc::sentinel::Sentinel;
 pub use ipc::wait::Waitable;
-pub use model::builder::{Capabilities, Preopen, ProcessBuilder, Target};
+pub use model::builder::{Capabilities, Placement, Preopen, ProcessBuilder, Target};
 pub use model::handoff::Handoff;
 pub use model::process::Process;
 pub use model::registry::{FIRST_WASM_PID, Pid};

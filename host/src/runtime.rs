@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine};
-use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError};
+use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError, ProcessError};
 
 use crate::backend::native::{NativeBackend, NativeProgram};
 use crate::backend::wasm::WasmBackend;
@@ -18,7 +18,7 @@ use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::HostMemory;
 use crate::base::limits::Limits;
 use crate::base::program_file;
-use crate::model::builder::{Capabilities, LaunchSpec, ProcessBuilder};
+use crate::model::builder::{Capabilities, LaunchSpec, Placement, ProcessBuilder};
 use crate::backend::wasm::code_cache::CodeCacheDir;
 use crate::model::handoff::Handoff;
 use crate::ipc::connection::{Connection, PIPE_CAPACITY};
@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// Programs guests may start by name besides their own.
     programs_for_guests: Mutex<HashMap<String, Arc<dyn Runnable>>>,
     shut_down: AtomicBool,
+    /// Where processes placed on the cluster run, if the runtime has one.
+    #[cfg(feature = "cluster")]
+    remote: Option<crate::backend::remote::RemoteBackend>,
 }
 
 impl ProcessHost for Shared {
@@ -65,9 +68,24 @@ impl ProcessHost for Shared {
     fn program_for_guests(&self, name: &str) -> Option<Arc<dyn Runnable>> {
         self.programs_for_guests.lock().unwrap().get(name).cloned()
     }
+
+    fn place(&self, program: &Arc<dyn Runnable>, placement: &Placement) -> std::result::Result<Arc<dyn Runnable>, ProcessError> {
+        match placement {
+            Placement::Local => Ok(program.clone()),
+            #[cfg(feature = "cluster")]
+            Placement::Cluster { resource } if self.remote.is_some() => {
+                self.remote.as_ref().expect("checked").runnable(program, resource.clone())
+            }
+            Placement::Cluster { .. } => Err(ProcessError::SpawnFailed(
+                "cannot place a process on a cluster: this runtime has none (RuntimeBuilder::cluster, feature `cluster`)"
+                    .into(),
+            )),
+        }
+    }
 }
 
 impl Shared {
+
     fn share(&self, name: &str, program: Arc<dyn Runnable>) {
         self.programs_for_guests.lock().unwrap().insert(name.to_owned(), program);
     }
@@ -128,6 +146,8 @@ pub struct RuntimeBuilder {
     max_live_processes: Option<usize>,
     max_program_size: Option<u64>,
     handoff: Option<Handoff>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::backend::remote::Cluster>,
 }
 
 /// Memory mappings one live process may need (linear memory and its guard,
@@ -222,6 +242,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Lets processes be placed on `cluster`'s nodes
+    /// ([`Placement::Cluster`](crate::Placement::Cluster)); they run here
+    /// unless placed.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, cluster: crate::backend::remote::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     pub fn build(self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::base::error::one_line(&e));
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
@@ -252,6 +281,12 @@ impl RuntimeBuilder {
             max_program_size: self.max_program_size.unwrap_or(crate::DEFAULT_MAX_PROGRAM_SIZE),
             programs_for_guests: Mutex::default(),
             shut_down: AtomicBool::new(false),
+            #[cfg(feature = "cluster")]
+            remote: self
+                .cluster
+                .map(|cluster| crate::backend::remote::RemoteBackend::new(cluster, tokio.handle()))
+                .transpose()
+                .map_err(Error::Setup)?,
         });
         let (main, parent) = main_process(&shared, self.handoff, main_limits)?;
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
@@ -454,7 +489,14 @@ impl Runtime {
     /// Loads a program from bytes; `name` names it in errors and is its
     /// default `argv[0]`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
-        program::compile(&self.shared.wasm.engine, &self.shared.wasm.linkers, self.shared.code_cache.as_ref(), name, bytes)
+        let wasm = &self.shared.wasm;
+        let program = program::compile(&wasm.engine, &wasm.linkers, self.shared.code_cache.as_ref(), name, bytes)?;
+        // A program that may travel to the cluster keeps its bytes.
+        #[cfg(feature = "cluster")]
+        if self.shared.remote.is_some() {
+            return Ok(program.with_source(bytes));
+        }
+        Ok(program)
     }
 
     /// Compiles a program to a `.cwasm` artifact that
@@ -672,6 +714,60 @@ impl Runtime {
             exit.ended().await;
             exit.get().expect("ended() returns once the reason is set")
         })
+    }
+
+    /// Where this runtime's node agents dial back (`HOST:PORT`): what to
+    /// open in a firewall, and what each agent's command line names; None
+    /// without a cluster.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_address(&self) -> Option<&str> {
+        self.shared.remote.as_ref().map(|remote| remote.address())
+    }
+
+    /// The tokio runtime its processes run on.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.shared.handle
+    }
+
+    /// Runs `program` as the process `request` describes, whose parent is
+    /// in another runtime (a node agent does this for each process placed
+    /// on it): a child of a view of that parent, with the name, identity,
+    /// authkey and limits its parent gave it. Returns it and the view,
+    /// which must be kept as long as it runs.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn adopt(
+        &self,
+        program: &Program,
+        request: &crate::backend::remote::protocol::StartRequest,
+        target_args: Vec<u8>,
+        stdout: crate::base::stdio::Stdio,
+        stderr: crate::base::stdio::Stdio,
+    ) -> std::result::Result<(Arc<Node>, Arc<Node>), ProcessError> {
+        let authkey = AuthKey::new(request.authkey.clone());
+        let parent = Node::new(None, request.parent_pid, NodeSpec {
+            identity: request.identity.split_last().map(|(_, parent)| parent.to_vec()).unwrap_or_default(),
+            name: request.parent_name.clone(),
+            daemon: false,
+            authkey: authkey.clone(),
+            limits: Limits::default(),
+        });
+        let target = request.target.clone().map(|name| crate::model::builder::Target { name, args: target_args });
+        program.check_target(target.as_ref())?;
+        let who = NodeSpec {
+            identity: request.identity.clone(),
+            name: request.name.clone(),
+            daemon: request.daemon,
+            authkey,
+            limits: request.limits.clone(),
+        };
+        let node = Node::new(Some(&parent), self.shared.registry.allocate_wasm_pid(), who);
+        let mut caps = Capabilities::new().args(request.argv.clone()).stdout(stdout).stderr(stderr);
+        caps.env = request.env.clone();
+        let spec = LaunchSpec::new(self.shared.wasm.runnable(program), caps, target);
+        let host: Arc<dyn ProcessHost> = self.shared.clone();
+        crate::backend::wasm::launch(&self.shared.wasm, &host, node.clone(), program, spec)?;
+        Ok((node, parent))
     }
 
     /// Ends this OS process as a process of the model ends (a native

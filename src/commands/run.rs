@@ -163,6 +163,10 @@ impl RunCommand {
                 KILLED_EXIT_STATUS
             }
             ExitReason::Signaled(signal) => 128 + signal,
+            ExitReason::Lost(what) => {
+                eprintln!("Error: {} was lost: {what}", module.display());
+                KILLED_EXIT_STATUS
+            }
         });
     }
 

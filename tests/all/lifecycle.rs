@@ -14,6 +14,7 @@ crate::for_both_backends!(
     pid_is_none_before_start_and_unique_after,
     start_only_once,
     a_start_after_the_runtime_is_dropped_is_refused,
+    a_placement_on_a_cluster_the_runtime_lacks_is_refused_at_start,
     join_checks_and_timeout,
     exitcode_of_a_normal_return_and_of_exit,
     terminate_and_kill_stop_a_spinning_process,
@@ -95,6 +96,21 @@ fn a_start_after_the_runtime_is_dropped_is_refused(backend: Backend) {
     let refused = p.start().unwrap_err();
     assert_eq!(refused, ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()));
     assert_eq!(p.exitcode(), Ok(None), "{p}");
+}
+
+/// Placement is explicit, and a runtime without a cluster refuses it at
+/// start, as a start that cannot happen is refused; the object stays
+/// initial and can still run here.
+fn a_placement_on_a_cluster_the_runtime_lacks_is_refused_at_start(backend: Backend) {
+    let f = Fixture::new(backend);
+    let p = f.unstarted().placement(wmp_host::Placement::node_with("node_b")).build();
+    let refused = p.start().unwrap_err();
+    assert!(matches!(refused, ProcessError::SpawnFailed(ref why) if why.contains("this runtime has none")), "{refused}");
+    assert_eq!(p.exitcode(), Ok(None), "{p}");
+    let q = f.unstarted().placement(wmp_host::Placement::Local).build();
+    q.start().unwrap();
+    q.join(Some(PATIENCE)).unwrap();
+    assert_eq!(q.exitcode(), Ok(Some(0)));
 }
 
 fn join_checks_and_timeout(backend: Backend) {

@@ -11,6 +11,8 @@
 mod architecture;
 mod authkey;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod connections;
 mod containment;
 mod guests;
@@ -54,6 +56,10 @@ extern "C" fn run_as_native_probe() {
     }
     if let Some(program) = std::env::var_os(NATIVE_HOST_VAR) {
         host_a_native_child(program.into());
+    }
+    #[cfg(feature = "cluster")]
+    if let Ok(dashboard) = std::env::var(cluster::CLUSTER_HOST_VAR) {
+        cluster::host_a_remote_spinner(dashboard);
     }
 }
 

@@ -5,4 +5,6 @@
 //! and the model never imports either.
 
 pub(crate) mod native;
+#[cfg(feature = "cluster")]
+pub(crate) mod remote;
 pub(crate) mod wasm;

@@ -132,6 +132,12 @@ impl Runnable for NativeRunnable {
         Ok(())
     }
 
+    /// A native program does not travel: it is a path on this machine.
+    #[cfg(feature = "cluster")]
+    fn source(&self) -> Option<crate::model::launch::ProgramSource> {
+        None
+    }
+
     fn launch(
         &self,
         host: &Arc<dyn ProcessHost>,

@@ -34,6 +34,8 @@ use crate::base::stdio::{Stdio, Stream};
 use crate::model::builder::{Capabilities, LaunchSpec, Target};
 use crate::ipc::inherit::Handles;
 use crate::ipc::listener::Addresses;
+#[cfg(feature = "cluster")]
+use crate::model::launch::ProgramSource;
 use crate::model::launch::{ProcessHost, Runnable};
 use crate::backend::wasm::program::{Code, Linkers, Program};
 use crate::model::registry::{Node, NodeSpec, Pid};
@@ -107,6 +109,12 @@ impl Runnable for WasmRunnable {
 
     fn check_target(&self, target: Option<&Target>) -> Result<(), ProcessError> {
         self.program.check_target(target)
+    }
+
+    #[cfg(feature = "cluster")]
+    fn source(&self) -> Option<ProgramSource> {
+        let bytes = self.program.source()?.clone();
+        Some(ProgramSource { name: self.program.name().to_owned(), bytes })
     }
 
     fn launch(

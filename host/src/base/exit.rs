@@ -7,7 +7,7 @@ use crate::base::limits::Limit;
 
 /// Why a process ended. CPython only reports an exit code; the host also
 /// knows the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExitReason {
     /// The program returned from its entry point normally.
     Returned,
@@ -26,6 +26,11 @@ pub enum ExitReason {
     /// A native process ended by a signal other than the two above (a
     /// segfault is `Signaled(11)`, exitcode -11).
     Signaled(i32),
+    /// It ran on another machine, and the node agent that ran it, its node
+    /// or the network to it was lost; the agent kills what it runs when it
+    /// loses its link, so this ends like a kill (exitcode -9). The text
+    /// says what was lost.
+    Lost(String),
 }
 
 /// `-SIGTERM` as CPython reports it.
@@ -42,7 +47,7 @@ impl ExitReason {
             ExitReason::Exit(code) => *code,
             ExitReason::Trap(_) => 1,
             ExitReason::Terminated => TERMINATED_EXITCODE,
-            ExitReason::Killed | ExitReason::Limit(_) => KILLED_EXITCODE,
+            ExitReason::Killed | ExitReason::Limit(_) | ExitReason::Lost(_) => KILLED_EXITCODE,
             ExitReason::Signaled(signal) => -signal,
         }
     }
@@ -52,7 +57,7 @@ impl ExitReason {
     /// Whether the process was stopped from outside (signal or limit)
     /// rather than ending by itself.
     pub fn is_stop(&self) -> bool {
-        matches!(self, ExitReason::Terminated | ExitReason::Killed | ExitReason::Limit(_))
+        matches!(self, ExitReason::Terminated | ExitReason::Killed | ExitReason::Limit(_) | ExitReason::Lost(_))
     }
 }
 
@@ -69,12 +74,13 @@ impl fmt::Display for ExitReason {
                 Some(name) => write!(f, "killed by {name}"),
                 None => write!(f, "killed by signal {signal}"),
             },
+            ExitReason::Lost(what) => write!(f, "lost: {what}"),
         }
     }
 }
 
 /// A request to stop a running process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Signal {
     Terminate,
     Kill,

@@ -33,7 +33,8 @@ pub const MESSAGE_COST: usize = 16;
 pub enum Held {
     /// Messages this process put into queues, not yet taken.
     QueueMessages,
-    /// Messages this process sent into pipes, not yet received.
+    /// Messages this process sent into pipes, not yet received (and the
+    /// output of a process on another machine, not yet written here).
     PipeMessages,
     /// Process objects this process holds, with their names and the
     /// arguments of those not started.

@@ -82,7 +82,7 @@ impl Limits {
 }
 
 /// Which limit a process hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Limit {
     Memory,
     Table,

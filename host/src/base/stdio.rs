@@ -205,7 +205,7 @@ impl Forwarder {
 }
 
 /// Which of the two output streams.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Stream {
     Stdout,
     Stderr,
@@ -228,6 +228,24 @@ impl Stdio {
             Stdio::Pipe(PipeWriter(sender)) => {
                 let _ = sender.try_send(text.as_bytes().to_vec());
             }
+        }
+    }
+
+    /// Writes `bytes` into the stream as the process would, waiting for
+    /// room in a pipe (the output of a process on another machine).
+    pub(crate) async fn write(&self, stream: Stream, bytes: &[u8]) {
+        match self {
+            Stdio::Pipe(PipeWriter(sender)) => {
+                let _ = sender.send(bytes.to_vec()).await;
+            }
+            Stdio::Capture(buffer) => buffer.append(bytes),
+            Stdio::Inherit => {
+                let _ = match stream {
+                    Stream::Stdout => std::io::stdout().lock().write_all(bytes),
+                    Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+                };
+            }
+            Stdio::Null => {}
         }
     }
 

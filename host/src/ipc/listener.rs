@@ -92,8 +92,7 @@ impl Addresses {
         let (mine, theirs) = pipe(handle, true, PIPE_CAPACITY);
         backlog.pending.lock().unwrap().push_back(theirs);
         backlog.arrived.notify_waiters();
-        answer_challenge(&mine, authkey).await?;
-        deliver_challenge(&mine, authkey).await?;
+        authenticate_as_client(&mut &mine, authkey).await?;
         Ok(mine)
     }
 }
@@ -124,8 +123,7 @@ impl Listener {
             }
             arrived.await;
         };
-        deliver_challenge(&connection, &self.authkey).await?;
-        answer_challenge(&connection, &self.authkey).await?;
+        authenticate_as_server(&mut &connection, &self.authkey).await?;
         Ok(connection)
     }
 
@@ -161,8 +159,45 @@ fn authentication(message: impl Into<String>) -> ConnectionError {
     ConnectionError::Authentication(message.into())
 }
 
-async fn recv_handshake(connection: &Connection) -> Result<Vec<u8>, ConnectionError> {
-    let message = connection.recv_bytes_async().await?;
+/// Where the authkey challenge runs: a connection, or a link between
+/// machines. Each message is one whole message of the other side's.
+pub(crate) trait HandshakeChannel {
+    async fn send(&mut self, message: Vec<u8>) -> Result<(), ConnectionError>;
+    async fn recv(&mut self) -> Result<Vec<u8>, ConnectionError>;
+}
+
+impl HandshakeChannel for &Connection {
+    async fn send(&mut self, message: Vec<u8>) -> Result<(), ConnectionError> {
+        self.send_bytes_async(message).await
+    }
+
+    async fn recv(&mut self) -> Result<Vec<u8>, ConnectionError> {
+        self.recv_bytes_async().await
+    }
+}
+
+/// The listener's side (CPython's `Listener.accept`): challenges the
+/// client, then answers the client's challenge.
+pub(crate) async fn authenticate_as_server(
+    channel: &mut impl HandshakeChannel,
+    authkey: &AuthKey,
+) -> Result<(), ConnectionError> {
+    deliver_challenge(channel, authkey).await?;
+    answer_challenge(channel, authkey).await
+}
+
+/// The client's side (CPython's `Client`): answers the listener's
+/// challenge, then challenges it.
+pub(crate) async fn authenticate_as_client(
+    channel: &mut impl HandshakeChannel,
+    authkey: &AuthKey,
+) -> Result<(), ConnectionError> {
+    answer_challenge(channel, authkey).await?;
+    deliver_challenge(channel, authkey).await
+}
+
+async fn recv_handshake(channel: &mut impl HandshakeChannel) -> Result<Vec<u8>, ConnectionError> {
+    let message = channel.recv().await?;
     if message.len() > MAX_HANDSHAKE_MESSAGE {
         return Err(authentication(format!("bad message length: {}", message.len())));
     }
@@ -177,17 +212,17 @@ fn mac(authkey: &AuthKey, message: &[u8]) -> Hmac<Sha256> {
 
 /// CPython's `deliver_challenge`: sends a random challenge, checks the
 /// answer in constant time, and says welcome or failure.
-async fn deliver_challenge(connection: &Connection, authkey: &AuthKey) -> Result<(), ConnectionError> {
+async fn deliver_challenge(channel: &mut impl HandshakeChannel, authkey: &AuthKey) -> Result<(), ConnectionError> {
     let mut nonce = [0u8; NONCE_LENGTH];
     getrandom::fill(&mut nonce).map_err(|e| authentication(format!("no randomness for the challenge: {e}")))?;
     let message = [DIGEST_PREFIX, &nonce].concat();
-    connection.send_bytes_async([CHALLENGE, &message].concat()).await?;
-    let response = recv_handshake(connection).await?;
+    channel.send([CHALLENGE, &message].concat()).await?;
+    let response = recv_handshake(channel).await?;
     match verify(authkey, &message, &response) {
-        Ok(()) => connection.send_bytes_async(WELCOME.to_vec()).await,
+        Ok(()) => channel.send(WELCOME.to_vec()).await,
         Err(err) => {
             // The client may already be gone; the failure is ours to report.
-            let _ = connection.send_bytes_async(FAILURE.to_vec()).await;
+            let _ = channel.send(FAILURE.to_vec()).await;
             Err(err)
         }
     }
@@ -210,8 +245,8 @@ fn verify(authkey: &AuthKey, message: &[u8], response: &[u8]) -> Result<(), Conn
 
 /// CPython's `answer_challenge`: answers the challenge with the MAC of the
 /// whole challenge message and expects the welcome.
-async fn answer_challenge(connection: &Connection, authkey: &AuthKey) -> Result<(), ConnectionError> {
-    let message = recv_handshake(connection).await?;
+async fn answer_challenge(channel: &mut impl HandshakeChannel, authkey: &AuthKey) -> Result<(), ConnectionError> {
+    let message = recv_handshake(channel).await?;
     let Some(challenge) = message.strip_prefix(CHALLENGE) else {
         return Err(authentication("Protocol error, expected challenge"));
     };
@@ -222,8 +257,8 @@ async fn answer_challenge(connection: &Connection, authkey: &AuthKey) -> Result<
         return Err(authentication("unsupported digest in the challenge (wmp speaks sha256)"));
     }
     let response = [DIGEST_PREFIX, &mac(authkey, challenge).finalize().into_bytes()].concat();
-    connection.send_bytes_async(response).await?;
-    if recv_handshake(connection).await? != WELCOME {
+    channel.send(response).await?;
+    if recv_handshake(channel).await? != WELCOME {
         return Err(authentication("digest sent was rejected"));
     }
     Ok(())

@@ -128,6 +128,26 @@ pub struct Target {
     pub args: Vec<u8>,
 }
 
+/// Where a process runs. Local unless asked: placing a process on a
+/// cluster is always explicit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// In this runtime, on this machine.
+    #[default]
+    Local,
+    /// On a node of the runtime's cluster (see `RuntimeBuilder::cluster`,
+    /// feature `cluster`): one that has the custom resource `resource`
+    /// (Ray's `--resources`), or any node if None.
+    Cluster { resource: Option<String> },
+}
+
+impl Placement {
+    /// On a cluster node that has the custom resource `resource`.
+    pub fn node_with(resource: impl Into<String>) -> Placement {
+        Placement::Cluster { resource: Some(resource.into()) }
+    }
+}
+
 /// Everything needed to launch a process object once it is started.
 #[derive(Clone)]
 pub(crate) struct LaunchSpec {
@@ -142,11 +162,20 @@ pub(crate) struct LaunchSpec {
     pub(crate) refusal: Option<ProcessError>,
     /// Connection ends and queues passed to the child before start.
     pub(crate) inherited: Inheritance,
+    pub(crate) placement: Placement,
 }
 
 impl LaunchSpec {
     pub(crate) fn new(program: Arc<dyn Runnable>, caps: Capabilities, target: Option<Target>) -> Self {
-        LaunchSpec { program, caps, target, limits: Limits::default(), refusal: None, inherited: Inheritance::default() }
+        LaunchSpec {
+            program,
+            caps,
+            target,
+            limits: Limits::default(),
+            refusal: None,
+            inherited: Inheritance::default(),
+            placement: Placement::Local,
+        }
     }
 
     /// Bytes of the arguments it holds until it starts (the target's, and
@@ -219,6 +248,13 @@ impl ProcessBuilder {
     /// creator (it can only be narrowed).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.spec.limits = limits;
+        self
+    }
+
+    /// Where it runs (by default here, [`Placement::Local`]); a placement
+    /// the runtime cannot honour is refused by `start()`.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.spec.placement = placement;
         self
     }
 

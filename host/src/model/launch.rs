@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wmp_core::ProcessError;
 
 use crate::base::exit::{ExitReason, Signal};
-use crate::model::builder::{LaunchSpec, Target};
+use crate::model::builder::{LaunchSpec, Placement, Target};
 use crate::model::registry::{Node, NodeSpec, Registry};
 
 /// What a process runs (a wasm program, a native executable), bound to
@@ -23,6 +23,12 @@ pub(crate) trait Runnable: Send + Sync {
     /// Whether a process of it can run `target` (None: its `main`).
     fn check_target(&self, target: Option<&Target>) -> Result<(), ProcessError>;
 
+    /// The program as it can travel to another machine: its name and the
+    /// bytes it was loaded from; None if it cannot (a native executable,
+    /// a precompiled artifact).
+    #[cfg(feature = "cluster")]
+    fn source(&self) -> Option<ProgramSource>;
+
     /// Launches a child of `parent` that is `who` and runs `spec`, and
     /// returns its node, which is in the process table until the backend
     /// publishes its end.
@@ -33,6 +39,14 @@ pub(crate) trait Runnable: Send + Sync {
         who: NodeSpec,
         spec: LaunchSpec,
     ) -> Result<Arc<Node>, ProcessError>;
+}
+
+/// A program's name and the bytes it was loaded from.
+#[cfg(feature = "cluster")]
+#[derive(Clone)]
+pub(crate) struct ProgramSource {
+    pub(crate) name: String,
+    pub(crate) bytes: Arc<[u8]>,
 }
 
 /// What the model and the backends need of the runtime they live in: the
@@ -50,11 +64,15 @@ pub(crate) trait ProcessHost: Send + Sync {
     /// The program a guest may start by `name` besides its own: one the
     /// embedding host shared or granted.
     fn program_for_guests(&self, name: &str) -> Option<Arc<dyn Runnable>>;
+
+    /// `program`, run where `placement` says (never [`Placement::Local`]):
+    /// bound to the backend that runs it there, or why it cannot be.
+    fn place(&self, program: &Arc<dyn Runnable>, placement: &Placement) -> Result<Arc<dyn Runnable>, ProcessError>;
 }
 
-/// Starts a child of `parent` that is `who` and runs `spec`, unless the
-/// runtime has shut down; on failure the place the child took in its
-/// tree's budgets is given back.
+/// Starts a child of `parent` that is `who` and runs `spec` where it is
+/// placed, unless the runtime has shut down; on failure the place the
+/// child took in its tree's budgets is given back.
 pub(crate) fn start(
     host: &Arc<dyn ProcessHost>,
     parent: &Arc<Node>,
@@ -64,7 +82,11 @@ pub(crate) fn start(
     let started = if host.is_shut_down() {
         Err(ProcessError::SpawnFailed("cannot start process: the wmp runtime has shut down".into()))
     } else {
-        spec.program.clone().launch(host, parent, who, spec)
+        match &spec.placement {
+            Placement::Local => Ok(spec.program.clone()),
+            placement => host.place(&spec.program, placement),
+        }
+        .and_then(|program| program.launch(host, parent, who, spec))
     };
     if started.is_err() {
         parent.return_child_place();

@@ -587,9 +587,9 @@ impl fmt::Debug for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::builder::{Capabilities, Target};
-    use crate::model::registry::Registry;
+    use crate::model::builder::{Capabilities, Placement, Target};
     use crate::model::launch::Runnable;
+    use crate::model::registry::Registry;
 
     /// The runtime of the mock: a process table and a tokio runtime.
     struct MockHost {
@@ -614,6 +614,10 @@ mod tests {
         fn program_for_guests(&self, _: &str) -> Option<Arc<dyn Runnable>> {
             None
         }
+
+        fn place(&self, _: &Arc<dyn Runnable>, _: &Placement) -> Result<Arc<dyn Runnable>, ProcessError> {
+            Err(ProcessError::SpawnFailed("the mock has no cluster".into()))
+        }
     }
 
     /// The mock backend: starts nodes that run nothing, or refuses to
@@ -631,6 +635,11 @@ mod tests {
 
         fn check_target(&self, _: Option<&Target>) -> Result<(), ProcessError> {
             Ok(())
+        }
+
+        #[cfg(feature = "cluster")]
+        fn source(&self) -> Option<crate::model::launch::ProgramSource> {
+            None
         }
 
         fn launch(

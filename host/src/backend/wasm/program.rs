@@ -29,6 +29,10 @@ struct ProgramInner {
     /// The targets the program declares (the `wmp:targets` custom section
     /// that `wmp_guest::main!` writes); None if it declares none.
     targets: Option<Vec<String>>,
+    /// The WebAssembly it was compiled from, kept only in a runtime that
+    /// can send programs to other machines.
+    #[cfg(feature = "cluster")]
+    source: Option<Arc<[u8]>>,
 }
 
 /// The custom section in which a guest lists its targets, one per line.
@@ -70,6 +74,20 @@ impl Program {
     /// The targets the program declares, if it declares them.
     pub fn targets(&self) -> Option<&[String]> {
         self.inner.targets.as_deref()
+    }
+
+    /// The WebAssembly it was compiled from, if it was kept.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn source(&self) -> Option<&Arc<[u8]>> {
+        self.inner.source.as_ref()
+    }
+
+    /// The same program, keeping `bytes` as the WebAssembly it was
+    /// compiled from.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn with_source(mut self, bytes: &[u8]) -> Program {
+        Arc::get_mut(&mut self.inner).expect("a program just compiled is not shared yet").source = Some(bytes.into());
+        self
     }
 
     /// Whether a child of this program can run `target`.
@@ -256,5 +274,12 @@ fn link(linkers: &Linkers, name: &str, compiled: Compiled, targets: Option<Vec<S
             Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?)
         }
     };
-    Ok(Program { inner: Arc::new(ProgramInner { name: name.to_owned(), code, targets }) })
+    let inner = ProgramInner {
+        name: name.to_owned(),
+        code,
+        targets,
+        #[cfg(feature = "cluster")]
+        source: None,
+    };
+    Ok(Program { inner: Arc::new(inner) })
 }

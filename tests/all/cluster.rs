@@ -1,0 +1,274 @@
+//! Processes placed on a real Ray cluster (feature `cluster`): a head node
+//! and a second node with the custom resource `node_b`, both on loopback,
+//! which `scripts/ray-cluster.sh` starts around the tests (the README's
+//! test command does, with `--include-ignored`). A plain `cargo test`
+//! lists them as ignored, with the reason.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wmp_host::{Cluster, CodeCache, ExitReason, Placement, ProcessError, Program, Runtime};
+
+use crate::{Output, PATIENCE, child_builder, probe};
+
+/// The second node's custom resource.
+const NODE_B: &str = "node_b";
+
+/// The cluster's dashboard, which scripts/ray-cluster.sh names.
+fn dashboard() -> String {
+    std::env::var("WMP_RAY_DASHBOARD").expect("WMP_RAY_DASHBOARD: run the cluster tests under scripts/ray-cluster.sh")
+}
+
+/// A runtime that may place processes on the cluster, its agents being
+/// this build's `wmp`.
+fn cluster_runtime(dashboard: &str) -> Runtime {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wmp-code-cache");
+    let cluster = Cluster::ray(dashboard).agent_command(env!("CARGO_BIN_EXE_wmp"));
+    Runtime::builder().code_cache(CodeCache::Directory(cache)).cluster(cluster).build().expect("runtime")
+}
+
+/// One runtime (and so one agent on node b) for the tests that leave
+/// their agent alive.
+fn shared() -> &'static (Runtime, Program) {
+    static SHARED: OnceLock<(Runtime, Program)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let rt = cluster_runtime(&dashboard());
+        let program = probe(&rt);
+        (rt, program)
+    })
+}
+
+/// A child of the main process placed on node b, running the probe's
+/// `target` with `args`, its output captured.
+fn remote_child(rt: &Runtime, program: &Program, target: &str, args: &str) -> (wmp_host::Process, Output) {
+    let (builder, output) = child_builder(rt, program, target, args);
+    (builder.placement(Placement::node_with(NODE_B)).build(), output)
+}
+
+fn run_remote(rt: &Runtime, program: &Program, target: &str, args: &str) -> (wmp_host::Process, Output) {
+    let (p, output) = remote_child(rt, program, target, args);
+    p.start().expect("start on the cluster");
+    p.join(Some(PATIENCE)).unwrap();
+    assert!(!p.is_alive().unwrap(), "{p} still running after {PATIENCE:?}");
+    (p, output)
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn exit_codes_come_back_from_the_cluster_as_from_a_local_process() {
+    let (rt, program) = shared();
+    let (p, _) = run_remote(rt, program, "noop", "");
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    let (p, _) = run_remote(rt, program, "exit_with", "3");
+    assert_eq!(p.exitcode(), Ok(Some(3)));
+    let (p, output) = run_remote(rt, program, "panic", "boom on node b");
+    assert_eq!(p.exitcode(), Ok(Some(1)));
+    let stderr = output.stderr();
+    assert!(stderr.contains("boom on node b"), "its output comes back: {stderr}");
+    assert!(stderr.contains(&format!("Process {}:\n", p.name())), "with the report of its trap: {stderr}");
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn terminate_and_kill_reach_a_process_on_the_cluster_at_once() {
+    let (rt, program) = shared();
+    let (p, output) = remote_child(rt, program, "spin", "");
+    p.start().unwrap();
+    p.join(Some(Duration::from_millis(200))).unwrap();
+    assert!(p.is_alive().unwrap(), "a join that times out leaves it running: {}", output.stderr());
+    p.terminate().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!((p.exitcode(), p.exit_reason()), (Ok(Some(-15)), Ok(Some(ExitReason::Terminated))));
+    let (q, _) = remote_child(rt, program, "spin", "");
+    q.start().unwrap();
+    q.kill().unwrap();
+    q.join(Some(PATIENCE)).unwrap();
+    assert_eq!(q.exitcode(), Ok(Some(-9)));
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_process_on_the_cluster_is_who_the_tree_says_and_starts_its_own_children_there() {
+    let (rt, program) = shared();
+    let (builder, output) = child_builder(rt, program, "identity", "");
+    let p = builder.placement(Placement::node_with(NODE_B)).name("remote-worker").build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)), "{}", output.stderr());
+    assert_eq!(output.value("name"), "remote-worker");
+    let identity = p.identity();
+    assert_eq!(output.value("identity"), format!("{identity:?}"), "the identity continues the tree");
+    let main = rt.current_process();
+    assert_eq!(output.value("parent_pid"), format!("Some({})", main.pid().unwrap().unwrap()));
+    assert_eq!(output.value("parent_name"), "MainProcess");
+    let key: String = main.authkey().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(output.value("authkey"), key, "the authkey is inherited across the link");
+
+    let (q, output) = run_remote(rt, program, "spawn_child", "");
+    assert_eq!(q.exitcode(), Ok(Some(0)), "{}", output.stderr());
+    let stdout = output.stdout();
+    let grandchild = format!("{}:1", q.name());
+    assert!(stdout.contains(&format!("started <Process name='{grandchild}'")), "{stdout}");
+    assert!(stdout.contains("child exitcode=Some(-9)"), "{stdout}");
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_placement_no_node_has_is_refused_at_start() {
+    let (rt, program) = shared();
+    let (builder, _) = child_builder(rt, program, "noop", "");
+    let p = builder.placement(Placement::node_with("no_such_resource")).build();
+    let refused = p.start();
+    assert!(
+        matches!(refused, Err(ProcessError::SpawnFailed(ref why)) if why.contains("no alive node") && why.contains("no_such_resource")),
+        "{refused:?}"
+    );
+    assert_eq!(p.exitcode(), Ok(None), "it stays initial");
+}
+
+/// The pids of the agents that dial `address`.
+fn agent_pids(address: &str) -> Vec<i32> {
+    let wanted = format!("--connect={address}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&b"agent".as_slice()) && args.contains(&wanted.as_bytes())
+        })
+        .collect()
+}
+
+/// Waits until no agent dials `address` any more.
+fn wait_until_no_agent(address: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !agent_pids(address).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "an agent of {address} outlived its runtime");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_killed_agent_ends_its_processes_as_lost_and_the_next_start_gets_a_new_one() {
+    let dashboard = dashboard();
+    let rt = cluster_runtime(&dashboard);
+    let program = probe(&rt);
+    let (p, _) = remote_child(&rt, &program, "spin", "");
+    p.start().unwrap();
+    let address = rt.cluster_address().unwrap().to_owned();
+    let agents = agent_pids(&address);
+    assert_eq!(agents.len(), 1, "one agent for node b");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(agents[0], libc::SIGKILL) };
+    p.join(Some(PATIENCE)).unwrap();
+    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Lost(_)))), "{:?}", p.exit_reason());
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+    let (q, _) = run_remote(&rt, &program, "exit_with", "4");
+    assert_eq!(q.exitcode(), Ok(Some(4)), "a new agent serves the placement");
+    assert_eq!(agent_pids(&address).len(), 1);
+}
+
+/// A TCP proxy from `listen` to `target` that can be frozen: it then
+/// forwards nothing more and keeps every connection open, as a network
+/// that is cut (no FIN, no RST) looks to both ends.
+struct Proxy {
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(listen: std::net::TcpListener, target: String) -> Proxy {
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        std::thread::spawn(move || {
+            for client in listen.incoming().flatten() {
+                let server = std::net::TcpStream::connect(&target).unwrap();
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 1 << 16];
+                        while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                            if n == 0 || flag.load(std::sync::atomic::Ordering::SeqCst) {
+                                // Cut: hold both sockets open, forward nothing.
+                                std::thread::sleep(Duration::from_secs(3600));
+                            }
+                            if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { frozen }
+    }
+
+    fn cut(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_cut_network_ends_the_processes_behind_it_as_lost_on_both_sides() {
+    let dashboard = dashboard();
+    let runtime_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_address = proxy_listener.local_addr().unwrap().to_string();
+    let proxy = Proxy::start(proxy_listener, format!("127.0.0.1:{runtime_port}"));
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wmp-code-cache");
+    let cluster = Cluster::ray(&dashboard)
+        .agent_command(env!("CARGO_BIN_EXE_wmp"))
+        .bind(format!("127.0.0.1:{runtime_port}"))
+        .advertise(&proxy_address);
+    let rt = Runtime::builder().code_cache(CodeCache::Directory(cache)).cluster(cluster).build().unwrap();
+    let program = probe(&rt);
+    let (p, _) = remote_child(&rt, &program, "spin", "");
+    p.start().unwrap();
+    assert!(p.is_alive().unwrap());
+    let cut_at = std::time::Instant::now();
+    proxy.cut();
+    p.join(Some(PATIENCE)).unwrap();
+    let noticed = cut_at.elapsed();
+    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Lost(_)))), "{:?}", p.exit_reason());
+    assert!(noticed >= Duration::from_secs(4), "lost only after the link's silence: {noticed:?}");
+    // The agent, cut off too, kills what it ran and ends.
+    wait_until_no_agent(&proxy_address);
+}
+
+/// Set in the environment of a copy of this binary that is to be a host
+/// with a spinning process on the cluster whose dashboard it names.
+pub const CLUSTER_HOST_VAR: &str = "WMP_TEST_CLUSTER_HOST";
+
+/// Places a spinning process on node b, prints the runtime's cluster
+/// address, and waits to be killed.
+pub fn host_a_remote_spinner(dashboard: String) -> ! {
+    let rt = cluster_runtime(&dashboard);
+    let program = probe(&rt);
+    let (p, _) = remote_child(&rt, &program, "spin", "");
+    p.start().expect("start on the cluster");
+    println!("{}", rt.cluster_address().unwrap());
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_killed_parent_leaves_no_process_on_the_cluster() {
+    let dashboard = dashboard();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CLUSTER_HOST_VAR, &dashboard)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(host.stdout.take().unwrap()), &mut line).unwrap();
+    let address = line.trim().to_owned();
+    assert_eq!(agent_pids(&address).len(), 1, "the host's agent runs its spinner");
+    host.kill().unwrap(); // SIGKILL: the host gets no say
+    host.wait().unwrap();
+    wait_until_no_agent(&address);
+}
