@@ -39,7 +39,7 @@ class Process:
     def __init__(self, target=None, args=(), name=None, daemon=None, program=None, *, _handle=None):
         if _handle is None:
             target_name = target if isinstance(target, str) else getattr(target, "__name__", "")
-            spec = wit.Spec(target_name, json.dumps(list(args)).encode(), name, daemon, program)
+            spec = wit.Spec(target_name, json.dumps(list(args)).encode(), name, daemon, program, None)
             _handle = wit.Process(spec)
         self._handle = _handle
 

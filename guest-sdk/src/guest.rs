@@ -16,7 +16,7 @@ pub(crate) mod connection;
 
 use wmp_core::Pid;
 
-use crate::process::NewChild;
+use crate::process::{NewChild, Placement};
 
 fn process_error(err: wit::Error) -> ProcessError {
     use wit::Error as E;
@@ -50,13 +50,17 @@ impl Process {
     /// The object, and the error its start must give if its arguments
     /// cannot be used (none here).
     pub(crate) fn create(child: NewChild<'_>) -> (Process, Option<ProcessError>) {
-        let NewChild { program, target, args, name, daemon } = child;
+        let NewChild { program, target, args, name, daemon, placement } = child;
         let spec = wit::Spec {
             target: target.to_owned(),
             args,
             name: name.map(str::to_owned),
             daemon,
             program: program.map(str::to_owned),
+            placement: placement.map(|placement| match placement {
+                Placement::AnyNode => wit::Placement::AnyNode,
+                Placement::NodeWith(resource) => wit::Placement::NodeWith(resource),
+            }),
         };
         (Process::from(wit::Process::new(&spec)), None)
     }

@@ -20,7 +20,7 @@ use wmp_host::{Capabilities, Handoff, NativeProgram, Runtime};
 
 use wmp_core::Pid;
 
-use crate::process::NewChild;
+use crate::process::{NewChild, Placement};
 
 pub(crate) mod connection;
 mod handoff_at_load;
@@ -76,7 +76,7 @@ impl Process {
     /// The object, and the error its start must give if its arguments
     /// cannot be used (a main's that are not a JSON list of strings).
     pub(crate) fn create(child: NewChild<'_>) -> (Process, Option<ProcessError>) {
-        let NewChild { program, target, args, name, daemon } = child;
+        let NewChild { program, target, args, name, daemon, placement } = child;
         let executable = match program {
             Some(path) => PathBuf::from(path),
             None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
@@ -103,6 +103,14 @@ impl Process {
         }
         if let Some(daemon) = daemon {
             builder = builder.daemon(daemon);
+        }
+        if let Some(placement) = placement {
+            // This process's own runtime has no cluster: the start says so.
+            let resource = match placement {
+                Placement::AnyNode => None,
+                Placement::NodeWith(resource) => Some(resource),
+            };
+            builder = builder.placement(wmp_host::Placement::Cluster { resource });
         }
         (Process { handle: builder.build() }, encode_error)
     }

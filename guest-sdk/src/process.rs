@@ -29,6 +29,26 @@ pub(crate) struct NewChild<'a> {
     pub(crate) args: Vec<u8>,
     pub(crate) name: Option<&'a str>,
     pub(crate) daemon: Option<bool>,
+    /// Where it runs; None: here.
+    pub(crate) placement: Option<Placement>,
+}
+
+impl<'a> NewChild<'a> {
+    /// A child of this program running `target`, with no arguments yet.
+    pub(crate) fn of(target: &'a str) -> NewChild<'a> {
+        NewChild { program: None, target, args: Vec::new(), name: None, daemon: None, placement: None }
+    }
+}
+
+/// Where on the host's cluster a child runs ([`Process::on_cluster`]);
+/// the host must have granted this process the cluster (`wmp run
+/// --cluster`), or its start is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Any node.
+    AnyNode,
+    /// A node that has this custom resource (Ray's `--resources`).
+    NodeWith(String),
 }
 
 impl Process {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wmp_core::ProcessError;
 
-use crate::process::NewChild;
+use crate::process::{NewChild, Placement};
 use crate::{Process, current_process, exit};
 
 /// The same as `Display`: CPython's repr.
@@ -29,34 +29,34 @@ impl Process {
     /// [`Process::new`] with an explicit name and daemon flag (None keeps
     /// the default name / inherits this process's daemon flag).
     pub fn with<T: Serialize + ?Sized>(target: &str, args: &T, name: Option<&str>, daemon: Option<bool>) -> Process {
-        Process::encoded(None, target, args, name, daemon)
+        Process::encoded(NewChild { name, daemon, ..NewChild::of(target) }, args)
+    }
+
+    /// [`Process::new`], run where `placement` says on the host's cluster.
+    pub fn on_cluster<T: Serialize + ?Sized>(placement: Placement, target: &str, args: &T) -> Process {
+        Process::encoded(NewChild { placement: Some(placement), ..NewChild::of(target) }, args)
     }
 
     /// A child running `target` (its `main` if empty) of another program
     /// that the host has shared with guests under the name `program`.
     /// Starting it fails if the host has not shared it.
     pub fn in_program<T: Serialize + ?Sized>(program: &str, target: &str, args: &T) -> Process {
-        Process::encoded(Some(program), target, args, None, None)
+        Process::encoded(NewChild { program: Some(program), ..NewChild::of(target) }, args)
     }
 
     /// A child whose target gets `args` as raw bytes (for targets written
     /// with [`entry`](crate::entry), or in another language).
     pub fn with_bytes(target: &str, args: Vec<u8>, name: Option<&str>, daemon: Option<bool>) -> Process {
-        Process::create(NewChild { program: None, target, args, name, daemon })
+        Process::create(NewChild { args, name, daemon, ..NewChild::of(target) })
     }
 
-    fn encoded<T: Serialize + ?Sized>(
-        program: Option<&str>,
-        target: &str,
-        args: &T,
-        name: Option<&str>,
-        daemon: Option<bool>,
-    ) -> Process {
+    /// `child` with `args` encoded as JSON.
+    fn encoded<T: Serialize + ?Sized>(child: NewChild<'_>, args: &T) -> Process {
         match serde_json::to_vec(args) {
-            Ok(bytes) => Process::create(NewChild { program, target, args: bytes, name, daemon }),
+            Ok(bytes) => Process::create(NewChild { args: bytes, ..child }),
             Err(err) => {
-                let message = format!("cannot encode the arguments of target {target:?}: {err}");
-                let mut process = Process::create(NewChild { program, target, args: Vec::new(), name, daemon });
+                let message = format!("cannot encode the arguments of target {:?}: {err}", child.target);
+                let mut process = Process::create(child);
                 process.encode_error = Some(ProcessError::SpawnFailed(message));
                 process
             }

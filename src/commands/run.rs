@@ -128,6 +128,14 @@ pub struct RunCommand {
     #[arg(long)]
     disable_cache: bool,
 
+    /// Let the guest tree place children on the Ray cluster whose
+    /// dashboard is at URL (e.g. http://127.0.0.1:8265); each node a
+    /// placement names runs a `wmp agent` (this executable) started
+    /// through Ray.
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+
     /// The program (.wasm or .wat), then the arguments passed to it.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "MODULE [ARGS]...")]
     module_and_args: Vec<OsString>,
@@ -143,6 +151,10 @@ impl RunCommand {
             if let WasmOption::MaxWasmStack(bytes) = option {
                 builder = builder.max_wasm_stack(*bytes);
             }
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(dashboard) = &self.cluster {
+            builder = builder.cluster(wmp_host::Cluster::ray(dashboard));
         }
         let runtime = builder.build()?;
         let program = self.load(&runtime, &module)?;
@@ -230,6 +242,8 @@ impl RunCommand {
         for dir in &self.read_only_dirs {
             caps = caps.preopen(dir.clone().read_only());
         }
+        #[cfg(feature = "cluster")]
+        let caps = caps.cluster(self.cluster.is_some());
         Ok(caps.network(self.inherit_network))
     }
 }

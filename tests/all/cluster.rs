@@ -272,3 +272,128 @@ fn a_killed_parent_leaves_no_process_on_the_cluster() {
     host.wait().unwrap();
     wait_until_no_agent(&address);
 }
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn one_wait_takes_local_native_and_remote_sentinels() {
+    let (rt, program) = shared();
+    let (remote, _) = remote_child(rt, program, "sleep", "300");
+    let (local, _) = crate::child(rt, program, "spin", "");
+    let (native, _) = crate::native_builder(rt, &["/bin/sh", "-c", "exec sleep 600"]);
+    let native = native.build();
+    for p in [&remote, &local, &native] {
+        p.start().unwrap();
+    }
+    let sentinels = [local.sentinel().unwrap(), native.sentinel().unwrap(), remote.sentinel().unwrap()];
+    assert_eq!(rt.wait(&sentinels, Some(PATIENCE)), [2], "the remote process ends first");
+    native.kill().unwrap();
+    assert_eq!(rt.wait(&sentinels[..2], Some(PATIENCE)), [1]);
+    local.kill().unwrap();
+    local.join(Some(PATIENCE)).unwrap();
+    assert_eq!(rt.wait(&sentinels, Some(PATIENCE)), [0, 1, 2]);
+    assert_eq!(remote.exitcode(), Ok(Some(0)));
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn the_daemon_and_close_rules_hold_on_the_cluster() {
+    let (rt, program) = shared();
+    let (builder, output) = child_builder(rt, program, "spawn_child", "");
+    let p = builder.placement(Placement::node_with(NODE_B)).daemon(true).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(output.value("start error"), "daemonic processes are not allowed to have children");
+    let (q, _) = remote_child(rt, program, "spin", "");
+    q.start().unwrap();
+    assert_eq!(q.close(), Err(ProcessError::CloseRunning));
+    q.kill().unwrap();
+    q.join(Some(PATIENCE)).unwrap();
+    q.close().unwrap();
+    assert_eq!(q.is_alive(), Err(ProcessError::Closed));
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn limits_are_enforced_on_the_agent() {
+    use wmp_host::{Limit, Limits};
+    let (rt, program) = shared();
+    let (builder, _) = child_builder(rt, program, "alloc", "64");
+    let limits = Limits { max_memory: Some(16 << 20), ..Limits::default() };
+    let p = builder.placement(Placement::node_with(NODE_B)).limits(limits).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(Limit::Memory))));
+    assert_eq!(p.exitcode(), Ok(Some(-9)));
+    let (builder, _) = child_builder(rt, program, "spin", "");
+    let limits = Limits { timeout: Some(Duration::from_millis(300)), ..Limits::default() };
+    let q = builder.placement(Placement::node_with(NODE_B)).limits(limits).build();
+    q.start().unwrap();
+    q.join(Some(PATIENCE)).unwrap();
+    assert_eq!(q.exit_reason(), Ok(Some(ExitReason::Limit(Limit::Timeout))));
+}
+
+/// What `curl` gets from the dashboard at `path`.
+fn dashboard_get(path: &str) -> String {
+    let out = std::process::Command::new("curl").args(["-sf", &format!("{}{path}", dashboard())]).output().unwrap();
+    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn the_authkey_is_in_no_job_spec_environment_or_log() {
+    let (rt, program) = shared();
+    let (p, output) = run_remote(rt, program, "identity", "");
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    let key: String = rt.current_process().authkey().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(output.value("authkey"), key, "the process has it");
+    let jobs = dashboard_get("/api/jobs/");
+    assert!(jobs.contains("agent --connect="), "the agents' jobs are listed: {jobs}");
+    assert!(!jobs.contains(&key), "no job spec holds the authkey");
+    let address = rt.cluster_address().unwrap();
+    for pid in agent_pids(address) {
+        for file in ["environ", "cmdline"] {
+            let text = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{file}")).unwrap()).into_owned();
+            assert!(!text.contains(&key), "the agent's {file} does not hold the authkey");
+        }
+    }
+    let submissions: Vec<String> = serde_json::from_str::<serde_json::Value>(&jobs).unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["entrypoint"].as_str().is_some_and(|e| e.contains(address)))
+        .map(|job| job["submission_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!submissions.is_empty());
+    for id in submissions {
+        let logs = dashboard_get(&format!("/api/jobs/{id}/logs"));
+        assert!(!logs.contains(&key), "the agent's log does not hold the authkey");
+    }
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_granted_guest_places_its_child_on_the_cluster() {
+    let (rt, program) = shared();
+    let (stdout, captured) = wmp_host::Stdio::capture();
+    let caps = wmp_host::Capabilities::new().args(["probe"]).stdout(stdout).cluster(true);
+    let args = serde_json::to_vec("node_b exit_with 6").unwrap();
+    let p = rt.process(program).capabilities(caps).target("place_child", args).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)));
+    assert_eq!(captured.text().trim(), format!("{}:1 exitcode=Some(6)", p.name()));
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn wmp_run_with_a_cluster_lets_the_guest_tree_place_children_there() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(["run", "--cluster", &dashboard(), wmp_test_guests::PROBE, "spawn", "place_child", "node_b", "exit_with", "7"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("name=MainProcess"), "{stdout}");
+    assert!(stdout.contains("Process-1:1 exitcode=Some(7)"), "the grandchild ran on node b: {stdout}");
+}

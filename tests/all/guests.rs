@@ -70,6 +70,23 @@ fn a_child_reports_its_childs_exit_code(backend: Backend) {
 }
 
 #[test]
+fn a_guest_places_a_child_on_the_cluster_only_if_its_host_granted_it() {
+    let rt = runtime();
+    let program = probe(&rt);
+    let (_, out) = run_child(&rt, &program, "place_child", "node_b noop");
+    assert_eq!(out.value("start error"), "placing a child on the cluster was not granted to this process (wmp run --cluster)");
+    // Granted, but this runtime has no cluster: still refused, by the runtime.
+    let (stdout, captured) = wmp_host::Stdio::capture();
+    let caps = wmp_host::Capabilities::new().args(["probe"]).stdout(stdout).cluster(true);
+    let args = serde_json::to_vec("* noop").unwrap();
+    let p = rt.process(&program).capabilities(caps).target("place_child", args).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    let stdout = captured.text();
+    assert!(stdout.contains("start error=cannot place a process on a cluster: this runtime has none"), "{stdout}");
+}
+
+#[test]
 fn an_unknown_target_fails_to_start_with_a_clear_error() {
     let rt = runtime();
     let program = probe(&rt);

@@ -60,6 +60,7 @@ pub struct Capabilities {
     pub(crate) dirs: Vec<Preopen>,
     pub(crate) inherit_stdin: bool,
     pub(crate) network: bool,
+    pub(crate) cluster: bool,
     pub(crate) stdout: Stdio,
     pub(crate) stderr: Stdio,
 }
@@ -96,6 +97,14 @@ impl Capabilities {
     /// Without it, TCP, UDP and name lookup are all refused.
     pub fn network(mut self, granted: bool) -> Self {
         self.network = granted;
+        self
+    }
+
+    /// Let the process (and its children) place children on the
+    /// runtime's cluster ([`Placement`]); without it a guest's placed
+    /// child is refused at start.
+    pub fn cluster(mut self, granted: bool) -> Self {
+        self.cluster = granted;
         self
     }
 

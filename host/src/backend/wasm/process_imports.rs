@@ -11,7 +11,7 @@ use crate::backend::wasm::P2State;
 use crate::base::ledger::{Held, OBJECT_COST};
 use crate::model::process::Process;
 use crate::ipc::sentinel::{Sentinel, wait_any};
-use crate::model::builder::{LaunchSpec, Target};
+use crate::model::builder::{LaunchSpec, Placement, Target};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -143,7 +143,15 @@ impl wit::HostProcess for P2State {
             Some(name) => guest.host.program_for_guests(name),
         };
         let argv0 = spec.program.clone().unwrap_or_else(|| caps.args.first().cloned().unwrap_or_default());
+        let placement = match spec.placement {
+            None => Placement::Local,
+            Some(wit::Placement::AnyNode) => Placement::Cluster { resource: None },
+            Some(wit::Placement::NodeWith(resource)) => Placement::Cluster { resource: Some(resource) },
+        };
         let launch = match (program, spec.target.is_empty()) {
+            _ if placement != Placement::Local && !caps.cluster => {
+                refuse("placing a child on the cluster was not granted to this process (wmp run --cluster)".into())
+            }
             (None, _) => refuse(format!(
                 "program {:?} is not available to guests (the host has not shared or granted it)",
                 spec.program.unwrap_or_default()
@@ -158,6 +166,7 @@ impl wit::HostProcess for P2State {
                 Err(why) => refuse(why),
             },
         };
+        let launch = LaunchSpec { placement, ..launch };
         // The object itself carries its charge (it may outlive the handle).
         let charge = guest.charge(Held::ProcessObjects, Process::bytes_to_construct(spec.name.as_deref(), &launch))?;
         let child =

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use wmp_guest::{
-    AuthKey, Connection, Listener, Process, Queue, active_children, current_process, exit, inherited_connections,
-    inherited_queues, parent_process, pipe, wait_ready,
+    AuthKey, Connection, Listener, Placement, Process, Queue, active_children, current_process, exit,
+    inherited_connections, inherited_queues, parent_process, pipe, wait_ready,
 };
 
 /// Splits "TARGET REST" into the target and the rest.
@@ -52,6 +52,26 @@ fn identity(_: String) {
             println!("parent_repr={parent}");
         }
         None => println!("parent=None"),
+    }
+}
+
+/// Places a child on the host's cluster ("RESOURCE TARGET ARGS", RESOURCE
+/// `*` for any node), joins it, and prints its name and exit code, or the
+/// error of its start.
+fn place_child(args: String) {
+    let (resource, rest) = split(&args);
+    let (target, rest) = split(rest);
+    let placement = match resource {
+        "*" => Placement::AnyNode,
+        resource => Placement::NodeWith(resource.to_owned()),
+    };
+    let child = Process::on_cluster(placement, target, rest);
+    match child.start() {
+        Ok(()) => {
+            child.join(None).unwrap();
+            println!("{} exitcode={:?}", child.name(), child.exitcode().unwrap());
+        }
+        Err(e) => println!("start error={e}"),
     }
 }
 
@@ -714,6 +734,7 @@ fn oversleep(args: String) {
 
 wmp_guest::main!(
     main_process,
+    place_child,
     hoard,
     ipc_calls,
     oversleep,
