@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wmp_core::AuthKey;
 
+use crate::backend::remote::channels::Channels;
 use crate::backend::remote::link;
+use crate::ipc::inherit::Handles;
 use crate::backend::remote::protocol::{
     FromAgent, LINK_TIMEOUT, MAX_FRAME_TO_AGENT, StartRequest, ToAgent, read_frame, write_frames,
 };
@@ -52,7 +54,8 @@ pub fn run_agent(options: &AgentOptions) -> Result<()> {
     let node = std::env::var("RAY_NODE_ID").unwrap_or_else(|_| hostname());
     let _ = to_runtime.blocking_send((FromAgent::Hello { node, pid: std::process::id() }, Vec::new()));
     handle.spawn(write_frames(to_runtime_half, outgoing, || FromAgent::Ping));
-    let mut served = Served { runtime: &runtime, to_runtime, programs: HashMap::new(), running: Arc::default() };
+    let mut served =
+        Served { runtime: &runtime, to_runtime, programs: HashMap::new(), running: Arc::default(), channels: Arc::default() };
     let why = loop {
         let frame = handle.block_on(async {
             tokio::time::timeout(LINK_TIMEOUT, read_frame::<_, ToAgent>(&mut from_runtime, MAX_FRAME_TO_AGENT)).await
@@ -65,6 +68,7 @@ pub fn run_agent(options: &AgentOptions) -> Result<()> {
         }
     };
     tracing::info!(%why, "the agent ends, and every process it runs with it");
+    served.channels.end_all();
     drop(served);
     drop(runtime); // kills every process still running
     Ok(())
@@ -87,6 +91,8 @@ struct Served<'a> {
     /// By the runtime's number: each running process, and the view of its
     /// parent it is a child of.
     running: Arc<Mutex<HashMap<u64, (Arc<Node>, Arc<Node>)>>>,
+    /// The connections and queues passed to them.
+    channels: Arc<Channels>,
 }
 
 impl Served<'_> {
@@ -106,6 +112,7 @@ impl Served<'_> {
                     node.signal(signal);
                 }
             }
+            ToAgent::Channel(frame) => self.channels.take(frame, body),
             ToAgent::Ping => {}
         }
     }
@@ -114,10 +121,11 @@ impl Served<'_> {
         let id = request.id;
         let (stdout, stdout_reader) = Stdio::pipe();
         let (stderr, stderr_reader) = Stdio::pipe();
-        let started = match self.programs.get(&request.program) {
-            None => Err(wmp_core::ProcessError::SpawnFailed("the agent was not sent the program".into())),
-            Some(Err(why)) => Err(wmp_core::ProcessError::SpawnFailed(why.clone())),
-            Some(Ok(program)) => self.runtime.adopt(program, &request, target_args, stdout, stderr),
+        let started = match (self.programs.get(&request.program), self.handles(&request)) {
+            (None, _) => Err(wmp_core::ProcessError::SpawnFailed("the agent was not sent the program".into())),
+            (Some(Err(why)), _) => Err(wmp_core::ProcessError::SpawnFailed(why.clone())),
+            (_, Err(e)) => Err(wmp_core::ProcessError::SpawnFailed(format!("cannot take its connections and queues: {e}"))),
+            (Some(Ok(program)), Ok(handles)) => self.runtime.adopt(program, &request, target_args, handles, [stdout, stderr]),
         };
         let (node, parent) = match started {
             Ok(started) => started,
@@ -144,6 +152,25 @@ impl Served<'_> {
             .await;
             let _ = to_runtime.send((FromAgent::Ended { id, reason }, Vec::new())).await;
         });
+    }
+
+    /// The connection ends and queues passed to the process `request`
+    /// starts, each over a socket whose other end is carried on its
+    /// channel, as a native child's cross a socket.
+    fn handles(&self, request: &StartRequest) -> std::io::Result<Handles> {
+        let handle = self.runtime.handle();
+        let mut handles = Handles::default();
+        for &channel in &request.connections {
+            let (mine, carried) = std::os::unix::net::UnixStream::pair()?;
+            self.channels.carry(handle, channel, carried, self.to_runtime.clone())?;
+            handles.connections.push(self.runtime.connection_over(mine)?);
+        }
+        for &channel in &request.queues {
+            let (mine, carried) = std::os::unix::net::UnixStream::pair()?;
+            self.channels.carry(handle, channel, carried, self.to_runtime.clone())?;
+            handles.queues.push(self.runtime.queue_over(mine)?);
+        }
+        Ok(handles)
     }
 }
 

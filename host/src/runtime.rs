@@ -741,8 +741,8 @@ impl Runtime {
         program: &Program,
         request: &crate::backend::remote::protocol::StartRequest,
         target_args: Vec<u8>,
-        stdout: crate::base::stdio::Stdio,
-        stderr: crate::base::stdio::Stdio,
+        handles: crate::ipc::inherit::Handles,
+        [stdout, stderr]: [crate::base::stdio::Stdio; 2],
     ) -> std::result::Result<(Arc<Node>, Arc<Node>), ProcessError> {
         let authkey = AuthKey::new(request.authkey.clone());
         let parent = Node::new(None, request.parent_pid, NodeSpec {
@@ -765,6 +765,8 @@ impl Runtime {
         let mut caps = Capabilities::new().args(request.argv.clone()).stdout(stdout).stderr(stderr);
         caps.env = request.env.clone();
         let spec = LaunchSpec::new(self.shared.wasm.runnable(program), caps, target);
+        handles.connections.into_iter().for_each(|connection| spec.inherited.add_connection(connection));
+        handles.queues.into_iter().for_each(|queue| spec.inherited.add_queue(queue));
         let host: Arc<dyn ProcessHost> = self.shared.clone();
         crate::backend::wasm::launch(&self.shared.wasm, &host, node.clone(), program, spec)?;
         Ok((node, parent))

@@ -397,3 +397,125 @@ fn wmp_run_with_a_cluster_lets_the_guest_tree_place_children_there() {
     assert!(stdout.contains("name=MainProcess"), "{stdout}");
     assert!(stdout.contains("Process-1:1 exitcode=Some(7)"), "the grandchild ran on node b: {stdout}");
 }
+
+/// A process on node b running `target` with `args`, passed `connections`
+/// and `queues`, started.
+fn remote_with(
+    rt: &Runtime,
+    program: &Program,
+    target: &str,
+    args: &str,
+    connections: Vec<wmp_host::Connection>,
+    queues: &[&wmp_host::Queue],
+) -> (wmp_host::Process, Output) {
+    let (p, output) = remote_child(rt, program, target, args);
+    connections.into_iter().for_each(|connection| p.pass_connection(connection).unwrap());
+    queues.iter().for_each(|queue| p.pass_queue(queue).unwrap());
+    p.start().expect("start on the cluster");
+    (p, output)
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_pipe_crosses_the_cluster_both_ways_and_loses_nothing() {
+    use wmp_host::ConnectionError;
+    let (rt, program) = shared();
+    let (mine, theirs) = rt.pipe(true);
+    let (echo, output) = remote_with(rt, program, "echo", "", vec![theirs], &[]);
+    // Far more than a channel's window in flight, in messages of every size.
+    let sizes: Vec<usize> = (0..300).map(|i| [0, 1, 100, 70_000, 300_000][i % 5]).collect();
+    let mine = std::sync::Arc::new(mine);
+    let sender = {
+        let (mine, sizes) = (mine.clone(), sizes.clone());
+        std::thread::spawn(move || {
+            for (i, size) in sizes.iter().enumerate() {
+                mine.send_bytes(&vec![i as u8; *size]).unwrap();
+            }
+        })
+    };
+    for (i, size) in sizes.iter().enumerate() {
+        assert_eq!(mine.recv_bytes().unwrap(), vec![i as u8; *size], "message {i} came back whole, in order");
+    }
+    sender.join().unwrap();
+    mine.close();
+    echo.join(Some(PATIENCE)).unwrap();
+    assert_eq!(echo.exitcode(), Ok(Some(0)), "{}", output.stderr());
+    assert!(output.stdout().contains("echoed=300 end=EOF"), "{}", output.stdout());
+    // And from there to here, until the EOF its end brings.
+    let (mine, theirs) = rt.pipe(false);
+    let (source, _) = remote_with(rt, program, "source", "3000 4096 1", vec![theirs], &[]);
+    let mut received = 0;
+    let end = loop {
+        match mine.recv_many(1 << 20) {
+            Ok(batch) => {
+                assert!(batch.iter().all(|m| m == &[7u8; 4096]));
+                received += batch.len();
+            }
+            Err(end) => break end,
+        }
+    };
+    assert_eq!((received, end), (3000, ConnectionError::Eof), "everything sent before the end arrives");
+    source.join(Some(PATIENCE)).unwrap();
+    assert_eq!(source.exitcode(), Ok(Some(0)));
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_queue_is_shared_by_local_and_remote_producers() {
+    let (rt, program) = shared();
+    let results = rt.queue(0);
+    let remote: Vec<_> = (1..=3u64).map(|i| remote_with(rt, program, "square", &i.to_string(), vec![], &[&results]).0).collect();
+    let (local, _) = crate::child_builder(rt, program, "square", "4");
+    let local = local.build();
+    local.pass_queue(&results).unwrap();
+    local.start().unwrap();
+    let mut got: Vec<(u64, u64)> = (0..4).map(|_| results.get(Some(PATIENCE)).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [(1, 1), (2, 4), (3, 9), (4, 16)]);
+    for worker in remote.iter().chain([&local]) {
+        worker.join(Some(PATIENCE)).unwrap();
+        assert_eq!(worker.exitcode(), Ok(Some(0)));
+    }
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn two_processes_on_the_cluster_talk_over_a_pipe_between_them() {
+    let (rt, program) = shared();
+    let (rx, tx) = rt.pipe(false);
+    let (drain, output) = remote_with(rt, program, "drain", "single", vec![rx], &[]);
+    let (source, _) = remote_with(rt, program, "source", "500 1000 1", vec![tx], &[]);
+    source.join(Some(PATIENCE)).unwrap();
+    drain.join(Some(PATIENCE)).unwrap();
+    assert_eq!(drain.exitcode(), Ok(Some(0)), "{}", output.stderr());
+    let received = output.value("received");
+    assert!(received.starts_with("500 bytes=500000 end=EOF"), "all of it, then EOF: {received}");
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_killed_remote_peer_gives_eof_not_a_hang() {
+    use wmp_host::ConnectionError;
+    let (rt, program) = shared();
+    let (mine, theirs) = rt.pipe(true);
+    let (holder, _) = remote_with(rt, program, "hold", "", vec![theirs], &[]);
+    assert_eq!(mine.recv::<String>().unwrap(), "holding");
+    holder.kill().unwrap();
+    holder.join(Some(PATIENCE)).unwrap();
+    assert_eq!(mine.recv_bytes(), Err(ConnectionError::Eof));
+}
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn the_tree_example_splits_its_work_across_two_nodes() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(["run", "--cluster", &dashboard(), wmp_test_guests::TREE, "20000", "node:__internal_head__,node_b"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("primes below 20000: 2262 (checked in one process: 2262)"), "{stdout}");
+    for half in ["[Process-3    ] pid=", "[Process-4    ] pid=", "[Process-3:2  ]", "[Process-4:2  ]"] {
+        assert!(stdout.contains(half), "{half} ran on its node and said so: {stdout}");
+    }
+}

@@ -11,10 +11,18 @@
 //!
 //!     cargo build -p wmp-example-tree --target wasm32-wasip2
 //!     cargo run -- run target/wasm32-wasip2/debug/tree.wasm 200000
+//!
+//! Across the machines of a Ray cluster: a second argument names, one
+//! custom resource each, the nodes the two halves run on (their own
+//! children start there too; the queue to main crosses the network):
+//!
+//!     cargo build --features cluster
+//!     bash scripts/ray-cluster.sh run -- target/debug/wmp run --cluster http://127.0.0.1:8265 \
+//!         target/wasm32-wasip2/debug/tree.wasm 200000 node:__internal_head__,node_b
 
 use std::time::Duration;
 
-use wmp_guest::{Process, Queue, current_process, exit, inherited_queues};
+use wmp_guest::{Placement, Process, Queue, current_process, exit, inherited_queues};
 
 fn introduce(task: &str) {
     let me = current_process();
@@ -33,15 +41,19 @@ fn is_prime(n: u64) -> bool {
 /// One part's result, as a child puts it on its parent's queue.
 type PartCount = ((u64, u64), u64);
 
-/// Starts one child per part of `range`, running `target` with a queue to
-/// put its result on, and returns the sum of the results.
-fn fan_out(target: &str, range: (u64, u64), parts: u64) -> u64 {
+/// Starts one child per part of `range` (here, or where `placements`
+/// says for that part), running `target` with a queue to put its result
+/// on, and returns the sum of the results.
+fn fan_out(target: &str, range: (u64, u64), parts: u64, placements: &[Placement]) -> u64 {
     let results = Queue::new(0);
     let step = (range.1 - range.0).div_ceil(parts);
     let children: Vec<Process> = (0..parts)
         .map(|i| {
             let part = (range.0 + i * step, (range.0 + (i + 1) * step).min(range.1));
-            let child = Process::new(target, &part);
+            let child = match placements.get(i as usize) {
+                Some(placement) => Process::on_cluster(placement.clone(), target, &part),
+                None => Process::new(target, &part),
+            };
             child.pass_queue(&results).unwrap();
             child.start().unwrap();
             child
@@ -78,7 +90,7 @@ fn count(range: (u64, u64)) {
 /// Level 1: split [a, b) across two grandchildren and report their sum.
 fn split(range: (u64, u64)) {
     introduce(&format!("splitting [{}, {}) in two", range.0, range.1));
-    report(range, fan_out("count", range, 2));
+    report(range, fan_out("count", range, 2, &[]));
 }
 
 /// A daemonic watchdog: reports every period until its parent ends.
@@ -109,7 +121,13 @@ fn start() {
     let runaway = Process::new("spinner", &());
     runaway.start().unwrap();
 
-    let total = fan_out("split", (0, bound), 2);
+    // Where the two halves run: here, or on the cluster nodes that have
+    // these resources.
+    let placements: Vec<Placement> = std::env::args()
+        .nth(2)
+        .map(|nodes| nodes.split(',').map(|resource| Placement::NodeWith(resource.to_owned())).collect())
+        .unwrap_or_default();
+    let total = fan_out("split", (0, bound), 2, &placements);
 
     runaway.join(Some(Duration::from_millis(20))).unwrap();
     println!("[MainProcess  ] {runaway} is still alive: {}", runaway.is_alive().unwrap());

@@ -37,12 +37,11 @@ use tokio::io::unix::AsyncFd;
 use wmp_core::ProcessError;
 
 use crate::base::exit::ExitReason;
-use crate::base::ledger::OverBudget;
 use crate::base::limits::Limit;
 use crate::model::builder::{LaunchSpec, Target};
 use crate::model::handoff::Handoff;
 use crate::ipc::inherit::Handles;
-use crate::ipc::remote_connection::{Bridges, Payer};
+use crate::ipc::remote_connection::Bridges;
 use crate::model::launch::{ProcessHost, Runnable};
 use crate::model::registry::{Node, NodeSpec};
 
@@ -218,12 +217,7 @@ fn launch(
     // A bridge or server that cannot start drops its connection or queue
     // handle: the other side sees EOF, as if the child had closed it. What
     // the child sends or puts is charged to it.
-    let child = node.clone();
-    let over_budget = Arc::new(move |over: &OverBudget| {
-        tracing::debug!(pid = child.pid, %over, "a native child sent past its budget");
-        child.stop(ExitReason::Limit(Limit::HostMemory));
-    });
-    let payer = Payer::Child { ledger: node.ledger.clone(), over_budget };
+    let payer = node.payer();
     for (connection, socket) in connections.into_iter().zip(ours.by_ref()) {
         let _ = backend.bridges.bridge(host.handle(), connection, socket, payer.clone());
     }

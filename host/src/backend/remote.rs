@@ -10,6 +10,7 @@
 //! [`ExitReason::Lost`], and the agent kills them there.
 
 pub(crate) mod agents;
+pub(crate) mod channels;
 pub(crate) mod link;
 pub(crate) mod protocol;
 pub(crate) mod ray;
@@ -23,6 +24,8 @@ use wmp_core::ProcessError;
 use crate::base::exit::ExitReason;
 use crate::base::ledger::Charged;
 use crate::base::stdio::{Stdio, Stream};
+use crate::ipc::inherit::Handles;
+use crate::ipc::remote_connection::Bridges;
 use crate::model::builder::{LaunchSpec, Target};
 use crate::model::launch::{ProcessHost, ProgramSource, Runnable};
 use crate::model::registry::{Node, NodeSpec};
@@ -89,15 +92,17 @@ fn default_agent_command() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("wmp"))
 }
 
-/// What the remote backend holds: its agents, one per placement.
+/// What the remote backend holds: its agents, one per placement, and the
+/// bridges of the connections passed to their processes.
 pub(crate) struct RemoteBackend {
     agents: Arc<Agents>,
+    bridges: Arc<Bridges>,
 }
 
 impl RemoteBackend {
     /// Listens for agents as `cluster` says, on `handle`'s runtime.
     pub(crate) fn new(cluster: Cluster, handle: &tokio::runtime::Handle) -> Result<RemoteBackend, String> {
-        Ok(RemoteBackend { agents: Agents::start(cluster, handle)? })
+        Ok(RemoteBackend { agents: Agents::start(cluster, handle)?, bridges: Arc::default() })
     }
 
     /// The address agents dial.
@@ -117,7 +122,13 @@ impl RemoteBackend {
                 program.name()
             ))
         })?;
-        let runnable = RemoteRunnable { local: program.clone(), source, resource, agents: self.agents.clone() };
+        let runnable = RemoteRunnable {
+            local: program.clone(),
+            source,
+            resource,
+            agents: self.agents.clone(),
+            bridges: self.bridges.clone(),
+        };
         Ok(Arc::new(runnable))
     }
 }
@@ -129,6 +140,7 @@ struct RemoteRunnable {
     source: ProgramSource,
     resource: Option<String>,
     agents: Arc<Agents>,
+    bridges: Arc<Bridges>,
 }
 
 impl Runnable for RemoteRunnable {
@@ -151,16 +163,17 @@ impl Runnable for RemoteRunnable {
         who: NodeSpec,
         spec: LaunchSpec,
     ) -> Result<Arc<Node>, ProcessError> {
-        let failed = |why: String| ProcessError::SpawnFailed(format!("cannot start process {} on the cluster: {why}", who.name));
-        let handles = spec.inherited.take();
-        if !handles.connections.is_empty() || !handles.queues.is_empty() {
-            return Err(failed("connections and queues cannot be passed to a process on another machine yet".into()));
-        }
+        let name = who.name.clone();
+        let failed = |why: String| ProcessError::SpawnFailed(format!("cannot start process {name} on the cluster: {why}"));
         let agent = self.agents.agent_for(host.handle(), self.resource.clone()).map_err(failed)?;
         let limits = parent.limits.narrowed_by(&who.limits);
         let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);
         let node = Node::new(Some(parent), host.registry().allocate_wasm_pid(), who);
         let (id, reports) = agent.new_process(node.clone());
+        let (connections, queues) = self.carry_handles(host.handle(), &agent, &node, spec.inherited.take()).map_err(|e| {
+            agent.forget(id);
+            failed(format!("cannot pass it its connections and queues: {e}"))
+        })?;
         let request = StartRequest {
             id,
             program: agent.send_program(&self.source),
@@ -174,6 +187,8 @@ impl Runnable for RemoteRunnable {
             env: spec.caps.env.clone(),
             parent_pid: parent.pid,
             parent_name: parent.name(),
+            connections,
+            queues,
         };
         let body = spec.target.map(|t| t.args).unwrap_or_default();
         let remote_pid = agent.start(host.handle(), ToAgent::Start(request), body)?;
@@ -182,6 +197,35 @@ impl Runnable for RemoteRunnable {
         let output = host.handle().spawn(write_output(reports.output, spec.caps.stdout, spec.caps.stderr));
         host.handle().spawn(supervise(host.clone(), agent, id, node.clone(), reports.ended, output));
         Ok(node)
+    }
+}
+
+impl RemoteRunnable {
+    /// Carries each connection end and queue passed to `node` to its agent,
+    /// as a native child's cross a socket: here a bridge pumps the
+    /// connection (a server answers for the queue), charging what comes
+    /// from the process to it; the channels' numbers, connections first.
+    fn carry_handles(
+        &self,
+        handle: &tokio::runtime::Handle,
+        agent: &Agent,
+        node: &Arc<Node>,
+        Handles { connections, queues }: Handles,
+    ) -> std::io::Result<(Vec<u64>, Vec<u64>)> {
+        let payer = node.payer();
+        let mut connection_channels = Vec::new();
+        for connection in connections {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+            self.bridges.bridge(handle, connection, ours, payer.clone())?;
+            connection_channels.push(agent.carry(handle, theirs)?);
+        }
+        let mut queue_channels = Vec::new();
+        for queue in queues {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+            crate::ipc::remote_queue::serve(handle, queue, ours, payer.clone())?;
+            queue_channels.push(agent.carry(handle, theirs)?);
+        }
+        Ok((connection_channels, queue_channels))
     }
 }
 

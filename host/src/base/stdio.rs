@@ -233,6 +233,7 @@ impl Stdio {
 
     /// Writes `bytes` into the stream as the process would, waiting for
     /// room in a pipe (the output of a process on another machine).
+    #[cfg(feature = "cluster")]
     pub(crate) async fn write(&self, stream: Stream, bytes: &[u8]) {
         match self {
             Stdio::Pipe(PipeWriter(sender)) => {

@@ -13,6 +13,7 @@ use crate::base::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
 use crate::base::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::model::process::ProcessObject;
 use crate::base::run_slot::RunSlot;
+use crate::ipc::remote_connection::Payer;
 use crate::ipc::sentinel::ExitCell;
 use crate::base::exit::{ExitReason, Signal};
 
@@ -159,6 +160,18 @@ impl Node {
             parent.child_ending();
         }
         self.exit.publish(reason);
+    }
+
+    /// How what this process sends from another OS process (a native
+    /// child, a process on another machine) is charged to it until it is
+    /// delivered: to its ledger, and past its budget it is stopped for it.
+    pub(crate) fn payer(self: &Arc<Self>) -> Payer {
+        let node = self.clone();
+        let over_budget = Arc::new(move |over: &crate::base::ledger::OverBudget| {
+            tracing::debug!(pid = node.pid, %over, "a process in another OS process sent past its budget");
+            node.stop(ExitReason::Limit(Limit::HostMemory));
+        });
+        Payer::Child { ledger: self.ledger.clone(), over_budget }
     }
 
     /// Ends when the process has run for its `Limits::timeout`; never

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use wmp_core::{AuthKey, ProcessError};
 
 use super::Cluster;
+use super::channels::Channels;
 use super::link::{ServerIdentity, ServerLink, hex};
 use super::protocol::{FromAgent, LINK_TIMEOUT, MAX_FRAME_FROM_AGENT, Refusal, ToAgent, read_frame, write_frames};
 use super::ray::RayJobs;
@@ -210,9 +211,11 @@ pub(crate) struct Agent {
     node: String,
     job: String,
     to_agent: mpsc::UnboundedSender<(ToAgent, Vec<u8>)>,
+    /// Numbers processes and channels.
     next_id: AtomicU64,
     programs_sent: Mutex<HashSet<String>>,
     processes: Mutex<Processes>,
+    channels: Arc<Channels>,
 }
 
 /// The processes of one agent.
@@ -261,6 +264,7 @@ impl Agent {
             next_id: AtomicU64::new(1),
             programs_sent: Mutex::default(),
             processes: Mutex::default(),
+            channels: Arc::default(),
         });
         tokio::spawn(write_frames(to_agent_half, outgoing, || ToAgent::Ping));
         tokio::spawn(read_from_agent(Arc::downgrade(&agent), from_agent));
@@ -285,6 +289,13 @@ impl Agent {
         let running = Running { node, ended: ended_tx, output: output_tx };
         self.processes.lock().unwrap().running.insert(id, running);
         (id, Reports { ended, output })
+    }
+
+    /// Carries `socket` to the agent as a new channel; its number.
+    pub(crate) fn carry(&self, handle: &tokio::runtime::Handle, socket: std::os::unix::net::UnixStream) -> std::io::Result<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.channels.carry(handle, id, socket, self.to_agent.clone())?;
+        Ok(id)
     }
 
     /// Sends `program` unless it was sent before; its hash.
@@ -312,7 +323,8 @@ impl Agent {
         {
             let mut processes = self.processes.lock().unwrap();
             if let Some(why) = processes.lost.clone() {
-                processes.running.remove(&id);
+                drop(processes);
+                self.forget(id);
                 return Err(ProcessError::SpawnFailed(format!("the agent on {} is lost: {why}", self.node)));
             }
             processes.starting.insert(id, answer);
@@ -327,7 +339,7 @@ impl Agent {
             }
         });
         if answer.is_err() {
-            self.processes.lock().unwrap().running.remove(&id);
+            self.forget(id);
         }
         answer
     }
@@ -336,6 +348,11 @@ impl Agent {
         if let Some(waiting) = self.processes.lock().unwrap().starting.remove(&id) {
             let _ = waiting.send(answer);
         }
+    }
+
+    /// Forgets process `id`, which did not start.
+    pub(crate) fn forget(&self, id: u64) {
+        self.processes.lock().unwrap().running.remove(&id);
     }
 
     fn ended(&self, id: u64, reason: ExitReason) {
@@ -365,6 +382,7 @@ impl Agent {
         tracing::warn!(node = %self.node, %why, "lost a node agent");
         let mut processes = self.processes.lock().unwrap();
         processes.lost = Some(why.clone());
+        self.channels.end_all();
         processes.starting.clear();
         for (_, running) in processes.running.drain() {
             let _ = running.ended.send(ExitReason::Lost(format!("the agent on {}: {why}", self.node)));
@@ -382,6 +400,7 @@ async fn read_from_agent(agent: std::sync::Weak<Agent>, mut link: ReadHalf<Serve
             Ok(Ok((FromAgent::Refused { id, refusal }, _))) => agent.answer_start(id, Err(refusal)),
             Ok(Ok((FromAgent::Ended { id, reason }, _))) => agent.ended(id, reason),
             Ok(Ok((FromAgent::Output { id, stream }, chunk))) => agent.output(id, stream, chunk),
+            Ok(Ok((FromAgent::Channel(frame), body))) => agent.channels.take(frame, body),
             Ok(Ok((FromAgent::Ping | FromAgent::Hello { .. }, _))) => {}
             Ok(Err(e)) => break format!("its link failed: {e}"),
             Err(_) => break format!("it said nothing for {LINK_TIMEOUT:?}"),

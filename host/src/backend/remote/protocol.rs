@@ -40,8 +40,21 @@ pub(crate) enum ToAgent {
     Start(StartRequest),
     /// Stop the process `id`.
     Signal { id: u64, signal: Signal },
+    /// Of a connection or queue passed to a process (see `channels.rs`).
+    Channel(ChannelFrame),
     /// "Still here" (see `HEARTBEAT`).
     Ping,
+}
+
+/// A frame of a channel (see `channels.rs`), either way.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ChannelFrame {
+    /// The body is the next bytes of the channel.
+    Data { channel: u64 },
+    /// The other side wrote `bytes` more of the channel into its socket.
+    Written { channel: u64, bytes: u64 },
+    /// Nothing more comes on the channel.
+    End { channel: u64 },
 }
 
 /// Everything a process placed on an agent is started with: who it is in
@@ -65,6 +78,10 @@ pub(crate) struct StartRequest {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) parent_pid: u32,
     pub(crate) parent_name: String,
+    /// The channels of the connection ends and of the queues passed to
+    /// it, in the order they were passed.
+    pub(crate) connections: Vec<u64>,
+    pub(crate) queues: Vec<u64>,
 }
 
 /// From an agent to the runtime.
@@ -80,6 +97,8 @@ pub(crate) enum FromAgent {
     Output { id: u64, stream: Stream },
     /// The process `id` ended (after its last output).
     Ended { id: u64, reason: ExitReason },
+    /// Of a connection or queue passed to a process (see `channels.rs`).
+    Channel(ChannelFrame),
     Ping,
 }
 
