@@ -13,6 +13,9 @@
 #         WMP_RAY_DASHBOARD=http://127.0.0.1:8265  (the Jobs REST API)
 #         WMP_RAY_ADDRESS=127.0.0.1:6380           (the GCS, for ray.init)
 #         WMP_RAY_PYTHON=<venv>/bin/python
+#         WMP_RAY_NODE_B_PID=<pid>                 (node b's `ray start`: SIGKILL
+#                                                   it and its descendants to
+#                                                   remove node b)
 #       stops Ray and exits with CMD's status.
 #
 # The namespaces keep Ray's traffic on loopback, which --node-ip-address alone
@@ -177,6 +180,7 @@ inside() {
   WMP_RAY_DASHBOARD=http://127.0.0.1:$DASHBOARD_PORT \
     WMP_RAY_ADDRESS=127.0.0.1:$GCS_PORT \
     WMP_RAY_PYTHON="$VENV/bin/python" \
+    WMP_RAY_NODE_B_PID="${PIDS[1]}" \
     "$@" || status=$?
   ((status != 0)) || KEEP_TMP=0
   exit "$status"

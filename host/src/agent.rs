@@ -43,6 +43,7 @@ pub struct AgentOptions {
 /// authenticate its runtime.
 pub fn run_agent(options: &AgentOptions) -> Result<()> {
     let agent_error = |why: String| Error::Setup(format!("wmp agent: {why}"));
+    die_with_parent().map_err(|e| agent_error(format!("cannot tie itself to its parent: {e}")))?;
     let token = AuthKey::new(from_hex(&options.token).ok_or_else(|| agent_error("--token is not hex".into()))?);
     let runtime = Runtime::builder().code_cache(CodeCache::System).build()?;
     let handle = runtime.handle().clone();
@@ -181,6 +182,21 @@ async fn forward(id: u64, stream: Stream, mut reader: PipeReader, to_runtime: mp
             return;
         }
     }
+}
+
+/// Ends this process when its parent (Ray's worker for the agent's job)
+/// ends: when its node leaves the cluster, Ray's processes there end, and
+/// so do the agent and what it runs, though its link may still stand.
+fn die_with_parent() -> std::io::Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if std::os::unix::process::parent_id() != parent {
+        std::process::exit(1); // the parent ended before the flag was set
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

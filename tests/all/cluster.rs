@@ -519,3 +519,45 @@ fn the_tree_example_splits_its_work_across_two_nodes() {
         assert!(stdout.contains(half), "{half} ran on its node and said so: {stdout}");
     }
 }
+
+/// SIGKILLs `pid` and every process below it, as a machine that goes away
+/// takes them.
+fn kill_with_descendants(pid: i32) {
+    let parent_of = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let all: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut doomed = vec![pid];
+    while let Some(child) = all.iter().find(|p| !doomed.contains(p) && parent_of(**p).is_some_and(|pp| doomed.contains(&pp))) {
+        doomed.push(*child);
+    }
+    for pid in doomed {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Run alone, on a cluster of its own: it removes node b (scripts/test.sh
+/// runs it after the others).
+#[test]
+#[ignore = "removes node b: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored --exact cluster::a_removed_node_ends_its_processes_as_lost"]
+fn a_removed_node_ends_its_processes_as_lost() {
+    let rt = cluster_runtime(&dashboard());
+    let program = probe(&rt);
+    let (p, _) = remote_child(&rt, &program, "spin", "");
+    p.start().unwrap();
+    let address = rt.cluster_address().unwrap().to_owned();
+    assert_eq!(agent_pids(&address).len(), 1);
+    let node_b: i32 = std::env::var("WMP_RAY_NODE_B_PID").expect("scripts/ray-cluster.sh names node b").parse().unwrap();
+    kill_with_descendants(node_b); // `ray start --block` ignores SIGTERM
+    p.join(Some(PATIENCE)).unwrap();
+    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Lost(_)))), "{:?}", p.exit_reason());
+    wait_until_no_agent(&address);
+    let (q, _) = remote_child(&rt, &program, "noop", "");
+    let refused = q.start();
+    assert!(matches!(refused, Err(ProcessError::SpawnFailed(ref why)) if why.contains("node_b")), "{refused:?}");
+}

@@ -114,7 +114,10 @@ impl Agents {
         let token = random::<32>()?;
         let (dialed_in, link) = oneshot::channel();
         self.expected.lock().unwrap().insert(token_id.clone(), (AuthKey::new(token.to_vec()), dialed_in));
+        // `exec`: the agent's parent is then Ray's worker for the job, whose
+        // death (its node is gone) the agent does not outlive.
         let entrypoint = [
+            "exec".into(),
             shell_word(&self.cluster.agent_command.display().to_string()),
             "agent".into(),
             format!("--connect={}", self.address),
