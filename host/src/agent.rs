@@ -45,7 +45,7 @@ pub fn run_agent(options: &AgentOptions) -> Result<()> {
     let agent_error = |why: String| Error::Setup(format!("wmp agent: {why}"));
     die_with_parent().map_err(|e| agent_error(format!("cannot tie itself to its parent: {e}")))?;
     let token = AuthKey::new(from_hex(&options.token).ok_or_else(|| agent_error("--token is not hex".into()))?);
-    let runtime = Runtime::builder().code_cache(CodeCache::System).build()?;
+    let runtime = Runtime::builder().code_cache(CodeCache::System).first_wasm_pid(AGENT_FIRST_PID).build()?;
     let handle = runtime.handle().clone();
     let link = handle
         .block_on(link::dial(&options.connect, &options.pin, &options.token_id, &token))
@@ -74,6 +74,10 @@ pub fn run_agent(options: &AgentOptions) -> Result<()> {
     drop(runtime); // kills every process still running
     Ok(())
 }
+
+/// Where the pids of an agent's own processes (the children of those
+/// placed on it) start: far above those its runtime gives out.
+const AGENT_FIRST_PID: crate::Pid = 1 << 31;
 
 /// Frames an agent queues for its link before a process's output waits.
 const OUTGOING_FRAMES: usize = 256;

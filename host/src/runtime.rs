@@ -148,6 +148,8 @@ pub struct RuntimeBuilder {
     handoff: Option<Handoff>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::backend::remote::Cluster>,
+    /// Where its wasm pids start (a node agent's are apart).
+    first_wasm_pid: Option<Pid>,
 }
 
 /// Memory mappings one live process may need (linear memory and its guard,
@@ -251,6 +253,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// A node agent's runtime: its own processes' pids start at `first`,
+    /// clear of the pids its processes were given by their runtime.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn first_wasm_pid(mut self, first: Pid) -> Self {
+        self.first_wasm_pid = Some(first);
+        self
+    }
+
     pub fn build(self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::base::error::one_line(&e));
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
@@ -273,7 +283,7 @@ impl RuntimeBuilder {
         let wasm = WasmBackend::new(engine, fuel_metering, tokio.metrics().num_workers(), addresses.clone());
         let shared = Arc::new(Shared {
             handle: tokio.handle().clone(),
-            registry: Registry::new(),
+            registry: Registry::numbering_from(self.first_wasm_pid.unwrap_or(crate::FIRST_WASM_PID)),
             wasm: Arc::new(wasm.map_err(setup)?),
             native: Arc::default(),
             addresses,
@@ -761,7 +771,8 @@ impl Runtime {
             authkey,
             limits: request.limits.clone(),
         };
-        let node = Node::new(Some(&parent), self.shared.registry.allocate_wasm_pid(), who);
+        // The pid its runtime gave it, which the agent's own never reach.
+        let node = Node::new(Some(&parent), request.pid, who);
         let mut caps = Capabilities::new().args(request.argv.clone()).stdout(stdout).stderr(stderr);
         caps.env = request.env.clone();
         let spec = LaunchSpec::new(self.shared.wasm.runnable(program), caps, target);

@@ -97,6 +97,7 @@ fn a_process_on_the_cluster_is_who_the_tree_says_and_starts_its_own_children_the
     p.join(Some(PATIENCE)).unwrap();
     assert_eq!(p.exitcode(), Ok(Some(0)), "{}", output.stderr());
     assert_eq!(output.value("name"), "remote-worker");
+    assert_eq!(output.value("pid"), format!("{:?}", p.pid().unwrap()), "its pid is the one its parent sees");
     let identity = p.identity();
     assert_eq!(output.value("identity"), format!("{identity:?}"), "the identity continues the tree");
     let main = rt.current_process();

@@ -176,6 +176,7 @@ impl Runnable for RemoteRunnable {
         })?;
         let request = StartRequest {
             id,
+            pid: node.pid,
             program: agent.send_program(&self.source),
             name: node.name(),
             identity: node.identity.clone(),

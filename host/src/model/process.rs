@@ -676,7 +676,7 @@ mod tests {
     ) -> (Arc<dyn ProcessHost>, Arc<MockBackend>, Arc<Node>) {
         // A worker drives the timers of joins with a timeout.
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let host = Arc::new(MockHost { registry: Registry::new(), runtime, shut_down });
+        let host = Arc::new(MockHost { registry: Registry::numbering_from(crate::FIRST_WASM_PID), runtime, shut_down });
         let main = NodeSpec {
             identity: Vec::new(),
             name: "MainProcess".into(),

@@ -294,9 +294,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    /// A table whose wasm pids start at `first`: [`FIRST_WASM_PID`], or for
+    /// a node agent far above, so that its own processes' pids stay clear
+    /// of those its runtime gave the processes it runs.
+    pub(crate) fn numbering_from(first: Pid) -> Self {
         Self {
-            next_pid: AtomicU32::new(FIRST_WASM_PID),
+            next_pid: AtomicU32::new(first),
             live: Mutex::new(HashMap::new()),
             next_object: AtomicU64::new(1),
             objects: Mutex::new(HashMap::new()),

@@ -63,6 +63,8 @@ pub(crate) enum ChannelFrame {
 pub(crate) struct StartRequest {
     /// The runtime's number for this process on this link.
     pub(crate) id: u64,
+    /// Its pid, as its runtime numbered it.
+    pub(crate) pid: u32,
     /// The hash of a program sent before.
     pub(crate) program: String,
     pub(crate) name: String,
