@@ -386,15 +386,22 @@ fn a_granted_guest_places_its_child_on_the_cluster() {
     assert_eq!(captured.text().trim(), format!("{}:1 exitcode=Some(6)", p.name()));
 }
 
+/// The stdout of `wmp run --cluster DASHBOARD ARGS`, which must succeed.
+fn wmp_run_on_the_cluster(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
+        .args(["run", "--cluster", &dashboard()])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 #[test]
 #[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
 fn wmp_run_with_a_cluster_lets_the_guest_tree_place_children_there() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
-        .args(["run", "--cluster", &dashboard(), wmp_test_guests::PROBE, "spawn", "place_child", "node_b", "exit_with", "7"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = wmp_run_on_the_cluster(&[wmp_test_guests::PROBE, "spawn", "place_child", "node_b", "exit_with", "7"]);
     assert!(stdout.contains("name=MainProcess"), "{stdout}");
     assert!(stdout.contains("Process-1:1 exitcode=Some(7)"), "the grandchild ran on node b: {stdout}");
 }
@@ -509,12 +516,7 @@ fn a_killed_remote_peer_gives_eof_not_a_hang() {
 #[test]
 #[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
 fn the_tree_example_splits_its_work_across_two_nodes() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wmp"))
-        .args(["run", "--cluster", &dashboard(), wmp_test_guests::TREE, "20000", "node:__internal_head__,node_b"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = wmp_run_on_the_cluster(&[wmp_test_guests::TREE, "20000", "node:__internal_head__,node_b"]);
     assert!(stdout.contains("primes below 20000: 2262 (checked in one process: 2262)"), "{stdout}");
     for half in ["[Process-3    ] pid=", "[Process-4    ] pid=", "[Process-3:2  ]", "[Process-4:2  ]"] {
         assert!(stdout.contains(half), "{half} ran on its node and said so: {stdout}");
