@@ -188,6 +188,33 @@ fn throughput(rt: &Runtime, program: &Program, placements: &[Placement], count: 
     Timing { p50: rate(durations.len() / 2), p90: rate(durations.len() * 9 / 10) }
 }
 
+/// Messages per second a `source` child at `placement` sends the host
+/// over a pipe, each round `count` messages of `size` bytes received
+/// until the EOF its end brings.
+fn pipe_rate(rt: &Runtime, program: &Program, placement: &Placement, count: usize, size: usize, rounds: usize) -> Timing {
+    let round = || {
+        let (rx, tx) = rt.pipe(false);
+        let args = serde_json::to_vec(&format!("{count} {size} 1")).unwrap();
+        let p = rt.process(program).capabilities(quiet()).target("source", args).placement(placement.clone()).build();
+        p.pass_connection(tx).unwrap();
+        let start = Instant::now();
+        p.start().expect("start");
+        let mut received = 0;
+        while let Ok(batch) = rx.recv_many(1 << 20) {
+            received += batch.len();
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        assert_eq!(received, count, "every message arrived");
+        p.join(Some(Duration::from_secs(60))).unwrap();
+        elapsed
+    };
+    round(); // warm up
+    let mut durations: Vec<f64> = (0..rounds).map(|_| round()).collect();
+    durations.sort_by(f64::total_cmp);
+    let rate = |at: usize| count as f64 / durations[at.min(durations.len() - 1)];
+    Timing { p50: rate(durations.len() / 2), p90: rate(durations.len() * 9 / 10) }
+}
+
 /// Ray's figures, from benches/ray_tasks.py (or why there are none).
 fn ray_figures(samples: usize, tasks: usize, rounds: usize, actors: usize) -> Result<serde_json::Value, String> {
     let python = std::env::var("WMP_RAY_PYTHON").map_err(|_| "WMP_RAY_PYTHON is not set".to_owned())?;
@@ -267,6 +294,9 @@ fn main() {
     let rate = throughput(rt, program, &two_nodes, count, threads, rounds);
     let rate_b = throughput(rt, program, &[Placement::node_with(NODE_B)], count, threads, rounds);
     let rate_local = throughput(rt, program, &[Placement::Local], count, threads, rounds);
+    let (messages, message_size) = (if quick { 5_000 } else { 20_000 }, 1024);
+    let pipe_b = pipe_rate(rt, program, &Placement::node_with(NODE_B), messages, message_size, rounds);
+    let pipe_local = pipe_rate(rt, program, &Placement::Local, messages, message_size, rounds);
 
     let mut table = Table { rows: Vec::new() };
     let n = latency_samples;
@@ -330,6 +360,18 @@ fn main() {
         rate_local,
         Unit::PerSecond,
         format!("{} as over two nodes", as_many(rate_local.p50, rate.p50)),
+    );
+    table.add(
+        &format!("pipe from a process on node b to the host, {messages} messages of {message_size} B ({rounds} rounds)"),
+        pipe_b,
+        Unit::PerSecond,
+        format!("{:.1} MB/s", pipe_b.p50 * message_size as f64 / 1e6),
+    );
+    table.add(
+        &format!("pipe from a local process to the host, the same, for scale ({rounds} rounds)"),
+        pipe_local,
+        Unit::PerSecond,
+        format!("{} as from node b", as_many(pipe_local.p50, pipe_b.p50)),
     );
     table.add(
         &format!("Ray actor start on node b, to its first method's answer (n={ray_actors})"),

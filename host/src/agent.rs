@@ -58,7 +58,10 @@ pub fn run_agent(options: &AgentOptions) -> Result<()> {
     let mut served =
         Served { runtime: &runtime, to_runtime, programs: HashMap::new(), running: Arc::default(), channels: Arc::default() };
     let why = loop {
-        let frame = handle.block_on(async {
+        // Through run_slot: what the last frame started runs while the
+        // agent waits for the next (a plain block_on left it to the next
+        // 10 ms epoch tick).
+        let frame = crate::base::run_slot::block_on(&handle, async {
             tokio::time::timeout(LINK_TIMEOUT, read_frame::<_, ToAgent>(&mut from_runtime, MAX_FRAME_TO_AGENT)).await
         });
         match frame {
