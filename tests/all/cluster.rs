@@ -564,3 +564,19 @@ fn a_removed_node_ends_its_processes_as_lost() {
     let refused = q.start();
     assert!(matches!(refused, Err(ProcessError::SpawnFailed(ref why)) if why.contains("node_b")), "{refused:?}");
 }
+
+#[test]
+#[ignore = "needs a Ray cluster: scripts/ray-cluster.sh run -- cargo test --features cluster -- --include-ignored cluster::"]
+fn a_daemonic_child_on_the_cluster_is_terminated_when_its_parent_ends() {
+    let (rt, program) = shared();
+    let (stdout, captured) = wmp_host::Stdio::capture();
+    let caps = wmp_host::Capabilities::new().args(["probe"]).stdout(stdout).cluster(true);
+    let args = serde_json::to_vec("node_b").unwrap();
+    let p = rt.process(program).capabilities(caps).target("place_daemon", args).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(0)), "its end waited for its daemon's, which its exit function terminated");
+    let daemon = captured.text().trim().strip_prefix("placed=").expect("the daemon's name").to_owned();
+    assert_eq!(daemon, format!("{}:1", p.name()));
+    assert!(rt.process_tree().iter().all(|info| info.name != daemon), "the daemon on node b has ended");
+}

@@ -75,6 +75,15 @@ fn place_child(args: String) {
     }
 }
 
+/// Places a daemonic spinner on the nodes with RESOURCE, prints its name,
+/// and returns: its end must terminate the spinner.
+fn place_daemon(resource: String) {
+    let child = Process::on_cluster(Placement::NodeWith(resource), "spin", "");
+    child.set_daemon(true).unwrap();
+    child.start().unwrap();
+    println!("placed={}", child.name());
+}
+
 fn noop(_: String) {}
 
 fn exit_with(code: String) {
@@ -735,6 +744,7 @@ fn oversleep(args: String) {
 wmp_guest::main!(
     main_process,
     place_child,
+    place_daemon,
     hoard,
     ipc_calls,
     oversleep,
