@@ -145,3 +145,59 @@ async fn write_socket(
     }
     let _ = socket.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Two sides of one channel, joined by in-memory links; counts the
+    /// data bytes that crossed from the first to the second.
+    fn joined(runtime: &tokio::runtime::Runtime) -> (std::os::unix::net::UnixStream, std::os::unix::net::UnixStream, Arc<AtomicUsize>) {
+        let (a, b) = (Arc::new(Channels::default()), Arc::new(Channels::default()));
+        let (a_out, mut to_b) = mpsc::unbounded_channel::<(ToAgent, Vec<u8>)>();
+        let (b_out, mut to_a) = mpsc::unbounded_channel::<(ToAgent, Vec<u8>)>();
+        let (a_socket, a_user) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (b_socket, b_user) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.carry(runtime.handle(), 1, a_socket, a_out).unwrap();
+        b.carry(runtime.handle(), 1, b_socket, b_out).unwrap();
+        let crossed = Arc::new(AtomicUsize::new(0));
+        let counted = crossed.clone();
+        runtime.spawn(async move {
+            while let Some((ToAgent::Channel(frame), body)) = to_b.recv().await {
+                counted.fetch_add(body.len(), Ordering::SeqCst);
+                b.take(frame, body);
+            }
+        });
+        runtime.spawn(async move {
+            while let Some((ToAgent::Channel(frame), body)) = to_a.recv().await {
+                a.take(frame, body);
+            }
+        });
+        (a_user, b_user, crossed)
+    }
+
+    #[test]
+    fn a_slow_reader_holds_the_sender_to_the_window_and_then_gets_every_byte() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (mut sender, mut reader, crossed) = joined(&runtime);
+        let sent: Vec<u8> = (0..10 << 20).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                sender.write_all(&sent).unwrap(); // blocks once the window is full
+                drop(sender); // the end of the channel
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // What the reader's socket buffers took, plus one window.
+        let in_flight = crossed.load(Ordering::SeqCst);
+        assert!(in_flight <= WINDOW + (2 << 20), "{in_flight} bytes crossed for a reader that reads nothing");
+        let mut received = Vec::new();
+        reader.read_to_end(&mut received).unwrap(); // until the end the sender's close brings
+        writer.join().unwrap();
+        assert!(received == sent, "every byte, in order ({} of {})", received.len(), sent.len());
+    }
+}
