@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use wmp_host::{Capabilities, CodeCache, ExitReason, Limits, NativeProgram, Preopen, Program, Runtime};
+use wmp_host::{Capabilities, CodeCache, ExitReason, Limit, Limits, NativeProgram, Preopen, Program, Runtime};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_EXIT_STATUS: i32 = 134;
@@ -170,6 +170,19 @@ impl RunCommand {
             ExitReason::Trap(_) => TRAP_EXIT_STATUS,
             ExitReason::Terminated => TERMINATED_EXIT_STATUS,
             ExitReason::Killed => KILLED_EXIT_STATUS,
+            // Traps to wasmtime, which exits 134 with the trap: so does wmp,
+            // with wasmtime's words and then wmp's reason (a stack
+            // overflow's report is already out, as any trap's).
+            ExitReason::Limit(Limit::Stack) => {
+                eprintln!("wmp: {} overflowed its stack (-W max-wasm-stack)", module.display());
+                TRAP_EXIT_STATUS
+            }
+            ExitReason::Limit(limit @ (Limit::Timeout | Limit::Fuel)) => {
+                let trap = if limit == Limit::Timeout { "interrupt" } else { "all fuel consumed by WebAssembly" };
+                eprintln!("Error: failed to run main module `{}`\n\nCaused by:\n    wasm trap: {trap}\n", module.display());
+                eprintln!("wmp: {} was stopped by its {limit}", module.display());
+                TRAP_EXIT_STATUS
+            }
             ExitReason::Limit(limit) => {
                 eprintln!("Error: {} was stopped by its {limit}", module.display());
                 KILLED_EXIT_STATUS

@@ -316,11 +316,16 @@ fn limits_are_set_with_wasmtime_flags() {
     let spin = dir.join("spin.wat");
     std::fs::write(&spin, r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#).unwrap();
     let spin = spin.to_str().unwrap();
+    // A timeout and fuel running out are traps to wasmtime (134, its words),
+    // then wmp's reason.
     let out = wmp(&["run", "-W", "timeout=50ms", spin]);
-    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
-    assert!(stderr(&out).contains("was stopped by its timeout"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(134), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with(&format!("Error: failed to run main module `{spin}`")), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wasm trap: interrupt"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wmp: ") && stderr(&out).contains("was stopped by its timeout"), "{}", stderr(&out));
     let out = wmp(&["run", "-W", "fuel=100000", spin]);
-    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(out.status.code(), Some(134));
+    assert!(stderr(&out).contains("wasm trap: all fuel consumed by WebAssembly"), "{}", stderr(&out));
     assert!(stderr(&out).contains("was stopped by its fuel limit"), "{}", stderr(&out));
     let out = wmp(&["run", "-W", "max-memory-size=65536", PROBE]);
     assert_eq!(out.status.code(), Some(137));

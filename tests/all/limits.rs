@@ -88,12 +88,20 @@ fn fuel_runs_out() {
     assert!(p.start().unwrap_err().to_string().contains("fuel metering"));
 }
 
+/// A stack overflow is the stack limit's, but a trap, as CPython's
+/// RecursionError is an exception: exitcode 1, and its report on the
+/// process's stderr, not a kill's -9.
 #[test]
-fn a_stack_overflow_is_a_limit() {
+fn a_stack_overflow_is_a_trap_of_the_stack_limit() {
     let rt = RuntimeBuilder::default().max_wasm_stack(64 << 10).build().unwrap();
     let recurse = rt.load_bytes("recurse.wat", RECURSE.as_bytes()).unwrap();
-    let p = run_limited(&rt, &recurse, Limits::new());
-    assert_limit(&p, Limit::Stack);
+    let (stderr, captured) = wmp_host::Stdio::capture();
+    let p = finish(rt.process(&recurse).capabilities(wmp_host::Capabilities::new().stderr(stderr)).build());
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(Limit::Stack))), "{p}");
+    assert_eq!(p.exitcode(), Ok(Some(1)), "a trap, not a kill");
+    let report = captured.text();
+    assert!(report.starts_with(&format!("Process {}:\n", p.name())), "{report}");
+    assert!(report.contains("call stack exhausted"), "{report}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod repr;
 mod sentinels;
 mod state_machine;
 mod trees;
+mod wasmtime_differential;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -557,7 +557,8 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
         return (reason, None);
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::StackOverflow) => (ExitReason::Limit(Limit::Stack), None),
+        // A trap, reported as one (CPython's RecursionError is an exception).
+        Some(Trap::StackOverflow) => (ExitReason::Limit(Limit::Stack), Some(crate::base::error::report(&err))),
         Some(Trap::OutOfFuel) => (ExitReason::Limit(Limit::Fuel), None),
         _ => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::base::error::report(&err))),
     }

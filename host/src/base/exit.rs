@@ -45,7 +45,9 @@ impl ExitReason {
         match self {
             ExitReason::Returned => 0,
             ExitReason::Exit(code) => *code,
-            ExitReason::Trap(_) => 1,
+            // A stack overflow is a trap, as a RecursionError is an
+            // exception: exitcode 1.
+            ExitReason::Trap(_) | ExitReason::Limit(Limit::Stack) => 1,
             ExitReason::Terminated => TERMINATED_EXITCODE,
             ExitReason::Killed | ExitReason::Limit(_) | ExitReason::Lost(_) => KILLED_EXITCODE,
             ExitReason::Signaled(signal) => -signal,
@@ -57,7 +59,10 @@ impl ExitReason {
     /// Whether the process was stopped from outside (signal or limit)
     /// rather than ending by itself.
     pub fn is_stop(&self) -> bool {
-        matches!(self, ExitReason::Terminated | ExitReason::Killed | ExitReason::Limit(_) | ExitReason::Lost(_))
+        match self {
+            ExitReason::Limit(limit) => *limit != Limit::Stack,
+            reason => matches!(reason, ExitReason::Terminated | ExitReason::Killed | ExitReason::Lost(_)),
+        }
     }
 }
 
@@ -69,6 +74,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Trap(msg) => write!(f, "trap: {msg}"),
             ExitReason::Terminated => f.write_str("terminated"),
             ExitReason::Killed => f.write_str("killed"),
+            ExitReason::Limit(Limit::Stack) => f.write_str("trap: call stack exhausted (its stack overflow limit)"),
             ExitReason::Limit(limit) => write!(f, "stopped by its {limit}"),
             ExitReason::Signaled(signal) => match wmp_core::naming::signal_name(*signal) {
                 Some(name) => write!(f, "killed by {name}"),
