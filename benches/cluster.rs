@@ -181,7 +181,14 @@ fn throughput(rt: &Runtime, program: &Program, placements: &[Placement], count: 
         });
         start.elapsed().as_secs_f64()
     };
-    round(); // warm up
+    rate_over_rounds(count, rounds, round)
+}
+
+/// `count` per second over `rounds` runs of `round` (which returns its
+/// seconds), after one to warm up; the p90 is the rate of the slower
+/// 90th-percentile round.
+fn rate_over_rounds(count: usize, rounds: usize, mut round: impl FnMut() -> f64) -> Timing {
+    round();
     let mut durations: Vec<f64> = (0..rounds).map(|_| round()).collect();
     durations.sort_by(f64::total_cmp);
     let rate = |at: usize| count as f64 / durations[at.min(durations.len() - 1)];
@@ -208,11 +215,7 @@ fn pipe_rate(rt: &Runtime, program: &Program, placement: &Placement, count: usiz
         p.join(Some(Duration::from_secs(60))).unwrap();
         elapsed
     };
-    round(); // warm up
-    let mut durations: Vec<f64> = (0..rounds).map(|_| round()).collect();
-    durations.sort_by(f64::total_cmp);
-    let rate = |at: usize| count as f64 / durations[at.min(durations.len() - 1)];
-    Timing { p50: rate(durations.len() / 2), p90: rate(durations.len() * 9 / 10) }
+    rate_over_rounds(count, rounds, round)
 }
 
 /// Ray's figures, from benches/ray_tasks.py (or why there are none).
