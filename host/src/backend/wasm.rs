@@ -113,8 +113,7 @@ impl Runnable for WasmRunnable {
 
     #[cfg(feature = "cluster")]
     fn source(&self) -> Option<ProgramSource> {
-        let bytes = self.program.source()?.clone();
-        Some(ProgramSource { name: self.program.name().to_owned(), bytes })
+        self.program.source().cloned()
     }
 
     fn launch(

@@ -41,12 +41,22 @@ pub(crate) trait Runnable: Send + Sync {
     ) -> Result<Arc<Node>, ProcessError>;
 }
 
-/// A program's name and the bytes it was loaded from.
+/// A program's name, the bytes it was loaded from, and their SHA-256
+/// (taken once, when the program is loaded).
 #[cfg(feature = "cluster")]
 #[derive(Clone)]
 pub(crate) struct ProgramSource {
     pub(crate) name: String,
     pub(crate) bytes: Arc<[u8]>,
+    pub(crate) sha256: [u8; 32],
+}
+
+#[cfg(feature = "cluster")]
+impl ProgramSource {
+    pub(crate) fn new(name: &str, bytes: &[u8]) -> ProgramSource {
+        let sha256 = <sha2::Sha256 as sha2::Digest>::digest(bytes).into();
+        ProgramSource { name: name.to_owned(), bytes: bytes.into(), sha256 }
+    }
 }
 
 /// What the model and the backends need of the runtime they live in: the

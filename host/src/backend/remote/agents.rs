@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::io::ReadHalf;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -303,7 +302,7 @@ impl Agent {
 
     /// Sends `program` unless it was sent before; its hash.
     pub(crate) fn send_program(&self, program: &ProgramSource) -> String {
-        let hash = hex(&Sha256::digest(&program.bytes));
+        let hash = hex(&program.sha256);
         if self.programs_sent.lock().unwrap().insert(hash.clone()) {
             let header = ToAgent::Program { hash: hash.clone(), name: program.name.clone() };
             self.send(header, program.bytes.to_vec());

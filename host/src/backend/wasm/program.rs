@@ -32,7 +32,7 @@ struct ProgramInner {
     /// The WebAssembly it was compiled from, kept only in a runtime that
     /// can send programs to other machines.
     #[cfg(feature = "cluster")]
-    source: Option<Arc<[u8]>>,
+    source: Option<crate::model::launch::ProgramSource>,
 }
 
 /// The custom section in which a guest lists its targets, one per line.
@@ -78,7 +78,7 @@ impl Program {
 
     /// The WebAssembly it was compiled from, if it was kept.
     #[cfg(feature = "cluster")]
-    pub(crate) fn source(&self) -> Option<&Arc<[u8]>> {
+    pub(crate) fn source(&self) -> Option<&crate::model::launch::ProgramSource> {
         self.inner.source.as_ref()
     }
 
@@ -86,7 +86,8 @@ impl Program {
     /// compiled from.
     #[cfg(feature = "cluster")]
     pub(crate) fn with_source(mut self, bytes: &[u8]) -> Program {
-        Arc::get_mut(&mut self.inner).expect("a program just compiled is not shared yet").source = Some(bytes.into());
+        let source = crate::model::launch::ProgramSource::new(&self.inner.name, bytes);
+        Arc::get_mut(&mut self.inner).expect("a program just compiled is not shared yet").source = Some(source);
         self
     }
 
