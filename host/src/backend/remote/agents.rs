@@ -102,8 +102,7 @@ impl Agents {
         }
         if let Some(name) = &resource {
             // Ray would keep the agent's job pending for ever.
-            let jobs = self.jobs.clone();
-            let nodes = tokio::task::spawn_blocking(move || jobs.alive_nodes()).await.map_err(|e| e.to_string())?;
+            let nodes = self.ask_ray(RayJobs::alive_nodes).await?;
             let nodes = nodes.map_err(|e| format!("cannot list the cluster's nodes: {e}"))?;
             if !nodes.iter().any(|node| node.resources.contains_key(name)) {
                 return Err(format!("no alive node of the cluster has the resource {name:?}"));
@@ -127,31 +126,42 @@ impl Agents {
         .join(" ");
         let resources: BTreeMap<String, f64> =
             resource.iter().map(|name| (name.clone(), AGENT_RESOURCE_SHARE)).collect();
-        let jobs = self.jobs.clone();
-        let job = tokio::task::spawn_blocking(move || jobs.submit(&entrypoint, &resources))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot start a node agent through Ray: {e}"))?;
+        let submitted = self.ask_ray(move |jobs| jobs.submit(&entrypoint, &resources)).await;
+        let job = match submitted.and_then(|job| job.map_err(|e| format!("cannot start a node agent through Ray: {e}"))) {
+            Ok(job) => job,
+            Err(why) => {
+                self.expected.lock().unwrap().remove(&token_id);
+                return Err(why);
+            }
+        };
         let placed = match &resource {
             Some(name) => format!("a node with resource {name:?}"),
             None => "any node".into(),
         };
-        let link = match tokio::time::timeout(self.cluster.agent_start_timeout, self.watch_job(&job, link)).await {
-            Ok(Ok(link)) => link,
-            Ok(Err(why)) => return Err(format!("the node agent for {placed} did not start: {why}")),
+        let dialed_in = tokio::time::timeout(self.cluster.agent_start_timeout, self.watch_job(&job, link)).await;
+        let why = match dialed_in {
+            Ok(Ok(link)) => {
+                let agent = Agent::run(link, job).await?;
+                tracing::info!(node = agent.node(), job = %agent.job, %placed, "a node agent joined");
+                self.by_placement.lock().unwrap().insert(resource, agent.clone());
+                return Ok(agent);
+            }
+            Ok(Err(why)) => format!("the node agent for {placed} did not start: {why}"),
             Err(_) => {
-                self.expected.lock().unwrap().remove(&token_id);
                 self.stop_job(&job);
-                return Err(format!(
-                    "the node agent for {placed} did not dial back within {:?} (Ray job {job})",
-                    self.cluster.agent_start_timeout
-                ));
+                let timeout = self.cluster.agent_start_timeout;
+                format!("the node agent for {placed} did not dial back within {timeout:?} (Ray job {job})")
             }
         };
-        let agent = Agent::run(link, job).await?;
-        tracing::info!(node = agent.node(), job = %agent.job, %placed, "a node agent joined");
-        self.by_placement.lock().unwrap().insert(resource, agent.clone());
-        Ok(agent)
+        // Its token is no longer good for anything.
+        self.expected.lock().unwrap().remove(&token_id);
+        Err(why)
+    }
+
+    /// Asks Ray, on a thread that may block (its client does).
+    async fn ask_ray<T: Send + 'static>(&self, ask: impl FnOnce(&RayJobs) -> T + Send + 'static) -> Result<T, String> {
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || ask(&jobs)).await.map_err(|e| e.to_string())
     }
 
     /// Waits for the agent of Ray job `job` to dial in; an error if the
@@ -161,14 +171,11 @@ impl Agents {
             if let Ok(dialed) = tokio::time::timeout(Duration::from_millis(500), &mut link).await {
                 return dialed.map_err(|_| "its link was dropped".to_owned());
             }
-            let jobs = self.jobs.clone();
             let id = job.to_owned();
-            let info = tokio::task::spawn_blocking(move || jobs.status(&id)).await.map_err(|e| e.to_string())?;
-            match info {
+            match self.ask_ray(move |jobs| jobs.status(&id)).await? {
                 Ok(info) if info.status.is_terminal() => {
-                    let jobs = self.jobs.clone();
                     let id = job.to_owned();
-                    let logs = tokio::task::spawn_blocking(move || jobs.logs(&id)).await.ok().and_then(Result::ok);
+                    let logs = self.ask_ray(move |jobs| jobs.logs(&id)).await.ok().and_then(Result::ok);
                     let tail: String = logs.unwrap_or_default().lines().rev().take(5).collect::<Vec<_>>().join(" / ");
                     return Err(format!("Ray job {job} ended ({:?}): {tail}", info.status));
                 }
