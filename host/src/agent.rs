@@ -142,7 +142,7 @@ impl Served<'_> {
                 return;
             }
         };
-        let _ = self.to_runtime.blocking_send((FromAgent::Started { id, pid: node.pid }, Vec::new()));
+        let _ = self.to_runtime.blocking_send((FromAgent::Started { id }, Vec::new()));
         self.running.lock().unwrap().insert(id, (node.clone(), parent));
         let handle = self.runtime.handle();
         let forwarders = [(Stream::Stdout, stdout_reader), (Stream::Stderr, stderr_reader)]

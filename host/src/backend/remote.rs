@@ -192,8 +192,8 @@ impl Runnable for RemoteRunnable {
             queues,
         };
         let body = spec.target.map(|t| t.args).unwrap_or_default();
-        let remote_pid = agent.start(host.handle(), ToAgent::Start(request), body)?;
-        tracing::debug!(pid = node.pid, remote_pid, node = agent.node(), "started on the cluster");
+        agent.start(host.handle(), ToAgent::Start(request), body)?;
+        tracing::debug!(pid = node.pid, node = agent.node(), "started on the cluster");
         host.registry().add_live(&node);
         let output = host.handle().spawn(write_output(reports.output, spec.caps.stdout, spec.caps.stderr));
         host.handle().spawn(supervise(host.clone(), agent, id, node.clone(), reports.ended, output));

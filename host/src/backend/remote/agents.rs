@@ -231,7 +231,7 @@ pub(crate) struct Agent {
 #[derive(Default)]
 struct Processes {
     /// Those that have not answered their start yet.
-    starting: HashMap<u64, oneshot::Sender<Result<u32, Refusal>>>,
+    starting: HashMap<u64, oneshot::Sender<Result<(), Refusal>>>,
     /// Every one that has not ended.
     running: HashMap<u64, Running>,
     /// Why the link is gone, once it is.
@@ -323,9 +323,9 @@ impl Agent {
         let _ = self.to_agent.send((header, body));
     }
 
-    /// Sends a start and waits for its answer: the agent's pid of it, or
-    /// the error a local start would have raised.
-    pub(crate) fn start(&self, handle: &tokio::runtime::Handle, start: ToAgent, body: Vec<u8>) -> Result<u32, ProcessError> {
+    /// Sends a start and waits for its answer: started, or the error a
+    /// local start would have raised.
+    pub(crate) fn start(&self, handle: &tokio::runtime::Handle, start: ToAgent, body: Vec<u8>) -> Result<(), ProcessError> {
         let ToAgent::Start(request) = &start else { unreachable!("only starts are answered") };
         let id = request.id;
         let (answer, answered) = oneshot::channel();
@@ -353,7 +353,7 @@ impl Agent {
         answer
     }
 
-    fn answer_start(&self, id: u64, answer: Result<u32, Refusal>) {
+    fn answer_start(&self, id: u64, answer: Result<(), Refusal>) {
         if let Some(waiting) = self.processes.lock().unwrap().starting.remove(&id) {
             let _ = waiting.send(answer);
         }
@@ -405,7 +405,7 @@ async fn read_from_agent(agent: std::sync::Weak<Agent>, mut link: ReadHalf<Serve
         let frame = tokio::time::timeout(LINK_TIMEOUT, read_frame::<_, FromAgent>(&mut link, MAX_FRAME_FROM_AGENT)).await;
         let Some(agent) = agent.upgrade() else { return };
         match frame {
-            Ok(Ok((FromAgent::Started { id, pid }, _))) => agent.answer_start(id, Ok(pid)),
+            Ok(Ok((FromAgent::Started { id }, _))) => agent.answer_start(id, Ok(())),
             Ok(Ok((FromAgent::Refused { id, refusal }, _))) => agent.answer_start(id, Err(refusal)),
             Ok(Ok((FromAgent::Ended { id, reason }, _))) => agent.ended(id, reason),
             Ok(Ok((FromAgent::Output { id, stream }, chunk))) => agent.output(id, stream, chunk),

@@ -91,8 +91,8 @@ pub(crate) struct StartRequest {
 pub(crate) enum FromAgent {
     /// The first frame: which node the agent runs on, and its OS pid.
     Hello { node: String, pid: u32 },
-    /// The process `id` started, as process `pid` of the agent's runtime.
-    Started { id: u64, pid: u32 },
+    /// The process `id` started (with the pid its start request gave it).
+    Started { id: u64 },
     /// The process `id` could not start.
     Refused { id: u64, refusal: Refusal },
     /// The process `id` wrote the body to `stream`.
