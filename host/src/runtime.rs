@@ -359,15 +359,8 @@ fn kill_this_process() -> ! {
 /// published when the OS process that started it (the parent, or the host
 /// running a wasm parent) exits, watched through a pidfd.
 fn parent_view(shared: &Shared, handoff: &Handoff) -> Arc<Node> {
-    let identity = handoff.identity.split_last().map(|(_, parent)| parent.to_vec()).unwrap_or_default();
-    let who = NodeSpec {
-        identity,
-        name: handoff.parent_name.clone(),
-        daemon: false,
-        authkey: AuthKey::new(handoff.authkey.clone()),
-        limits: Limits::default(),
-    };
-    let parent = Node::new(None, handoff.parent_pid, who);
+    let authkey = AuthKey::new(handoff.authkey.clone());
+    let parent = view_of_parent(&handoff.identity, &handoff.parent_name, handoff.parent_pid, authkey);
     let starter = handoff.host_pid;
     let still_my_parent = || std::os::unix::process::parent_id() == starter;
     let watch = if still_my_parent() { crate::backend::native::pidfd_open(starter).ok() } else { None };
@@ -390,6 +383,16 @@ fn parent_view(shared: &Shared, handoff: &Handoff) -> Arc<Node> {
         }
     }
     parent
+}
+
+/// The node that stands for the parent, in another OS process, of the
+/// process whose identity is `child_identity`: its name, pid and authkey,
+/// and no limits of its own; only a watcher of that process, if any,
+/// publishes its end.
+fn view_of_parent(child_identity: &[u32], name: &str, pid: Pid, authkey: AuthKey) -> Arc<Node> {
+    let identity = child_identity.split_last().map(|(_, parent)| parent.to_vec()).unwrap_or_default();
+    let who = NodeSpec { identity, name: name.to_owned(), daemon: false, authkey, limits: Limits::default() };
+    Node::new(None, pid, who)
 }
 
 fn random_authkey() -> Result<AuthKey> {
@@ -755,13 +758,7 @@ impl Runtime {
         [stdout, stderr]: [crate::base::stdio::Stdio; 2],
     ) -> std::result::Result<(Arc<Node>, Arc<Node>), ProcessError> {
         let authkey = AuthKey::new(request.authkey.clone());
-        let parent = Node::new(None, request.parent_pid, NodeSpec {
-            identity: request.identity.split_last().map(|(_, parent)| parent.to_vec()).unwrap_or_default(),
-            name: request.parent_name.clone(),
-            daemon: false,
-            authkey: authkey.clone(),
-            limits: Limits::default(),
-        });
+        let parent = view_of_parent(&request.identity, &request.parent_name, request.parent_pid, authkey.clone());
         let target = request.target.clone().map(|name| crate::model::builder::Target { name, args: target_args });
         program.check_target(target.as_ref())?;
         let who = NodeSpec {
