@@ -204,6 +204,14 @@ impl Forwarder {
     }
 }
 
+/// Writes `bytes` to the host's own `stream`.
+fn write_inherited(stream: Stream, bytes: &[u8]) {
+    let _ = match stream {
+        Stream::Stdout => std::io::stdout().lock().write_all(bytes),
+        Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+    };
+}
+
 /// Which of the two output streams.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Stream {
@@ -216,12 +224,7 @@ impl Stdio {
     /// trap) into the stream, as if the process had written it.
     pub(crate) fn write_host_message(&self, stream: Stream, text: &str) {
         match self {
-            Stdio::Inherit => {
-                let _ = match stream {
-                    Stream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
-                    Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
-                };
-            }
+            Stdio::Inherit => write_inherited(stream, text.as_bytes()),
             Stdio::Null => {}
             Stdio::Capture(buffer) => buffer.append(text.as_bytes()),
             // Best effort: a full pipe drops the message rather than block.
@@ -240,12 +243,7 @@ impl Stdio {
                 let _ = sender.send(bytes.to_vec()).await;
             }
             Stdio::Capture(buffer) => buffer.append(bytes),
-            Stdio::Inherit => {
-                let _ = match stream {
-                    Stream::Stdout => std::io::stdout().lock().write_all(bytes),
-                    Stream::Stderr => std::io::stderr().lock().write_all(bytes),
-                };
-            }
+            Stdio::Inherit => write_inherited(stream, bytes),
             Stdio::Null => {}
         }
     }
