@@ -1,14 +1,32 @@
 //! `wmp`: run WebAssembly programs as processes with the semantics of
 //! Python's `multiprocessing.Process`. A thin CLI over `wmp-host`: each
-//! subcommand parses its arguments and calls the library.
+//! subcommand parses its arguments and calls the library. As with
+//! `wasmtime`, a command line without a subcommand is a `run`.
 
 mod commands;
 
 use clap::Parser;
 
+/// The command line: a subcommand, or the arguments of `wmp run`.
 #[derive(Parser)]
-#[command(name = "wmp", version, about = "Run WebAssembly programs as processes (multiprocessing.Process semantics)")]
-enum Cli {
+#[command(
+    name = "wmp",
+    version,
+    about = "Run WebAssembly programs as processes (multiprocessing.Process semantics)",
+    after_help = "If a subcommand is not provided, the `run` subcommand is used: `wmp x.wasm ARGS` is `wmp run x.wasm ARGS`.",
+    // Parse once for a subcommand and, failing that, as `run`'s arguments.
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
+    #[command(flatten)]
+    run: commands::run::RunCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum Subcommand {
+    /// Run a WebAssembly module or component as the main process.
     Run(commands::run::RunCommand),
     Compile(commands::compile::CompileCommand),
     Inspect(commands::inspect::InspectCommand),
@@ -23,13 +41,14 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("WMP_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse() {
-        Cli::Run(command) => command.execute(),
-        Cli::Compile(command) => command.execute(),
-        Cli::Inspect(command) => command.execute(),
-        Cli::Wit(command) => command.execute(),
+    let cli = Cli::parse();
+    let result = match cli.subcommand.unwrap_or(Subcommand::Run(cli.run)) {
+        Subcommand::Run(command) => command.execute(),
+        Subcommand::Compile(command) => command.execute(),
+        Subcommand::Inspect(command) => command.execute(),
+        Subcommand::Wit(command) => command.execute(),
         #[cfg(feature = "cluster")]
-        Cli::Agent(command) => command.execute(),
+        Subcommand::Agent(command) => command.execute(),
     };
     if let Err(err) = result {
         // One line, no backtrace: these are user errors (a missing or

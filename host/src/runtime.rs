@@ -142,6 +142,7 @@ pub struct RuntimeBuilder {
     limits: Limits,
     fuel_metering: bool,
     max_wasm_stack: Option<usize>,
+    wasmtime_config: Option<Config>,
     pooling: Option<u32>,
     max_live_processes: Option<usize>,
     max_program_size: Option<u64>,
@@ -232,6 +233,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The wasmtime settings to start from: compiler, optimisation, proposals,
+    /// memory layout, debug info (as `wasmtime run`'s `-O`, `-C`, `-D` and
+    /// `-W` flags make them). The runtime then sets what its process model
+    /// needs over them: epoch interruption (kills and turns), fuel metering
+    /// when [`fuel_metering`](Self::fuel_metering) or a fuel limit asks for
+    /// it, the wasm and fiber stack sizes when
+    /// [`max_wasm_stack`](Self::max_wasm_stack) is set, the memory
+    /// reservation when [`Limits::max_memory`] is set, and the instance
+    /// allocator ([`pooling`](Self::pooling), else recycled fiber stacks).
+    pub fn wasmtime_config(mut self, config: Config) -> Self {
+        self.wasmtime_config = Some(config);
+        self
+    }
+
     /// Makes the main process the one a wmp runtime started natively and
     /// handed this identity ([`Handoff::from_environment`]): its name,
     /// identity, daemon flag, authkey and parent; `wmp-guest` does this in
@@ -302,11 +317,12 @@ impl RuntimeBuilder {
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
     }
 
-    /// The wasmtime configuration: epoch interruption (for kills and
-    /// turns), fuel if metered, the stack and memory limits, and the
-    /// pooling allocator or recycled stacks.
+    /// The wasmtime configuration: the one given, or wasmtime's defaults,
+    /// with epoch interruption (for kills and turns), fuel if metered, the
+    /// stack and memory limits, and the pooling allocator or recycled
+    /// stacks.
     fn engine_config(&self, fuel_metering: bool) -> Config {
-        let mut config = Config::new();
+        let mut config = self.wasmtime_config.clone().unwrap_or_default();
         config.epoch_interruption(true).consume_fuel(fuel_metering);
         if let Some(stack) = self.max_wasm_stack {
             // Guests run on fiber stacks, which must hold the wasm stack.

@@ -1,14 +1,15 @@
 //! `wmp run`: run a WASI program as the main process, as `wasmtime run`
-//! runs it (same flags, output and exit codes), with the process model
-//! available to wmp guests.
+//! runs it (the same flags, parsed by wasmtime's own crate; the same output
+//! and exit codes), with the process model available to wmp guests.
+
+mod wasmtime_options;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use wmp_host::{Capabilities, CodeCache, ExitReason, Limit, Limits, NativeProgram, Preopen, Program, Runtime};
+use wasmtime_cli_flags::CommonOptions;
+use wmp_host::{Capabilities, CodeCache, ExitReason, Limit, Limits, NativeProgram, Preopen, Program, Runtime, Stdio};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_EXIT_STATUS: i32 = 134;
@@ -19,113 +20,92 @@ const KILLED_EXIT_STATUS: i32 = 137;
 /// Exit status for a main process terminated: 128 + SIGTERM.
 const TERMINATED_EXIT_STATUS: i32 = 143;
 
-/// A `-W` option, spelled as `wasmtime run` spells it.
-#[derive(Clone, Debug)]
-enum WasmOption {
-    MaxMemorySize(usize),
-    MaxTableElements(usize),
-    MaxHostMemory(usize),
-    Fuel(u64),
-    Timeout(Duration),
-    MaxWasmStack(usize),
-}
-
-impl FromStr for WasmOption {
-    type Err = anyhow::Error;
-
-    fn from_str(option: &str) -> anyhow::Result<Self> {
-        let (key, value) = option.split_once('=').with_context(|| format!("-W {option}: expected KEY=VALUE"))?;
-        let number = || value.parse().with_context(|| format!("-W {key}: {value:?} is not a number"));
-        Ok(match key {
-            "max-memory-size" => WasmOption::MaxMemorySize(number()?),
-            "max-table-elements" => WasmOption::MaxTableElements(number()?),
-            "max-host-memory" => WasmOption::MaxHostMemory(number()?),
-            "fuel" => WasmOption::Fuel(value.parse().with_context(|| format!("-W fuel: {value:?} is not a number"))?),
-            "timeout" => WasmOption::Timeout(parse_duration(value)?),
-            "max-wasm-stack" => WasmOption::MaxWasmStack(number()?),
-            other => bail!(
-                "-W {other}: unknown option (known: max-memory-size, max-table-elements, max-host-memory, fuel, timeout, max-wasm-stack)"
-            ),
-        })
-    }
-}
-
 /// How a `.cwasm` artifact (an ELF object) begins.
 const PRECOMPILED_MAGIC: &[u8] = b"\x7fELF";
 
-/// `5s`, `100ms`, `2m`, `1h`, `250us`, `10ns`; a bare number is seconds.
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().with_context(|| format!("invalid duration {text:?}"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1e3,
-        "us" => number / 1e6,
-        "ns" => number / 1e9,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => bail!("invalid duration {text:?}: the unit must be one of ns, us, ms, s, m, h"),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
+/// The size of wasmtime's pool when `-O pooling-allocator` does not come
+/// with --max-processes (wasmtime's own default instance count).
+const DEFAULT_POOL_SIZE: u32 = 1000;
 
 /// Run a WebAssembly module or component as the main process.
 #[derive(clap::Args)]
 pub struct RunCommand {
-    /// Grant access to a host directory, seen in the guest at GUEST (or at
-    /// the same path): HOST[::GUEST].
-    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    #[command(flatten)]
+    common: CommonOptions,
+
+    /// Allow executing precompiled WebAssembly modules as `*.cwasm` files
+    /// (made by `wmp compile`). Their machine code runs as it is: only pass
+    /// files you made.
+    #[arg(long)]
+    allow_precompiled: bool,
+
+    /// Refused: wmp has no profiler integration.
+    #[arg(long, value_name = "STRATEGY")]
+    profile: Option<String>,
+
+    /// Grant access of a host directory to a guest, at the same path or at
+    /// GUEST_DIR.
+    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
     dirs: Vec<Preopen>,
 
-    /// Like --dir, but the guest can only read the directory.
-    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]")]
-    read_only_dirs: Vec<Preopen>,
-
-    /// Let the guest use the network as wmp can (TCP, UDP, name lookup);
-    /// without it all three are refused.
-    #[arg(long)]
-    inherit_network: bool,
-
-    /// Pass an environment variable; without `=VAL` the value is taken
-    /// from wmp's own environment.
-    #[arg(long = "env", value_name = "NAME[=VAL]")]
+    /// Pass an environment variable to the program: `NAME=VAL` sets it,
+    /// `NAME` alone passes on the host's value (unset on the host, it stays
+    /// unset).
+    #[arg(long = "env", number_of_values = 1, value_name = "NAME[=VAL]")]
     envs: Vec<String>,
 
-    /// Limits, as `wasmtime run` spells them: `-W max-memory-size=BYTES`,
-    /// `-W max-table-elements=N`, `-W fuel=N`, `-W timeout=5s`,
-    /// `-W max-wasm-stack=BYTES`; and wmp's `-W max-host-memory=BYTES`
-    /// (what the host may hold for each process; default 64 MiB). Every
-    /// process inherits them.
-    #[arg(short = 'W', value_name = "KEY=VALUE")]
-    wasm_options: Vec<WasmOption>,
+    /// Refused: wmp has no debugger integration.
+    #[arg(short = 'g', long = "gdbstub", value_name = "[ADDR:]PORT")]
+    gdbstub: Option<String>,
+
+    /// Refused for now: the function to run instead of the command's main.
+    #[arg(long, value_name = "FUNCTION")]
+    invoke: Option<String>,
+
+    /// Refused for now: load the given WebAssembly module before the main
+    /// module.
+    #[arg(long = "preload", number_of_values = 1, value_name = "NAME=MODULE_PATH")]
+    preloads: Vec<String>,
+
+    /// Override the value of `argv[0]` (default: the file name of WASM).
+    #[arg(long)]
+    argv0: Option<String>,
+
+    /// Like --dir, but the guest can only read the directory.
+    #[arg(long = "dir-ro", value_name = "HOST_DIR[::GUEST_DIR]", help_heading = "wmp options")]
+    read_only_dirs: Vec<Preopen>,
+
+    /// Let the guest use the network (TCP, UDP and name lookup), as
+    /// `-S inherit-network` does.
+    #[arg(long, help_heading = "wmp options")]
+    inherit_network: bool,
+
+    /// Most bytes the host may hold for each process (messages, queues,
+    /// objects); default 64 MiB. Every process inherits it.
+    #[arg(long, value_name = "BYTES", help_heading = "wmp options")]
+    max_host_memory: Option<usize>,
 
     /// Most processes alive at once in the whole tree (a fork-bomb guard).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "wmp options")]
     max_processes: Option<usize>,
 
     /// Most levels of descendants below the main process.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "wmp options")]
     max_depth: Option<usize>,
-
-    /// Allow MODULE to be a precompiled .cwasm (from `wmp compile`). Its
-    /// machine code runs as it is, so only use files you made.
-    #[arg(long)]
-    allow_precompiled: bool,
 
     /// Let guests start the native program at PATH, by that name (as the
     /// `program` of a spec); `NAME=PATH` grants it under NAME. It runs with
     /// the starting guest's environment and output, and nothing else.
-    #[arg(long = "allow-native", value_name = "[NAME=]PATH")]
+    #[arg(long = "allow-native", value_name = "[NAME=]PATH", help_heading = "wmp options")]
     allow_native: Vec<String>,
 
-    /// Most bytes MODULE may have; a larger file is refused before it is
+    /// Most bytes WASM may have; a larger file is refused before it is
     /// compiled.
-    #[arg(long, value_name = "BYTES", default_value_t = wmp_host::DEFAULT_MAX_PROGRAM_SIZE)]
+    #[arg(long, value_name = "BYTES", default_value_t = wmp_host::DEFAULT_MAX_PROGRAM_SIZE, help_heading = "wmp options")]
     max_program_size: u64,
 
     /// Do not use the on-disk compilation cache.
-    #[arg(long)]
+    #[arg(long, help_heading = "wmp options")]
     disable_cache: bool,
 
     /// Let the guest tree place children on the Ray cluster whose
@@ -133,24 +113,37 @@ pub struct RunCommand {
     /// placement names runs a `wmp agent` (this executable) started
     /// through Ray.
     #[cfg(feature = "cluster")]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "wmp options")]
     cluster: Option<String>,
 
-    /// The program (.wasm or .wat), then the arguments passed to it.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "MODULE [ARGS]...")]
+    /// The WebAssembly module (.wasm, .wat, or with --allow-precompiled a
+    /// .cwasm) to run, and the arguments passed to it.
+    #[arg(value_name = "WASM", trailing_var_arg = true, required = true)]
     module_and_args: Vec<OsString>,
 }
 
 impl RunCommand {
-    pub fn execute(self) -> anyhow::Result<()> {
+    pub fn execute(mut self) -> anyhow::Result<()> {
+        // wasmtime's Config from -O, -C, -D and -W; making it fills in the
+        // option groups, which are checked first so that an option wmp
+        // lacks is refused with wmp's reason.
+        let config = self.common.config(None);
+        wasmtime_options::refuse_unsupported(&self.common)?;
+        let config = config?;
+        self.refuse_unsupported_flags()?;
         let module = PathBuf::from(&self.module_and_args[0]);
         let cache = if self.disable_cache { CodeCache::Off } else { CodeCache::System };
-        let mut builder =
-            Runtime::builder().code_cache(cache).limits(self.limits()).max_program_size(self.max_program_size);
-        for option in &self.wasm_options {
-            if let WasmOption::MaxWasmStack(bytes) = option {
-                builder = builder.max_wasm_stack(*bytes);
-            }
+        let mut builder = Runtime::builder()
+            .wasmtime_config(config)
+            .code_cache(cache)
+            .limits(self.limits())
+            .max_program_size(self.max_program_size);
+        if let Some(bytes) = self.common.wasm.max_wasm_stack {
+            builder = builder.max_wasm_stack(bytes);
+        }
+        if self.common.opts.pooling_allocator == Some(true) {
+            let pool = self.max_processes.map_or(DEFAULT_POOL_SIZE, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            builder = builder.pooling(pool);
         }
         #[cfg(feature = "cluster")]
         if let Some(dashboard) = &self.cluster {
@@ -164,90 +157,76 @@ impl RunCommand {
         }
         let reason = runtime.run_main(&program, self.capabilities(&module)?)?;
         drop(runtime);
-        std::process::exit(match reason {
-            ExitReason::Returned => 0,
-            ExitReason::Exit(code) => code,
-            ExitReason::Trap(_) => TRAP_EXIT_STATUS,
-            ExitReason::Terminated => TERMINATED_EXIT_STATUS,
-            ExitReason::Killed => KILLED_EXIT_STATUS,
-            // Traps to wasmtime, which exits 134 with the trap: so does wmp,
-            // with wasmtime's words and then wmp's reason (a stack
-            // overflow's report is already out, as any trap's).
-            ExitReason::Limit(Limit::Stack) => {
-                eprintln!("wmp: {} overflowed its stack (-W max-wasm-stack)", module.display());
-                TRAP_EXIT_STATUS
-            }
-            ExitReason::Limit(limit @ (Limit::Timeout | Limit::Fuel)) => {
-                let trap = if limit == Limit::Timeout { "interrupt" } else { "all fuel consumed by WebAssembly" };
-                eprintln!("Error: failed to run main module `{}`\n\nCaused by:\n    wasm trap: {trap}\n", module.display());
-                eprintln!("wmp: {} was stopped by its {limit}", module.display());
-                TRAP_EXIT_STATUS
-            }
-            ExitReason::Limit(limit) => {
-                eprintln!("Error: {} was stopped by its {limit}", module.display());
-                KILLED_EXIT_STATUS
-            }
-            ExitReason::Signaled(signal) => 128 + signal,
-            ExitReason::Lost(what) => {
-                eprintln!("Error: {} was lost: {what}", module.display());
-                KILLED_EXIT_STATUS
-            }
-        });
+        std::process::exit(exit_status(&module, reason));
     }
 
-    /// Loads MODULE from one read of the file: a `.cwasm` artifact if
+    /// The flags of `wasmtime run` (besides the option groups) that wmp
+    /// parses but cannot honour.
+    fn refuse_unsupported_flags(&self) -> anyhow::Result<()> {
+        let refused = [
+            (self.profile.is_some(), "--profile", "wmp has no profiler integration"),
+            (self.gdbstub.is_some(), "--gdbstub", "wmp has no debugger integration"),
+            (self.invoke.is_some(), "--invoke", "wmp runs a command's main function only"),
+            (!self.preloads.is_empty(), "--preload", "wmp links a program with WASI and its own interface only"),
+        ];
+        match refused.into_iter().find(|(given, ..)| *given) {
+            Some((_, flag, reason)) => bail!("{flag}: wmp cannot honour it: {reason}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads WASM from one read of the file: a `.cwasm` artifact if
     /// allowed, else WebAssembly.
     fn load(&self, runtime: &Runtime, module: &Path) -> anyhow::Result<Program> {
         let name = module.display().to_string();
         let bytes = runtime.read_program(module)?;
-        Ok(if self.allow_precompiled && bytes.starts_with(PRECOMPILED_MAGIC) {
-            // SAFETY: the user vouched for the file with --allow-precompiled.
-            unsafe { runtime.load_precompiled_bytes(&name, &bytes)? }
-        } else {
-            runtime.load_bytes(&name, &bytes)?
-        })
+        if !bytes.starts_with(PRECOMPILED_MAGIC) {
+            return Ok(runtime.load_bytes(&name, &bytes)?);
+        }
+        if !self.allow_precompiled {
+            // wasmtime's words.
+            bail!("running a precompiled module requires the `--allow-precompiled` flag");
+        }
+        // SAFETY: the user vouched for the file with --allow-precompiled.
+        Ok(unsafe { runtime.load_precompiled_bytes(&name, &bytes)? })
     }
 
     fn limits(&self) -> Limits {
-        let mut limits = Limits { max_processes: self.max_processes, max_depth: self.max_depth, ..Limits::new() };
-        for option in &self.wasm_options {
-            match *option {
-                WasmOption::MaxMemorySize(bytes) => limits.max_memory = Some(bytes),
-                WasmOption::MaxTableElements(n) => limits.max_table_elements = Some(n),
-                WasmOption::MaxHostMemory(bytes) => limits.max_host_memory = Some(bytes),
-                WasmOption::Fuel(fuel) => limits.fuel = Some(fuel),
-                WasmOption::Timeout(timeout) => limits.timeout = Some(timeout),
-                WasmOption::MaxWasmStack(_) => {}
-            }
+        let wasm = &self.common.wasm;
+        Limits {
+            max_processes: self.max_processes,
+            max_depth: self.max_depth,
+            max_memory: wasm.max_memory_size,
+            max_table_elements: wasm.max_table_elements,
+            max_host_memory: self.max_host_memory,
+            fuel: wasm.fuel,
+            timeout: wasm.timeout,
+            ..Limits::new()
         }
-        limits
     }
 
     fn capabilities(&self, module: &Path) -> anyhow::Result<Capabilities> {
         // argv[0] is the file name only, so no host path leaks in (as
         // `wasmtime run` does).
-        let argv0 = module.file_name().unwrap_or(module.as_os_str()).to_string_lossy().into_owned();
+        let argv0 = match &self.argv0 {
+            Some(argv0) => argv0.clone(),
+            None => module.file_name().unwrap_or(module.as_os_str()).to_string_lossy().into_owned(),
+        };
         let mut args = vec![argv0];
         for arg in &self.module_and_args[1..] {
             let arg = arg.to_str().with_context(|| format!("argument {arg:?} is not valid UTF-8"))?;
             args.push(arg.to_owned());
         }
-        let mut caps = Capabilities::new().args(args).inherit_stdin(true);
-        for env in &self.envs {
-            caps = match env.split_once('=') {
-                Some((name, value)) => caps.env(name, value),
-                // Unset on the host, it stays unset in the guest, as under
-                // `wasmtime run`.
-                None => match std::env::var_os(env) {
-                    Some(value) => {
-                        let value = value
-                            .into_string()
-                            .map_err(|_| anyhow!("environment variable {env:?} is not valid UTF-8"))?;
-                        caps.env(env, value)
-                    }
-                    None => caps,
-                },
-            };
+        let wasi = &self.common.wasi;
+        let mut caps = Capabilities::new().args(args).inherit_stdin(wasi.inherit_stdin != Some(false));
+        for (name, value) in self.environment()? {
+            caps = caps.env(name, value);
+        }
+        if wasi.inherit_stdout == Some(false) {
+            caps = caps.stdout(Stdio::Null);
+        }
+        if wasi.inherit_stderr == Some(false) {
+            caps = caps.stderr(Stdio::Null);
         }
         for dir in &self.dirs {
             caps = caps.preopen(dir.clone());
@@ -257,6 +236,70 @@ impl RunCommand {
         }
         #[cfg(feature = "cluster")]
         let caps = caps.cluster(self.cluster.is_some());
-        Ok(caps.network(self.inherit_network))
+        Ok(caps.network(self.inherit_network || wasi.inherit_network == Some(true)))
+    }
+
+    /// The guest's environment: all of wmp's with `-S inherit-env`, then
+    /// each --env, a later one replacing an earlier one of the same name.
+    fn environment(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let utf8 = |name: &str, value: OsString| {
+            value.into_string().map_err(|_| anyhow!("environment variable {name:?} is not valid UTF-8"))
+        };
+        let mut vars = Vec::new();
+        if self.common.wasi.inherit_env == Some(true) {
+            for (name, value) in std::env::vars_os() {
+                let name = name.into_string().map_err(|name| anyhow!("environment variable name {name:?} is not valid UTF-8"))?;
+                let value = utf8(&name, value)?;
+                vars.push((name, value));
+            }
+        }
+        for env in &self.envs {
+            let (name, value) = match env.split_once('=') {
+                Some((name, value)) => (name, value.to_owned()),
+                // Unset on the host, it stays unset in the guest, as under
+                // `wasmtime run`.
+                None => match std::env::var_os(env) {
+                    Some(value) => (env.as_str(), utf8(env, value)?),
+                    None => continue,
+                },
+            };
+            vars.retain(|(known, _)| known != name);
+            vars.push((name.to_owned(), value));
+        }
+        Ok(vars)
+    }
+}
+
+/// The exit status of `wmp run` for how the main process ended: the one
+/// `wasmtime run` gives, with a line of wmp's reason where wmp stopped it.
+fn exit_status(module: &Path, reason: ExitReason) -> i32 {
+    match reason {
+        ExitReason::Returned => 0,
+        ExitReason::Exit(code) => code,
+        ExitReason::Trap(_) => TRAP_EXIT_STATUS,
+        ExitReason::Terminated => TERMINATED_EXIT_STATUS,
+        ExitReason::Killed => KILLED_EXIT_STATUS,
+        // Traps to wasmtime, which exits 134 with the trap: so does wmp,
+        // with wasmtime's words and then wmp's reason (a stack overflow's
+        // report is already out, as any trap's).
+        ExitReason::Limit(Limit::Stack) => {
+            eprintln!("wmp: {} overflowed its stack (-W max-wasm-stack)", module.display());
+            TRAP_EXIT_STATUS
+        }
+        ExitReason::Limit(limit @ (Limit::Timeout | Limit::Fuel)) => {
+            let trap = if limit == Limit::Timeout { "interrupt" } else { "all fuel consumed by WebAssembly" };
+            eprintln!("Error: failed to run main module `{}`\n\nCaused by:\n    wasm trap: {trap}\n", module.display());
+            eprintln!("wmp: {} was stopped by its {limit}", module.display());
+            TRAP_EXIT_STATUS
+        }
+        ExitReason::Limit(limit) => {
+            eprintln!("Error: {} was stopped by its {limit}", module.display());
+            KILLED_EXIT_STATUS
+        }
+        ExitReason::Signaled(signal) => 128 + signal,
+        ExitReason::Lost(what) => {
+            eprintln!("Error: {} was lost: {what}", module.display());
+            KILLED_EXIT_STATUS
+        }
     }
 }

@@ -334,12 +334,52 @@ fn limits_are_set_with_wasmtime_flags() {
     assert!(stdout(&out).contains("Process-1 exitcode=Some(-9)"), "{}", stdout(&out));
     // The child renames itself one MiB longer each time (printing every
     // 16): stopped at 4 MiB, not at the default 64 MiB.
-    let out = wmp(&["run", "-W", "max-host-memory=4194304", PROBE, "spawn", "hoard own_name"]);
+    let out = wmp(&["run", "--max-host-memory", "4194304", PROBE, "spawn", "hoard own_name"]);
     assert!(stdout(&out).contains("Process-1 exitcode=Some(-9)"), "{}", stdout(&out));
     assert!(!stdout(&out).contains("held=16"), "{}", stdout(&out));
     let out = wmp(&["run", "-W", "bogus=1", spin]);
     assert_eq!(out.status.code(), Some(2), "clap rejects it: {}", stderr(&out));
-    assert!(stderr(&out).contains("-W bogus: unknown option"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown -W / --wasm option: bogus"), "{}", stderr(&out));
+    // wasmtime's spellings: comma lists, `-Wkey=value`, `_` in numbers.
+    let out = wmp(&["run", "-Wtimeout=50ms,fuel=100_000_000", spin]);
+    assert_eq!(out.status.code(), Some(134), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was stopped by its timeout"), "{}", stderr(&out));
+    // One wmp cannot honour is refused by name, with the reason.
+    let out = wmp(&["run", "-W", "threads", spin]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "Error: -W threads: wmp cannot honour it: wmp is built without the threads proposal\n");
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error_and_flags_after_the_module_are_the_programs() {
+    let out = wmp(&["run", "--frobnicate", PROBE]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unexpected argument '--frobnicate'"), "{}", stderr(&out));
+    let out = wmp(&["run", PLAIN_P1, "args", "--frobnicate"]);
+    assert_eq!(stdout(&out), "plain.wasm\nargs\n--frobnicate\n", "{}", stderr(&out));
+}
+
+#[test]
+fn run_is_implied_and_argv0_can_be_set() {
+    let out = wmp(&["--argv0", "renamed", PLAIN_P1, "args", "x"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "renamed\nargs\nx\n");
+}
+
+#[test]
+fn wasi_options_take_wasmtimes_spellings() {
+    let with = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wmp")).args(args).env("WMP_TEST_INHERITED", "yes").output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(with(&["run", "-S", "inherit-env", PLAIN_P1, "env", "WMP_TEST_INHERITED"]), "yes\n");
+    // --env after -S inherit-env replaces the inherited value.
+    assert_eq!(with(&["run", "-Sinherit-env", "--env", "WMP_TEST_INHERITED=no", PLAIN_P1, "env", "WMP_TEST_INHERITED"]), "no\n");
+    assert_eq!(with(&["run", "-S", "inherit-stdout=n", PLAIN_P1, "args", "x"]), "");
+    let out = wmp(&["run", "-S", "http", PLAIN_P1]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("Error: -S http: wmp cannot honour it: "), "{}", stderr(&out));
 }
 
 #[test]
@@ -353,7 +393,7 @@ fn a_precompiled_program_runs_only_when_allowed() {
     assert!(stdout(&out).contains("name=MainProcess"));
     let out = wmp(&["run", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "refused without --allow-precompiled");
-    assert!(stderr(&out).contains("not a WebAssembly module or component"), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "Error: running a precompiled module requires the `--allow-precompiled` flag\n");
 }
 
 /// The embedding example (examples/embed), which `cargo test` builds next
@@ -408,4 +448,24 @@ fn wmp_run_keeps_compiled_code_in_the_user_cache_unless_told_not_to() {
     };
     assert_eq!(cached(&[], "cache-on"), 1, "one .cwasm, reused by the second run");
     assert_eq!(cached(&["--disable-cache"], "cache-off"), 0);
+}
+
+#[test]
+fn wasmtime_options_reach_the_engine() {
+    // A tail call: on by default in wasmtime 48, off with `-W tail-call=n`.
+    let dir = scratch("cli-engine-options");
+    let tail = dir.join("tail.wat");
+    std::fs::write(
+        &tail,
+        r#"(module (memory (export "memory") 1)
+             (func $done)
+             (func (export "_start") (return_call $done)))"#,
+    )
+    .unwrap();
+    let tail = tail.to_str().unwrap();
+    let out = wmp(&["run", tail]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = wmp(&["run", "-W", "tail-call=n", tail]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tail calls support is not enabled"), "{}", stderr(&out));
 }
