@@ -5,7 +5,7 @@
 
 mod commands;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// The command line: a subcommand, or the arguments of `wmp run`.
 #[derive(Parser)]
@@ -15,7 +15,9 @@ use clap::Parser;
     about = "Run WebAssembly programs as processes (multiprocessing.Process semantics)",
     after_help = "If a subcommand is not provided, the `run` subcommand is used: `wmp x.wasm ARGS` is `wmp run x.wasm ARGS`.",
     // Parse once for a subcommand and, failing that, as `run`'s arguments.
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // `help` is a subcommand of wmp's own, so that `wmp help --help` works.
+    disable_help_subcommand = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +36,33 @@ enum Subcommand {
     #[cfg(feature = "cluster")]
     #[command(hide = true)]
     Agent(commands::agent::AgentCommand),
+    Help(HelpCommand),
+}
+
+/// Print this message or the help of the given subcommand.
+#[derive(clap::Args)]
+struct HelpCommand {
+    /// The subcommand (and its subcommands) to describe.
+    #[arg(value_name = "COMMAND")]
+    path: Vec<String>,
+}
+
+impl HelpCommand {
+    fn execute(self) -> anyhow::Result<()> {
+        let mut command = Cli::command();
+        command.build(); // names each subcommand's usage `wmp NAME`
+        for name in &self.path {
+            command = command
+                .find_subcommand(name)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no such subcommand: {name:?} (see `wmp --help`)"))?;
+        }
+        match command.print_long_help() {
+            // A closed pipe (`wmp help | head`) is not an error.
+            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn main() {
@@ -49,6 +78,7 @@ fn main() {
         Subcommand::Wit(command) => command.execute(),
         #[cfg(feature = "cluster")]
         Subcommand::Agent(command) => command.execute(),
+        Subcommand::Help(command) => command.execute(),
     };
     if let Err(err) = result {
         // One line, no backtrace: these are user errors (a missing or

@@ -469,3 +469,17 @@ fn wasmtime_options_reach_the_engine() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("tail calls support is not enabled"), "{}", stderr(&out));
 }
+
+#[test]
+fn help_describes_each_subcommand_and_itself() {
+    let out = wmp(&["help", "run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Usage: wmp run [OPTIONS] <WASM>...\n"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("wmp options:"), "wmp's own flags under their heading: {}", stdout(&out));
+    let out = wmp(&["help", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Usage: wmp help [COMMAND]..."), "{}", stdout(&out));
+    let out = wmp(&["help", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "Error: no such subcommand: \"nope\" (see `wmp --help`)\n");
+}
