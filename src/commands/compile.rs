@@ -4,11 +4,19 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use wmp_host::Runtime;
+use wasmtime_cli_flags::CommonOptions;
+use wmp_host::Limits;
+
+use super::run::wasmtime_options;
 
 /// Compile a WebAssembly module or component to a precompiled .cwasm file.
 #[derive(clap::Args)]
 pub struct CompileCommand {
+    /// The options of `wmp run` that shape the compiled code: run the
+    /// artifact with the same ones.
+    #[command(flatten)]
+    common: CommonOptions,
+
     /// The .wasm or .wat file.
     module: PathBuf,
 
@@ -18,8 +26,8 @@ pub struct CompileCommand {
 }
 
 impl CompileCommand {
-    pub fn execute(self) -> anyhow::Result<()> {
-        let runtime = Runtime::new()?;
+    pub fn execute(mut self) -> anyhow::Result<()> {
+        let runtime = wasmtime_options::runtime_builder(&mut self.common, Limits::new())?.build()?;
         let bytes = runtime.read_program(&self.module)?;
         let artifact = runtime.precompile(&self.module.display().to_string(), &bytes)?;
         let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));

@@ -2,7 +2,7 @@
 //! runs it (the same flags, parsed by wasmtime's own crate; the same output
 //! and exit codes), with the process model available to wmp guests.
 
-mod wasmtime_options;
+pub mod wasmtime_options;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,10 +22,6 @@ const TERMINATED_EXIT_STATUS: i32 = 143;
 
 /// How a `.cwasm` artifact (an ELF object) begins.
 const PRECOMPILED_MAGIC: &[u8] = b"\x7fELF";
-
-/// The size of wasmtime's pool when `-O pooling-allocator` does not come
-/// with --max-processes (wasmtime's own default instance count).
-const DEFAULT_POOL_SIZE: u32 = 1000;
 
 /// Run a WebAssembly module or component as the main process.
 #[derive(clap::Args)]
@@ -124,27 +120,17 @@ pub struct RunCommand {
 
 impl RunCommand {
     pub fn execute(mut self) -> anyhow::Result<()> {
-        // wasmtime's Config from -O, -C, -D and -W; making it fills in the
-        // option groups, which are checked first so that an option wmp
-        // lacks is refused with wmp's reason.
-        let config = self.common.config(None);
-        wasmtime_options::refuse_unsupported(&self.common)?;
-        let config = config?;
+        let limits = Limits {
+            max_processes: self.max_processes,
+            max_depth: self.max_depth,
+            max_host_memory: self.max_host_memory,
+            ..Limits::new()
+        };
+        let builder = wasmtime_options::runtime_builder(&mut self.common, limits)?;
         self.refuse_unsupported_flags()?;
         let module = PathBuf::from(&self.module_and_args[0]);
         let cache = if self.disable_cache { CodeCache::Off } else { CodeCache::System };
-        let mut builder = Runtime::builder()
-            .wasmtime_config(config)
-            .code_cache(cache)
-            .limits(self.limits())
-            .max_program_size(self.max_program_size);
-        if let Some(bytes) = self.common.wasm.max_wasm_stack {
-            builder = builder.max_wasm_stack(bytes);
-        }
-        if self.common.opts.pooling_allocator == Some(true) {
-            let pool = self.max_processes.map_or(DEFAULT_POOL_SIZE, |n| u32::try_from(n).unwrap_or(u32::MAX));
-            builder = builder.pooling(pool);
-        }
+        let mut builder = builder.code_cache(cache).max_program_size(self.max_program_size);
         #[cfg(feature = "cluster")]
         if let Some(dashboard) = &self.cluster {
             builder = builder.cluster(wmp_host::Cluster::ray(dashboard));
@@ -189,20 +175,6 @@ impl RunCommand {
         }
         // SAFETY: the user vouched for the file with --allow-precompiled.
         Ok(unsafe { runtime.load_precompiled_bytes(&name, &bytes)? })
-    }
-
-    fn limits(&self) -> Limits {
-        let wasm = &self.common.wasm;
-        Limits {
-            max_processes: self.max_processes,
-            max_depth: self.max_depth,
-            max_memory: wasm.max_memory_size,
-            max_table_elements: wasm.max_table_elements,
-            max_host_memory: self.max_host_memory,
-            fuel: wasm.fuel,
-            timeout: wasm.timeout,
-            ..Limits::new()
-        }
     }
 
     fn capabilities(&self, module: &Path) -> anyhow::Result<Capabilities> {

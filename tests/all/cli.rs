@@ -394,6 +394,15 @@ fn a_precompiled_program_runs_only_when_allowed() {
     let out = wmp(&["run", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "refused without --allow-precompiled");
     assert_eq!(stderr(&out), "Error: running a precompiled module requires the `--allow-precompiled` flag\n");
+    // Compiled with wasmtime's options, it runs with the same ones only.
+    let metered = dir.join("probe-fuel.cwasm");
+    let out = wmp(&["compile", "-W", "fuel=100000000", PROBE, "-o", metered.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wmp(&["run", "-W", "fuel=100000000", "--allow-precompiled", metered.to_str().unwrap(), "exit", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = wmp(&["run", "--allow-precompiled", metered.to_str().unwrap(), "exit", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("compiled with fuel support but it is not enabled for the host"), "{}", stderr(&out));
 }
 
 /// The embedding example (examples/embed), which `cargo test` builds next

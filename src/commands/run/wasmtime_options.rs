@@ -13,6 +13,11 @@
 use anyhow::bail;
 use serde_json::Value;
 use wasmtime_cli_flags::CommonOptions;
+use wmp_host::{Limits, Runtime, RuntimeBuilder};
+
+/// The size of wasmtime's pool when `-O pooling-allocator` does not come
+/// with --max-processes (wasmtime's own default instance count).
+const DEFAULT_POOL_SIZE: u32 = 1000;
 
 /// Why wmp refuses an option (or one value of it).
 type Refusal = &'static str;
@@ -27,10 +32,39 @@ const LOGS: Refusal = "wmp logs through the WMP_LOG variable (for example WMP_LO
 const NO_DEBUGGER: Refusal = "wmp has no debugger integration";
 const NETWORK_TOGETHER: Refusal = "wmp grants TCP, UDP and name lookup together, with `-S inherit-network`";
 
+/// A runtime builder set as `common` asks, over wmp's own `limits`:
+/// wasmtime's Config from `-O`, `-C`, `-D` and `-W`; the wasm stack; the
+/// limits `-W` sets (memory, tables, fuel, timeout); and the pool. `wmp
+/// run` and `wmp compile` both start here, so an artifact compiled with
+/// some options runs with the same ones (as with wasmtime).
+pub fn runtime_builder(common: &mut CommonOptions, limits: Limits) -> anyhow::Result<RuntimeBuilder> {
+    // Making the Config fills in the option groups, which are checked
+    // first so that an option wmp lacks is refused with wmp's reason.
+    let config = common.config(None);
+    refuse_unsupported(common)?;
+    let wasm = &common.wasm;
+    let limits = Limits {
+        max_memory: wasm.max_memory_size,
+        max_table_elements: wasm.max_table_elements,
+        fuel: wasm.fuel,
+        timeout: wasm.timeout,
+        ..limits
+    };
+    let mut builder = Runtime::builder().wasmtime_config(config?);
+    if let Some(bytes) = wasm.max_wasm_stack {
+        builder = builder.max_wasm_stack(bytes);
+    }
+    if common.opts.pooling_allocator == Some(true) {
+        let pool = limits.max_processes.map_or(DEFAULT_POOL_SIZE, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        builder = builder.pooling(pool);
+    }
+    Ok(builder.limits(limits))
+}
+
 /// Checks every option the command line set (the groups are filled in by
 /// `CommonOptions::config`, which must have run): an error names the first
 /// one wmp cannot honour, and why.
-pub fn refuse_unsupported(common: &CommonOptions) -> anyhow::Result<()> {
+fn refuse_unsupported(common: &CommonOptions) -> anyhow::Result<()> {
     let groups = [
         ("-O", serde_json::to_value(&common.opts)?),
         ("-C", serde_json::to_value(&common.codegen)?),
