@@ -515,6 +515,13 @@ impl Runtime {
         program_file::read(path.as_ref(), self.shared.max_program_size)
     }
 
+    /// Reads a program from a stream (`wmp run -` reads stdin), to its
+    /// end, within the same cap as [`read_program`](Self::read_program);
+    /// `name` names it in errors.
+    pub fn read_program_from(&self, stream: impl std::io::Read, name: &str) -> Result<Vec<u8>> {
+        program_file::read_capped(stream, Path::new(name), self.shared.max_program_size)
+    }
+
     /// Loads a program from bytes; `name` names it in errors and is its
     /// default `argv[0]`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {

@@ -113,7 +113,8 @@ pub struct RunCommand {
     cluster: Option<String>,
 
     /// The WebAssembly module (.wasm, .wat, or with --allow-precompiled a
-    /// .cwasm) to run, and the arguments passed to it.
+    /// .cwasm; `-` reads it from stdin) to run, and the arguments passed
+    /// to it.
     #[arg(value_name = "WASM", trailing_var_arg = true, required = true)]
     module_and_args: Vec<OsString>,
 }
@@ -161,11 +162,14 @@ impl RunCommand {
         }
     }
 
-    /// Loads WASM from one read of the file: a `.cwasm` artifact if
-    /// allowed, else WebAssembly.
+    /// Loads WASM from one read of the file (or of stdin, for `-`): a
+    /// `.cwasm` artifact if allowed, else WebAssembly.
     fn load(&self, runtime: &Runtime, module: &Path) -> anyhow::Result<Program> {
         let name = module.display().to_string();
-        let bytes = runtime.read_program(module)?;
+        let bytes = match module.to_str() {
+            Some("-") => runtime.read_program_from(std::io::stdin().lock(), "/dev/stdin")?,
+            _ => runtime.read_program(module)?,
+        };
         if !bytes.starts_with(PRECOMPILED_MAGIC) {
             return Ok(runtime.load_bytes(&name, &bytes)?);
         }

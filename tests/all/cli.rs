@@ -492,3 +492,25 @@ fn help_describes_each_subcommand_and_itself() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "Error: no such subcommand: \"nope\" (see `wmp --help`)\n");
 }
+
+#[test]
+fn a_module_named_dash_is_read_from_stdin_within_the_size_cap() {
+    let exit_7 = r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $e (param i32)))
+        (memory (export "memory") 1) (func (export "_start") (call $e (i32.const 7))))"#;
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wmp"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), exit_7.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["run", "-"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = run(&["run", "--max-program-size", "16", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("Error: cannot load /dev/stdin: "), "{}", stderr(&out));
+}

@@ -29,10 +29,20 @@ pub(crate) fn read(path: &Path, max_size: u64) -> Result<Vec<u8>> {
     // replaced in between: the open then cannot wait either.
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(read_error)?;
     refuse_unless_regular(path, &file.metadata().map_err(read_error)?)?;
-    // One byte past the cap tells a file over it, however its size grows
-    // while it is read (or whatever size it claims, as /proc files do).
+    read_capped(file, path, max_size)
+}
+
+/// Reads a program from `reader` (a stream such as stdin, named `path` in
+/// errors) to its end, if that comes within `max_size` bytes.
+pub(crate) fn read_capped(reader: impl Read, path: &Path, max_size: u64) -> Result<Vec<u8>> {
+    // One byte past the cap tells a program over it, however its file
+    // grows while it is read (or whatever size it claims, as /proc files
+    // do), and a stream that never ends is not read without bound.
     let mut bytes = Vec::new();
-    file.take(max_size.saturating_add(1)).read_to_end(&mut bytes).map_err(read_error)?;
+    reader
+        .take(max_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|error| Error::Read { path: path.to_owned(), error })?;
     if bytes.len() as u64 > max_size {
         return Err(Error::ProgramTooLarge { path: path.to_owned(), max_size });
     }
