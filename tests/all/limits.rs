@@ -1,10 +1,12 @@
 //! Limits: a process that goes past its memory, table, fuel, time, stack,
 //! process count or spawn depth ends like a kill (-9) with the limit as
-//! its exit reason; children inherit limits; the host survives.
+//! its exit reason, unless a failed memory or table growth is to return -1
+//! or trap instead (`GrowFailure`, as under `wasmtime run`); children
+//! inherit limits; the host survives.
 
 use std::time::Duration;
 
-use wmp_host::{ExitReason, Limit, Limits, Process, Program, Runtime, RuntimeBuilder};
+use wmp_host::{ExitReason, GrowFailure, Limit, Limits, Process, Program, Runtime, RuntimeBuilder};
 
 use crate::{Backend, Fixture, Output, PATIENCE, child_builder, probe, run_child, runtime};
 
@@ -57,6 +59,99 @@ fn table_growth_past_the_limit() {
     let grow = rt.load_bytes("table.wat", grow.as_bytes()).unwrap();
     let p = run_limited(&rt, &grow, Limits { max_table_elements: Some(100), ..Limits::new() });
     assert_limit(&p, Limit::Table);
+}
+
+/// Under a 32 MiB (512-page) memory limit: a growth past it returns -1 and
+/// counts nothing, so growing to exactly the limit still works, and one
+/// page more returns -1 again; exit 7 if all that held, 2-4 for the step
+/// that did not.
+const GROW_TO_THE_MEMORY_LIMIT: &str = r#"(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func (export "_start")
+        (if (i32.ne (memory.grow (i32.const 1000)) (i32.const -1)) (then (call $exit (i32.const 2))))
+        (if (i32.ne (memory.grow (i32.const 511)) (i32.const 1)) (then (call $exit (i32.const 3))))
+        (if (i32.ne (memory.grow (i32.const 1)) (i32.const -1)) (then (call $exit (i32.const 4))))
+        (call $exit (i32.const 7))))"#;
+
+/// The same for a 100-element table limit.
+const GROW_TO_THE_TABLE_LIMIT: &str = r#"(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (table 1 funcref)
+    (func (export "_start")
+        (if (i32.ne (table.grow (ref.null func) (i32.const 1000)) (i32.const -1)) (then (call $exit (i32.const 2))))
+        (if (i32.ne (table.grow (ref.null func) (i32.const 99)) (i32.const 1)) (then (call $exit (i32.const 3))))
+        (if (i32.ne (table.grow (ref.null func) (i32.const 1)) (i32.const -1)) (then (call $exit (i32.const 4))))
+        (call $exit (i32.const 7))))"#;
+
+/// Grows a memory past its declared maximum of 2 pages (no limit involved):
+/// exit 7 if that returned -1.
+const GROW_PAST_THE_DECLARED_MAXIMUM: &str = r#"(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1 2)
+    (func (export "_start")
+        (if (i32.ne (memory.grow (i32.const 5)) (i32.const -1)) (then (call $exit (i32.const 2))))
+        (call $exit (i32.const 7))))"#;
+
+/// The limits the WAT programs above are written for, with `on_grow_failure`.
+fn memory_and_table_limits(on_grow_failure: GrowFailure) -> Limits {
+    Limits {
+        max_memory: Some(32 << 20),
+        max_table_elements: Some(100),
+        on_grow_failure: Some(on_grow_failure),
+        ..Limits::new()
+    }
+}
+
+#[test]
+fn a_refused_growth_returns_minus_one_counts_nothing_and_the_process_goes_on() {
+    // Set for the runtime, as `wmp run` does: every process inherits it.
+    let rt = RuntimeBuilder::default().limits(memory_and_table_limits(GrowFailure::Refuse)).build().unwrap();
+    for (name, wat) in [("memory.wat", GROW_TO_THE_MEMORY_LIMIT), ("table.wat", GROW_TO_THE_TABLE_LIMIT)] {
+        let program = rt.load_bytes(name, wat.as_bytes()).unwrap();
+        let p = run_limited(&rt, &program, Limits::new());
+        assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Exit(7))), "{name}: {p}");
+    }
+    // A Rust guest whose allocation fails aborts, which is a trap.
+    let (p, _) = run_probe_limited(&rt, "alloc", "64", Limits { max_memory: Some(16 << 20), ..Limits::new() });
+    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Trap(_)))), "{p}");
+    assert_eq!(p.exitcode(), Ok(Some(1)));
+}
+
+#[test]
+fn a_failed_growth_traps_when_asked_to() {
+    let rt = runtime();
+    let trapping = memory_and_table_limits(GrowFailure::Trap);
+    let cases = [
+        ("memory.wat", GROW_TO_THE_MEMORY_LIMIT, "forcing trap when growing memory to 65601536 bytes"),
+        ("table.wat", GROW_TO_THE_TABLE_LIMIT, "forcing trap when growing table to 1001 elements"),
+        ("maximum.wat", GROW_PAST_THE_DECLARED_MAXIMUM, "forcing trap when growing memory to 393216 bytes"),
+    ];
+    for (name, wat, trap) in cases {
+        let program = rt.load_bytes(name, wat.as_bytes()).unwrap();
+        let (stderr, captured) = wmp_host::Stdio::capture();
+        let p = rt.process(&program).limits(trapping.clone()).capabilities(wmp_host::Capabilities::new().stderr(stderr));
+        let p = finish(p.build());
+        assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Trap(trap.into()))), "{name}: {p}");
+        assert_eq!(p.exitcode(), Ok(Some(1)), "a trap ends a child like an exception");
+        assert!(captured.text().starts_with(&format!("Process {}:\n", p.name())), "{}", captured.text());
+    }
+    // By default a growth past the declared maximum returns -1 (only the
+    // limits stop a process).
+    let program = rt.load_bytes("maximum.wat", GROW_PAST_THE_DECLARED_MAXIMUM.as_bytes()).unwrap();
+    assert_eq!(run_limited(&rt, &program, Limits::new()).exit_reason(), Ok(Some(ExitReason::Exit(7))));
+}
+
+#[test]
+fn a_child_cannot_soften_what_a_failed_growth_does() {
+    let rt = RuntimeBuilder::default().limits(memory_and_table_limits(GrowFailure::Trap)).build().unwrap();
+    let program = rt.load_bytes("memory.wat", GROW_TO_THE_MEMORY_LIMIT.as_bytes()).unwrap();
+    let softer = rt.process(&program).limits(Limits { on_grow_failure: Some(GrowFailure::Refuse), ..Limits::new() });
+    let err = softer.build().start().unwrap_err();
+    assert_eq!(err.to_string(), "cannot soften the grow failure reaction from Trap to Refuse");
+    let stricter = Limits { on_grow_failure: Some(GrowFailure::Stop), ..Limits::new() };
+    assert_limit(&run_limited(&rt, &program, stricter), Limit::Memory);
 }
 
 #[test]

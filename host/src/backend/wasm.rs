@@ -29,7 +29,7 @@ use wmp_core::ProcessError;
 
 use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::{Charge, Held};
-use crate::base::limits::Limit;
+use crate::base::limits::{GrowFailure, Limit};
 use crate::base::stdio::{Stdio, Stream};
 use crate::model::builder::{Capabilities, LaunchSpec, Target};
 use crate::ipc::inherit::Handles;
@@ -169,8 +169,9 @@ impl GuestCtx {
 }
 
 /// Enforces a process's memory and table limits, each summed over all its
-/// memories (tables): growing past one stops the process with that limit
-/// as its exit reason.
+/// memories (tables), and does what its [`GrowFailure`] says with a growth
+/// that fails: past a limit, past the declared maximum, or one the host
+/// cannot allocate.
 struct MemoryGuard {
     node: Arc<Node>,
     memory: Allowance,
@@ -178,7 +179,11 @@ struct MemoryGuard {
 }
 
 /// What a process has of one limit (bytes of memory, table elements), and
-/// the growth wasmtime was last allowed, taken back if that growth failed.
+/// the growth wasmtime was last allowed. A refused growth (past the limit
+/// or the declared maximum) is never counted. Of those allowed, wasmtime
+/// fails only a memory growth the host cannot allocate, which is taken
+/// back; a table growth it fails was never asked about (its size
+/// overflowed), so it has nothing to take back.
 #[derive(Default)]
 struct Allowance {
     used: usize,
@@ -189,47 +194,77 @@ impl MemoryGuard {
     fn new(node: Arc<Node>) -> MemoryGuard {
         MemoryGuard { node, memory: Allowance::default(), tables: Allowance::default() }
     }
-}
 
-impl Allowance {
-    fn grow(&mut self, node: &Node, limit: Limit, max: Option<usize>, current: usize, desired: usize) -> wasmtime::Result<bool> {
+    fn on_failure(&self) -> GrowFailure {
+        self.node.limits.on_grow_failure.unwrap_or(GrowFailure::Stop)
+    }
+
+    /// Whether one memory (table, as `limit` says) may grow from `current`
+    /// to `desired`, past neither the process's limit nor its own declared
+    /// `maximum`; counted if so.
+    fn growing(&mut self, limit: Limit, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let on_failure = self.on_failure();
+        let (allowance, max) = match limit {
+            Limit::Table => (&mut self.tables, self.node.limits.max_table_elements),
+            _ => (&mut self.memory, self.node.limits.max_memory),
+        };
         let growth = desired.saturating_sub(current);
-        let total = self.used.saturating_add(growth);
-        match max {
-            Some(max) if total > max => {
-                node.stop(ExitReason::Limit(limit));
-                Err(wasmtime::format_err!("{limit} of {max} reached (asked for {total} in all)"))
-            }
-            _ => {
-                self.used = total;
-                self.last_growth = growth;
-                Ok(true)
-            }
+        let total = allowance.used.saturating_add(growth);
+        let past_limit = max.filter(|&max| total > max);
+        if let Some(max) = past_limit
+            && on_failure == GrowFailure::Stop
+        {
+            self.node.stop(ExitReason::Limit(limit));
+            return Err(wasmtime::format_err!("{limit} of {max} reached (asked for {total} in all)"));
+        }
+        if past_limit.is_some() || maximum.is_some_and(|maximum| desired > maximum) {
+            return match on_failure {
+                GrowFailure::Trap => Err(wasmtime::format_err!("forcing trap when growing {}", growing_to(limit, desired))),
+                GrowFailure::Refuse | GrowFailure::Stop => Ok(false),
+            };
+        }
+        allowance.used = total;
+        allowance.last_growth = growth;
+        Ok(true)
+    }
+
+    /// A growth wasmtime failed: under [`GrowFailure::Trap`] the failure
+    /// traps, as wasmtime's `StoreLimits` makes it.
+    fn failed(&self, limit: Limit, error: wasmtime::Error) -> wasmtime::Result<()> {
+        match self.on_failure() {
+            GrowFailure::Trap => Err(error.context(format!("forcing a {} growth failure to be a trap", grown(limit)))),
+            GrowFailure::Refuse | GrowFailure::Stop => Ok(()),
         }
     }
+}
 
-    fn growth_failed(&mut self) {
-        self.used -= std::mem::take(&mut self.last_growth);
-    }
+/// What grows under `limit`, in wasmtime's words.
+fn grown(limit: Limit) -> &'static str {
+    if limit == Limit::Table { "table" } else { "memory" }
+}
+
+/// "memory to N bytes", "table to N elements", as wasmtime says it.
+fn growing_to(limit: Limit, desired: usize) -> String {
+    let unit = if limit == Limit::Table { "elements" } else { "bytes" };
+    format!("{} to {desired} {unit}", grown(limit))
 }
 
 impl wasmtime::ResourceLimiter for MemoryGuard {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.memory.grow(&self.node, Limit::Memory, self.node.limits.max_memory, current, desired)
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.growing(Limit::Memory, current, desired, maximum)
     }
 
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory.growth_failed();
-        Ok(())
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory.used -= std::mem::take(&mut self.memory.last_growth);
+        self.failed(Limit::Memory, error)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.tables.grow(&self.node, Limit::Table, self.node.limits.max_table_elements, current, desired)
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.growing(Limit::Table, current, desired, maximum)
     }
 
-    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.tables.growth_failed();
-        Ok(())
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.failed(Limit::Table, error)
     }
 }
 

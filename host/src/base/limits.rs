@@ -1,7 +1,8 @@
 //! Per-process resource limits: what a process may use, how its children
 //! inherit them (and may only narrow them), and how hitting one is
 //! recorded. A process that hits a limit ends like a kill (exitcode -9),
-//! with an exit reason naming the limit.
+//! with an exit reason naming the limit, except that a memory or table
+//! growth past its limit may instead fail or trap ([`GrowFailure`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,31 @@ pub struct Limits {
     pub max_processes: Option<usize>,
     /// Levels of descendants below the process that has this limit.
     pub max_depth: Option<usize>,
+    /// What a `memory.grow` or `table.grow` that fails does, above all one
+    /// that would pass `max_memory` or `max_table_elements`; None is the
+    /// parent's choice, and at the root [`GrowFailure::Stop`].
+    pub on_grow_failure: Option<GrowFailure>,
+}
+
+/// What a failed `memory.grow` or `table.grow` does: one that would pass
+/// the process's memory or table limit, or its memory's (table's) declared
+/// maximum, or that the host cannot allocate. From the mildest to the
+/// strictest, which is the order in which a child may only narrow it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum GrowFailure {
+    /// The instruction returns -1 and the process goes on, as under
+    /// `wasmtime run` (a Rust guest then usually aborts on the failed
+    /// allocation, which is a trap).
+    Refuse,
+    /// The instruction traps, as under `wasmtime run -W
+    /// trap-on-grow-failure`: [`ExitReason::Trap`](crate::ExitReason::Trap),
+    /// exitcode 1 like an exception.
+    Trap,
+    /// A growth past the limit stops the process like a kill, its subtree
+    /// with it: [`ExitReason::Limit`](crate::ExitReason::Limit) with
+    /// [`Limit::Memory`] or [`Limit::Table`], exitcode -9. Any other failed
+    /// growth returns -1.
+    Stop,
 }
 
 pub(crate) fn narrowest<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -64,6 +90,11 @@ impl Limits {
             .or_else(|| wider("timeout", self.timeout, asked.timeout))
             .or_else(|| wider("process count", self.max_processes, asked.max_processes))
             .or_else(|| wider("spawn depth", self.max_depth, asked.max_depth))
+            .or_else(|| {
+                // A milder reaction to a failed growth is the wider one.
+                let (have, asked) = (self.on_grow_failure?, asked.on_grow_failure?);
+                (asked < have).then(|| format!("cannot soften the grow failure reaction from {have:?} to {asked:?}"))
+            })
     }
 
     /// These limits, narrowed by `other`: each limit is the stricter of
@@ -77,6 +108,7 @@ impl Limits {
             timeout: narrowest(self.timeout, other.timeout),
             max_processes: narrowest(self.max_processes, other.max_processes),
             max_depth: narrowest(self.max_depth, other.max_depth),
+            on_grow_failure: self.on_grow_failure.max(other.on_grow_failure),
         }
     }
 }
@@ -169,6 +201,20 @@ mod tests {
         assert_eq!(child.max_processes, None);
         assert_eq!(parent.widened_by(&asked), Some("cannot widen the memory limit from 10 to 20".into()));
         assert_eq!(parent.widened_by(&child), None);
+    }
+
+    #[test]
+    fn a_child_can_only_make_a_failed_growth_stricter() {
+        let refusing = Limits { on_grow_failure: Some(GrowFailure::Refuse), ..Limits::new() };
+        let trapping = Limits { on_grow_failure: Some(GrowFailure::Trap), ..Limits::new() };
+        assert_eq!(refusing.narrowed_by(&Limits::new()).on_grow_failure, Some(GrowFailure::Refuse), "inherited");
+        assert_eq!(refusing.narrowed_by(&trapping).on_grow_failure, Some(GrowFailure::Trap), "made stricter");
+        assert_eq!(trapping.narrowed_by(&refusing).on_grow_failure, Some(GrowFailure::Trap), "not softened");
+        assert_eq!(refusing.widened_by(&trapping), None);
+        assert_eq!(
+            trapping.widened_by(&refusing),
+            Some("cannot soften the grow failure reaction from Trap to Refuse".into())
+        );
     }
 
     #[test]
