@@ -119,6 +119,33 @@ fn a_refused_growth_returns_minus_one_counts_nothing_and_the_process_goes_on() {
     assert_eq!(p.exitcode(), Ok(Some(1)));
 }
 
+/// A memory of 1-byte pages starting at 64 KiB, under a 1 MiB limit: 64
+/// times, it grows by 64 KiB, then by 4 GiB - 1 bytes, a growth wasmtime
+/// fails without asking the limiter (the memory's type cannot hold it);
+/// exits with how many of the 64 KiB growths worked.
+const GROW_BETWEEN_UNASKED_FAILURES: &str = r#"(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 65536 (pagesize 1))
+    (func (export "_start") (local $grown i32) (local $round i32)
+        (loop $again
+            (if (i32.ne (memory.grow (i32.const 65536)) (i32.const -1))
+                (then (local.set $grown (i32.add (local.get $grown) (i32.const 1)))))
+            (drop (memory.grow (i32.const -1)))
+            (local.set $round (i32.add (local.get $round) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $round) (i32.const 64))))
+        (call $exit (local.get $grown))))"#;
+
+#[test]
+fn a_growth_failed_without_asking_takes_back_no_earlier_growth() {
+    let mut config = wasmtime::Config::new();
+    config.wasm_custom_page_sizes(true);
+    let rt = RuntimeBuilder::default().wasmtime_config(config).build().unwrap();
+    let program = rt.load_bytes("pages.wat", GROW_BETWEEN_UNASKED_FAILURES.as_bytes()).unwrap();
+    let limits = Limits { max_memory: Some(1 << 20), on_grow_failure: Some(GrowFailure::Refuse), ..Limits::new() };
+    let p = run_limited(&rt, &program, limits);
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Exit(15))), "64 KiB to start, 15 more make 1 MiB: {p}");
+}
+
 #[test]
 fn a_failed_growth_traps_when_asked_to() {
     let rt = runtime();

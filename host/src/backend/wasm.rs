@@ -182,8 +182,10 @@ struct MemoryGuard {
 /// the growth wasmtime was last allowed. A refused growth (past the limit
 /// or the declared maximum) is never counted. Of those allowed, wasmtime
 /// fails only a memory growth the host cannot allocate, which is taken
-/// back; a table growth it fails was never asked about (its size
-/// overflowed), so it has nothing to take back.
+/// back. It also fails some growths without asking first, which have
+/// nothing to take back: any table growth it fails (its size overflowed),
+/// and a memory growth past what the memory's type can hold
+/// ([`UNASKED_MEMORY_GROWTH_FAILURE`]).
 #[derive(Default)]
 struct Allowance {
     used: usize,
@@ -238,6 +240,12 @@ impl MemoryGuard {
     }
 }
 
+/// wasmtime's words (`Memory::grow`) for a memory growth it fails without
+/// asking the limiter: past the 4 GiB a 32-bit memory of 1-byte pages can
+/// hold. Taking back the last growth for it would let a guest that
+/// alternates it with real growths grow without bound.
+const UNASKED_MEMORY_GROWTH_FAILURE: &str = "memory growth exceeds memory type's limits";
+
 /// What grows under `limit`, in wasmtime's words.
 fn grown(limit: Limit) -> &'static str {
     if limit == Limit::Table { "table" } else { "memory" }
@@ -255,7 +263,9 @@ impl wasmtime::ResourceLimiter for MemoryGuard {
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory.used -= std::mem::take(&mut self.memory.last_growth);
+        if error.to_string() != UNASKED_MEMORY_GROWTH_FAILURE {
+            self.memory.used -= std::mem::take(&mut self.memory.last_growth);
+        }
         self.failed(Limit::Memory, error)
     }
 
