@@ -177,6 +177,36 @@ fn a_wmp_guest_is_the_main_process() {
     assert!(text.contains("Process-1 exitcode=Some(0)"), "{text}");
 }
 
+/// `wmp run probe.wasm leave 1 SLEEP_MS`: main starts a daemonic spinner
+/// and a non-daemonic sleeper (Process-2), then returns and, by CPython's
+/// exit rule, waits for the sleeper; the lines on stderr that say so.
+fn lines_about_waiting(sleep_ms: &str) -> (Output, Vec<String>) {
+    let out = wmp_within_10s(&["run", PROBE, "leave", "1", sleep_ms].map(OsStr::new));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stderr(&out);
+    let lines = text.lines().filter(|line| line.contains("waits for its non-daemonic children")).map(str::to_owned).collect();
+    (out, lines)
+}
+
+#[test]
+fn main_waiting_for_a_child_says_so_once_naming_it() {
+    let started = Instant::now();
+    let (out, lines) = lines_about_waiting("2500");
+    assert!(started.elapsed() >= Duration::from_millis(2500), "the sleeper was joined");
+    assert_eq!(lines.len(), 1, "{}", stderr(&out));
+    let line = &lines[0];
+    assert!(line.starts_with("wmp: the main process has ended"), "{line}");
+    assert!(line.contains(": <Process name='Process-2' pid="), "the sleeper, by its repr: {line}");
+    assert!(line.ends_with(" started> (daemonic children are not waited for; Ctrl-C stops them all)"), "{line}");
+    assert!(!line.contains("Process-1"), "the daemonic spinner is not waited for: {line}");
+}
+
+#[test]
+fn main_whose_children_end_within_a_second_says_nothing() {
+    let (out, lines) = lines_about_waiting("200");
+    assert_eq!(lines, Vec::<String>::new(), "{}", stderr(&out));
+}
+
 #[test]
 fn bad_input_gives_a_one_line_error() {
     let dir = scratch("cli-bad-input");

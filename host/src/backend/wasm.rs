@@ -512,7 +512,8 @@ fn new_store<T: HasGuest>(backend: &WasmBackend, state: T) -> Result<Store<T>, S
 
 /// Where and how a trap is reported: on the process's stderr, as CPython
 /// reports an uncaught exception (`Process <name>:` and the trap for a
-/// child; for the main process, as `wasmtime run` reports it).
+/// child; for the main process, as `wasmtime run` reports it). The main
+/// process's line about the children it waits for goes there too.
 struct TrapReport {
     stderr: Stdio,
     program: String,
@@ -544,7 +545,13 @@ async fn supervise(host: Arc<dyn ProcessHost>, node: Arc<Node>, report_to: TrapR
     };
     // The store is freed before the end is published.
     drop(held.take());
-    if let Some(stop) = crate::model::launch::end_children(&node, &reason).await {
+    let stopped_by = if node.is_main() {
+        let tell = |line: &str| report_to.stderr.write_host_message(Stream::Stderr, &format!("{line}\n"));
+        crate::model::launch::end_children_of_main(&node, &reason, tell).await
+    } else {
+        crate::model::launch::end_children(&node, &reason).await
+    };
+    if let Some(stop) = stopped_by {
         reason = stop;
     }
     if !held.claim_end() {

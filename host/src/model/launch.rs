@@ -2,16 +2,19 @@
 //! `_Popen`: a [`Runnable`] is what a process runs bound to the backend
 //! that runs it, a [`ProcessHost`] is what the model asks of the runtime,
 //! and [`start`] and [`end_children`] are the steps every backend's
-//! process takes at its start and at its end. The model knows no backend;
-//! a backend knows the model only through this file and the [`Node`] it
-//! launches.
+//! process takes at its start and at its end ([`end_children_of_main`]
+//! for the main process, which says whom it waits for). The model knows
+//! no backend; a backend knows the model only through this file and the
+//! [`Node`] it launches.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wmp_core::ProcessError;
 
 use crate::base::exit::{ExitReason, Signal};
 use crate::model::builder::{LaunchSpec, Placement, Target};
+use crate::model::process::Process;
 use crate::model::registry::{Node, NodeSpec, Registry};
 
 /// What a process runs (a wasm program, a native executable), bound to
@@ -137,4 +140,36 @@ pub(crate) async fn end_children(node: &Node, reason: &ExitReason) -> Option<Exi
     }
     node.children.lock().unwrap().clear();
     stopped_by
+}
+
+/// How long the main process joins its non-daemonic children at its end
+/// before [`end_children_of_main`] says which ones it waits for.
+pub(crate) const PATIENCE_BEFORE_TELLING: Duration = Duration::from_secs(1);
+
+/// [`end_children`] for the main process. CPython's exit rule keeps it until
+/// its non-daemonic children have ended, which looks like a hang: if that
+/// takes longer than [`PATIENCE_BEFORE_TELLING`], `tell` gets one line
+/// (no newline) naming the children it still waits for, by their reprs.
+pub(crate) async fn end_children_of_main(main: &Arc<Node>, reason: &ExitReason, tell: impl FnOnce(&str)) -> Option<ExitReason> {
+    let mut ending = std::pin::pin!(end_children(main, reason));
+    if reason.is_stop() {
+        return ending.await; // it kills them, waiting for none
+    }
+    if let Ok(stopped_by) = tokio::time::timeout(PATIENCE_BEFORE_TELLING, &mut ending).await {
+        return stopped_by;
+    }
+    let children = main.children.lock().unwrap().clone();
+    let waited_for: Vec<String> = children
+        .into_iter()
+        .filter(|child| child.started_node().is_some_and(|node| !node.daemon && !node.exit.is_set()))
+        .map(|child| Process::seen_by(child, main.clone()).to_string())
+        .collect();
+    if !waited_for.is_empty() {
+        tell(&format!(
+            "wmp: the main process has ended and, as in CPython, waits for its non-daemonic children to end: {} \
+             (daemonic children are not waited for; Ctrl-C stops them all)",
+            waited_for.join(", ")
+        ));
+    }
+    ending.await
 }

@@ -3,7 +3,8 @@
 //! another guest; its argument is a JSON string (often "TARGET ARGS" for
 //! targets that start a child running TARGET, so trees of any depth can be
 //! described: "nest nest identity"). Run as a program, it prints its
-//! identity (`wmp run probe.wasm [exit N | spawn TARGET ARGS]`).
+//! identity (`wmp run probe.wasm [exit N | spawn TARGET ARGS | leave N
+//! SLEEP_MS]`).
 
 use std::time::{Duration, Instant};
 
@@ -291,6 +292,7 @@ fn main_process() {
     match args.get(1).map(String::as_str) {
         Some("exit") => exit(args[2].parse().expect("exit code")),
         Some("spawn") => nest(args[2..].join(" ")),
+        Some("leave") => leave_children(args[2..].join(" ")),
         _ => {}
     }
 }
