@@ -23,7 +23,8 @@ use crate::backend::wasm::program::Program;
 use crate::base::error::{Error, Result};
 use crate::base::stdio::{PipeReader, Stdio, Stream};
 use crate::model::registry::Node;
-use crate::runtime::{CodeCache, Runtime};
+use crate::backend::wasm::code_cache::CodeCache;
+use crate::runtime::Runtime;
 
 /// Where an agent dials and how it proves who it is: what its runtime put
 /// on its command line.

@@ -69,6 +69,7 @@ pub use backend::native::NativeProgram;
 pub use backend::remote::Cluster;
 #[doc(hidden)]
 pub use backend::native::guest_marker::GUEST_NOTE;
+pub use backend::wasm::code_cache::{CodeCache, CodeCacheUsage, DEFAULT_CODE_CACHE_LIMIT};
 pub use backend::wasm::program::{Program, ProgramKind};
 pub use base::error::{Error, ProcessError, Result};
 pub use base::exit::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
@@ -85,7 +86,7 @@ pub use model::builder::{Capabilities, Placement, Preopen, ProcessBuilder, Targe
 pub use model::handoff::Handoff;
 pub use model::process::Process;
 pub use model::registry::{FIRST_WASM_PID, Pid};
-pub use runtime::{CodeCache, ProcessInfo, Runtime, RuntimeBuilder};
+pub use runtime::{ProcessInfo, Runtime, RuntimeBuilder};
 pub use wmp_core::{AuthKey, ConnectionError, naming};
 
 /// The `wmp:process` WIT package, as `wmp wit` prints it: the process

@@ -3,7 +3,7 @@
 //! embedding host (or, under `wmp run`, the main guest) is.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::base::ledger::HostMemory;
 use crate::base::limits::Limits;
 use crate::base::program_file;
 use crate::model::builder::{Capabilities, LaunchSpec, Placement, ProcessBuilder};
-use crate::backend::wasm::code_cache::CodeCacheDir;
+use crate::backend::wasm::code_cache::{CodeCache, CodeCacheDir, DEFAULT_CODE_CACHE_LIMIT};
 use crate::model::handoff::Handoff;
 use crate::ipc::connection::{Connection, PIPE_CAPACITY};
 use crate::ipc::listener::{Addresses, Listener};
@@ -119,26 +119,12 @@ impl ProcessInfo {
     }
 }
 
-/// Where compiled code is cached between runs: uncompressed `.cwasm`
-/// files keyed by the program's hash and the engine's settings, mapped
-/// when loaded.
-#[derive(Clone, Debug, Default)]
-pub enum CodeCache {
-    /// No cache: compile every time.
-    #[default]
-    Off,
-    /// `$XDG_CACHE_HOME/wmp/code` (else `~/.cache/wmp/code`); no cache if
-    /// neither variable is set.
-    System,
-    /// A cache in this directory.
-    Directory(PathBuf),
-}
-
 /// Configures a [`Runtime`].
 #[derive(Debug, Default)]
 pub struct RuntimeBuilder {
     worker_threads: Option<usize>,
     cache: CodeCache,
+    cache_limit: Option<u64>,
     limits: Limits,
     fuel_metering: bool,
     max_wasm_stack: Option<usize>,
@@ -179,8 +165,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where compiled code is kept between runs (default: nowhere).
     pub fn code_cache(mut self, cache: CodeCache) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Most bytes the code cache's entries may take together, those of
+    /// other engine settings included (default [`DEFAULT_CODE_CACHE_LIMIT`]):
+    /// storing an entry past it removes the least recently used others.
+    pub fn code_cache_limit(mut self, bytes: u64) -> Self {
+        self.cache_limit = Some(bytes);
         self
     }
 
@@ -287,12 +282,8 @@ impl RuntimeBuilder {
             ..self.limits.clone()
         };
         let engine = Engine::new(&self.engine_config(fuel_metering)).map_err(setup)?;
-        let code_cache = match self.cache {
-            CodeCache::Off => None,
-            CodeCache::System => CodeCacheDir::system_dir(),
-            CodeCache::Directory(dir) => Some(dir),
-        }
-        .map(|dir| CodeCacheDir::new(dir, &engine));
+        let cache_limit = self.cache_limit.unwrap_or(DEFAULT_CODE_CACHE_LIMIT);
+        let code_cache = self.cache.directory().map(|dir| CodeCacheDir::new(dir, &engine, cache_limit));
         let tokio = tokio_runtime(self.worker_threads)?;
         let addresses = Arc::<Addresses>::default();
         let wasm = WasmBackend::new(engine, fuel_metering, tokio.metrics().num_workers(), addresses.clone());

@@ -29,6 +29,11 @@ pub enum Error {
     InvalidProgram { name: String, reason: String },
     #[error("cannot set up the runtime: {0}")]
     Setup(String),
+    /// A code cache's directory or one of its entries cannot be listed,
+    /// read or removed ([`CodeCache::usage`](crate::CodeCache::usage),
+    /// [`CodeCache::clear`](crate::CodeCache::clear)).
+    #[error("code cache {path}: {error}")]
+    CodeCache { path: PathBuf, error: std::io::Error },
     #[error("no running process has pid {0}")]
     NoSuchProcess(wmp_core::Pid),
 }
