@@ -32,6 +32,7 @@ enum Subcommand {
     Run(commands::run::RunCommand),
     Compile(commands::compile::CompileCommand),
     Inspect(commands::inspect::InspectCommand),
+    Cache(commands::cache::CacheCommand),
     Wit(commands::wit::WitCommand),
     #[cfg(feature = "cluster")]
     #[command(hide = true)]
@@ -75,6 +76,7 @@ fn main() {
         Subcommand::Run(command) => command.execute(),
         Subcommand::Compile(command) => command.execute(),
         Subcommand::Inspect(command) => command.execute(),
+        Subcommand::Cache(command) => command.execute(),
         Subcommand::Wit(command) => command.execute(),
         #[cfg(feature = "cluster")]
         Subcommand::Agent(command) => command.execute(),

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cluster")]
 pub mod agent;
+pub mod cache;
 pub mod compile;
 pub mod inspect;
 pub mod run;

@@ -104,6 +104,11 @@ pub struct RunCommand {
     #[arg(long, help_heading = "wmp options")]
     disable_cache: bool,
 
+    /// Most bytes the compilation cache may take; storing past it removes
+    /// the least recently used entries (`wmp cache` shows them).
+    #[arg(long, value_name = "BYTES", default_value_t = wmp_host::DEFAULT_CODE_CACHE_LIMIT, help_heading = "wmp options")]
+    max_cache_size: u64,
+
     /// Let the guest tree place children on the Ray cluster whose
     /// dashboard is at URL (e.g. http://127.0.0.1:8265); each node a
     /// placement names runs a `wmp agent` (this executable) started
@@ -131,7 +136,7 @@ impl RunCommand {
         self.refuse_unsupported_flags()?;
         let module = PathBuf::from(&self.module_and_args[0]);
         let cache = if self.disable_cache { CodeCache::Off } else { CodeCache::System };
-        let mut builder = builder.code_cache(cache).max_program_size(self.max_program_size);
+        let mut builder = builder.code_cache(cache).code_cache_limit(self.max_cache_size).max_program_size(self.max_program_size);
         #[cfg(feature = "cluster")]
         if let Some(dashboard) = &self.cluster {
             builder = builder.cluster(wmp_host::Cluster::ray(dashboard));

@@ -490,6 +490,42 @@ fn wmp_run_keeps_compiled_code_in_the_user_cache_unless_told_not_to() {
 }
 
 #[test]
+fn wmp_cache_shows_and_clears_the_code_cache_and_run_keeps_it_within_max_cache_size() {
+    let home = scratch("cli-cache");
+    let code = home.join("wmp").join("code");
+    let wmp_with_cache = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wmp")).args(args).env("XDG_CACHE_HOME", &home).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "wmp {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let listing = |entries: usize, bytes: u64| {
+        format!("entries: {entries}\nsize: {:.1} MiB ({bytes} bytes)\n", bytes as f64 / 1048576.0)
+    };
+    let show = |entries, bytes| {
+        let limit = "limit: 512.0 MiB (536870912 bytes) unless `wmp run --max-cache-size` sets another";
+        format!("directory: {}\n{}{limit}\n", code.display(), listing(entries, bytes))
+    };
+    let stored = || -> (usize, u64) {
+        let sizes: Vec<u64> = std::fs::read_dir(&code).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).collect();
+        (sizes.len(), sizes.iter().sum())
+    };
+    assert_eq!(wmp_with_cache(&["cache"]), show(0, 0), "no directory yet");
+    wmp_with_cache(&["run", PLAIN_P1, "args"]);
+    wmp_with_cache(&["run", PLAIN_P2, "args"]);
+    let (entries, bytes) = stored();
+    assert_eq!(entries, 2);
+    assert_eq!(wmp_with_cache(&["cache", "show"]), show(2, bytes));
+    // A cap smaller than any entry keeps only the one just stored.
+    wmp_with_cache(&["run", "--max-cache-size", "1", PLAIN_P1, "args"]);
+    assert_eq!(stored().0, 2, "a hit stores nothing, so it evicts nothing");
+    wmp_with_cache(&["run", "--max-cache-size", "1", "-W", "fuel=1000000000", PLAIN_P1, "args"]);
+    let (entries, bytes) = stored();
+    assert_eq!(entries, 1, "other engine settings, another entry, and the others evicted");
+    assert_eq!(wmp_with_cache(&["cache", "clear"]), format!("cleared: {}\n{}", code.display(), listing(1, bytes)));
+    assert_eq!(wmp_with_cache(&["cache"]), show(0, 0));
+}
+
+#[test]
 fn wasmtime_options_reach_the_engine() {
     // A tail call: on by default in wasmtime 48, off with `-W tail-call=n`.
     let dir = scratch("cli-engine-options");
