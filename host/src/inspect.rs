@@ -21,7 +21,8 @@ pub enum World {
     WasiCommand,
     /// A WASI preview 1 command module (exports `_start`).
     WasiP1Command,
-    /// Anything else (a library component or module); wmp cannot run it.
+    /// Anything else (a library component or a reactor module): wmp cannot
+    /// run it as a command, only invoke its functions.
     Other,
 }
 
@@ -31,7 +32,7 @@ impl fmt::Display for World {
             World::WmpGuest => "wmp:process/guest (a wasi:cli command using the wmp process model)",
             World::WasiCommand => "wasi:cli/command (plain WASI preview 2 program)",
             World::WasiP1Command => "wasi preview 1 command (plain core module)",
-            World::Other => "none that wmp runs (no wasi:cli/run or _start export)",
+            World::Other => "none wmp runs as a command (no wasi:cli/run or _start export); its functions can be invoked",
         })
     }
 }

@@ -70,6 +70,7 @@ pub use backend::remote::Cluster;
 #[doc(hidden)]
 pub use backend::native::guest_marker::GUEST_NOTE;
 pub use backend::wasm::code_cache::{CodeCache, CodeCacheUsage, DEFAULT_CODE_CACHE_LIMIT};
+pub use backend::wasm::invocation::{Invocation, Invoked};
 pub use backend::wasm::program::{Program, ProgramKind};
 pub use base::error::{Error, ProcessError, Result};
 pub use base::exit::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};

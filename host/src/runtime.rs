@@ -13,6 +13,8 @@ use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError, ProcessError};
 
 use crate::backend::native::{NativeBackend, NativeProgram};
 use crate::backend::wasm::WasmBackend;
+use crate::backend::wasm::entry::Entry;
+use crate::backend::wasm::invocation::{Invocation, Invoked};
 use crate::base::error::{Error, Result};
 use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::HostMemory;
@@ -714,13 +716,40 @@ impl Runtime {
     /// it returns, its daemonic children are terminated and the others
     /// joined. Returns how it ended.
     pub fn run_main(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
-        let ended = self.start_main(program, caps)?;
+        self.run_main_at(program, caps, Entry::Command)
+    }
+
+    pub async fn run_main_async(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
+        self.run_main_at_async(program, caps, Entry::Command).await
+    }
+
+    /// Runs the main process as [`run_main`](Self::run_main) does, but it
+    /// calls one function of its program instead of its command (`wasmtime
+    /// run --invoke`), after `_initialize` if a core module exports it. The
+    /// function's return is the process's ([`ExitReason::Returned`], exit
+    /// code 0); a trap, an exit, a limit or a stop in it ends the process as
+    /// in a command. Only the main process invokes: the children it starts
+    /// run their program's command.
+    pub fn invoke_main(&self, invocation: &Invocation, caps: Capabilities) -> Result<Invoked> {
+        let (entry, results) = invocation.entry();
+        let exit = self.run_main_at(invocation.program(), caps, entry)?;
+        Ok(Invoked::after(exit, &results))
+    }
+
+    pub async fn invoke_main_async(&self, invocation: &Invocation, caps: Capabilities) -> Result<Invoked> {
+        let (entry, results) = invocation.entry();
+        let exit = self.run_main_at_async(invocation.program(), caps, entry).await?;
+        Ok(Invoked::after(exit, &results))
+    }
+
+    fn run_main_at(&self, program: &Program, caps: Capabilities, entry: Entry) -> Result<ExitReason> {
+        let ended = self.start_main(program, caps, entry)?;
         self.main.run.run_here(&self.shared.handle);
         Ok(crate::base::run_slot::block_on(&self.shared.handle, ended))
     }
 
-    pub async fn run_main_async(&self, program: &Program, caps: Capabilities) -> Result<ExitReason> {
-        let ended = self.start_main(program, caps)?;
+    async fn run_main_at_async(&self, program: &Program, caps: Capabilities, entry: Entry) -> Result<ExitReason> {
+        let ended = self.start_main(program, caps, entry)?;
         self.main.run.run_in_caller(&self.shared.handle).await;
         Ok(ended.await)
     }
@@ -729,13 +758,14 @@ impl Runtime {
         &self,
         program: &Program,
         caps: Capabilities,
+        entry: Entry,
     ) -> Result<impl std::future::Future<Output = ExitReason> + use<>> {
         if self.main.exit.is_set() || self.shared.registry.is_live(self.main.pid) {
             return Err(Error::Setup("the main process of this runtime has already run".into()));
         }
         let spec = LaunchSpec::new(self.shared.wasm.runnable(program), caps, None);
         let host: Arc<dyn ProcessHost> = self.shared.clone();
-        crate::backend::wasm::launch(&self.shared.wasm, &host, self.main.clone(), program, spec)?;
+        crate::backend::wasm::launch(&self.shared.wasm, &host, self.main.clone(), program, spec, entry)?;
         let exit = self.main.exit.clone();
         Ok(async move {
             exit.ended().await;
@@ -790,7 +820,7 @@ impl Runtime {
         handles.connections.into_iter().for_each(|connection| spec.inherited.add_connection(connection));
         handles.queues.into_iter().for_each(|queue| spec.inherited.add_queue(queue));
         let host: Arc<dyn ProcessHost> = self.shared.clone();
-        crate::backend::wasm::launch(&self.shared.wasm, &host, node.clone(), program, spec)?;
+        crate::backend::wasm::launch(&self.shared.wasm, &host, node.clone(), program, spec, Entry::Command)?;
         Ok((node, parent))
     }
 

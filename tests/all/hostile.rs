@@ -8,19 +8,29 @@ use wmp_host::{Capabilities, Error, ExitReason, Limit, Limits, Preopen, Runtime,
 use crate::{PATIENCE, child_builder, probe, run_child, runtime};
 
 #[test]
-fn programs_that_are_not_runnable_are_refused_at_load() {
+fn programs_that_are_not_runnable_are_refused_at_load_or_start() {
     let rt = runtime();
     let plain = std::fs::read(wmp_test_guests::PLAIN_P1).unwrap();
-    let cases: [(&str, Vec<u8>, &str); 5] = [
+    let cases: [(&str, Vec<u8>, &str); 3] = [
         ("empty", Vec::new(), "not a WebAssembly module or component"),
         ("text", b"#!/bin/sh\necho hi\n".to_vec(), "not a WebAssembly module or component"),
         ("truncated", plain[..plain.len() / 3].to_vec(), "invalid program truncated"),
-        ("library component", b"(component)".to_vec(), "not a WASI command component"),
-        ("no _start", b"(module (func (export \"main\")))".to_vec(), "no `_start` function"),
     ];
     for (name, bytes, expected) in cases {
         let err = rt.load_bytes(name, &bytes).err().unwrap_or_else(|| panic!("{name} loaded"));
         assert!(matches!(err, Error::InvalidProgram { .. }), "{name}: {err:?}");
+        assert!(err.to_string().contains(expected), "{name}: {err}");
+        assert!(!err.to_string().contains('\n'), "{name}: one line: {err}");
+    }
+    // No command: loaded (for its functions to be invoked), refused at start.
+    let no_commands: [(&str, &[u8], &str); 2] = [
+        ("library component", b"(component)", "not a WASI command component"),
+        ("no _start", b"(module (func (export \"main\")))", "no `_start` function"),
+    ];
+    for (name, bytes, expected) in no_commands {
+        let program = rt.load_bytes(name, bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let err = rt.process(&program).build().start().err().unwrap_or_else(|| panic!("{name} started"));
+        assert!(matches!(err, wmp_host::ProcessError::SpawnFailed(_)), "{name}: {err:?}");
         assert!(err.to_string().contains(expected), "{name}: {err}");
         assert!(!err.to_string().contains('\n'), "{name}: one line: {err}");
     }

@@ -11,6 +11,8 @@
 
 pub(crate) mod code_cache;
 pub(crate) mod connection_imports;
+pub(crate) mod entry;
+pub(crate) mod invocation;
 mod held_run;
 pub(crate) mod process_imports;
 pub(crate) mod program;
@@ -37,6 +39,7 @@ use crate::ipc::listener::Addresses;
 #[cfg(feature = "cluster")]
 use crate::model::launch::ProgramSource;
 use crate::model::launch::{ProcessHost, Runnable};
+use crate::backend::wasm::entry::Entry;
 use crate::backend::wasm::program::{Code, Linkers, Program};
 use crate::model::registry::{Node, NodeSpec, Pid};
 use held_run::HeldRun;
@@ -124,7 +127,7 @@ impl Runnable for WasmRunnable {
         spec: LaunchSpec,
     ) -> Result<Arc<Node>, ProcessError> {
         let node = Node::new(Some(parent), host.registry().allocate_wasm_pid(), who);
-        launch(&self.backend, host, node.clone(), &self.program, spec).map(|()| node)
+        launch(&self.backend, host, node.clone(), &self.program, spec, Entry::Command).map(|()| node)
     }
 }
 
@@ -348,18 +351,20 @@ impl HasGuest for P1State {
 /// point; it owns the store.
 type GuestRun = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 
-/// Launches `node` running `program` with `spec`, on the runtime or on the
-/// thread that joins it first (see `run_slot`).
+/// Launches `node` running `entry` of `program` with `spec`, on the runtime
+/// or on the thread that joins it first (see `run_slot`). Only the main
+/// process is launched at an entry other than its command.
 pub(crate) fn launch(
     backend: &Arc<WasmBackend>,
     host: &Arc<dyn ProcessHost>,
     node: Arc<Node>,
     program: &Program,
     spec: LaunchSpec,
+    entry: Entry,
 ) -> Result<(), ProcessError> {
     let report_to = TrapReport { stderr: spec.caps.stderr.clone(), program: program.name().to_owned() };
     let place = backend.turns.place();
-    let run = prepare(backend, host, &node, program, spec, place.clone())
+    let run = prepare(backend, host, &node, program, spec, entry, place.clone())
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     host.registry().add_live(&node);
     let held = HeldRun::new(run, place);
@@ -409,8 +414,12 @@ fn prepare(
     node: &Arc<Node>,
     program: &Program,
     spec: LaunchSpec,
+    entry: Entry,
     place: Arc<Place>,
 ) -> Result<GuestRun, String> {
+    if let Entry::Command = entry {
+        program.check_command()?;
+    }
     if node.limits.fuel.is_some() && !backend.fuel_metering {
         return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
     }
@@ -427,8 +436,8 @@ fn prepare(
         place,
     };
     match program.code() {
-        Code::Component(pre) => {
-            let pre = pre.clone();
+        Code::Component { pre, command } => {
+            let (pre, command) = (pre.clone(), command.clone());
             let state = P2State {
                 guest,
                 wasi: wasi.build(),
@@ -439,11 +448,8 @@ fn prepare(
             };
             let mut store = new_store(backend, state)?;
             Ok(Box::pin(async move {
-                let command = pre.instantiate_async(&mut store).await?;
-                match command.wasi_cli_run().call_run(&mut store).await? {
-                    Ok(()) => Ok(()),
-                    Err(()) => Err(I32Exit(1).into()),
-                }
+                let instance = pre.instantiate_async(&mut store).await?;
+                entry.run_component(&mut store, instance, command).await
             }))
         }
         Code::Module(pre) => {
@@ -451,8 +457,7 @@ fn prepare(
             let mut store = new_store(backend, P1State { guest, wasi: wasi.build_p1() })?;
             Ok(Box::pin(async move {
                 let instance = pre.instantiate_async(&mut store).await?;
-                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                start.call_async(&mut store, ()).await
+                entry.run_module(&mut store, instance).await
             }))
         }
     }

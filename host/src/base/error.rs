@@ -27,6 +27,15 @@ pub enum Error {
     /// validate, or the program needs something wmp does not provide.
     #[error("invalid program {name}: {reason}")]
     InvalidProgram { name: String, reason: String },
+    /// An [`Invocation`](crate::Invocation) names no function the program
+    /// exports (or, by a bare name, one in several of a component's
+    /// instances); wasmtime's message.
+    #[error("{0}")]
+    NoSuchFunction(String),
+    /// The arguments of an [`Invocation`](crate::Invocation) do not fit the
+    /// function's parameters, or its call does not parse; wasmtime's message.
+    #[error("{0}")]
+    InvalidArguments(String),
     #[error("cannot set up the runtime: {0}")]
     Setup(String),
     /// A code cache's directory or one of its entries cannot be listed,

@@ -1,13 +1,15 @@
 //! Programs: WebAssembly core modules (WASI preview 1) and components
-//! (WASI preview 2 commands) compiled and pre-linked once, then
-//! instantiated for every process that runs them.
+//! (WASI preview 2) compiled and pre-linked once, then instantiated for
+//! every process that runs them. One that is no command (a reactor, a
+//! library component) loads too, for its functions to be invoked (see
+//! `entry.rs`); starting it as a command is refused.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::{Component, HasSelf};
 use wasmtime::{Engine, InstancePre, Module};
-use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::bindings::CommandIndices;
 
 use crate::backend::wasm::{P1State, P2State};
 use crate::backend::wasm::code_cache::CodeCacheDir;
@@ -39,7 +41,9 @@ struct ProgramInner {
 const TARGETS_SECTION: &str = "wmp:targets";
 
 pub(crate) enum Code {
-    Component(CommandPre<P2State>),
+    /// A component, and where its `wasi:cli/run` is if it is a command
+    /// (else why it is none).
+    Component { pre: wasmtime::component::InstancePre<P2State>, command: Result<CommandIndices, String> },
     Module(InstancePre<P1State>),
 }
 
@@ -48,8 +52,8 @@ pub(crate) enum Code {
 pub enum ProgramKind {
     /// A core module using WASI preview 1 (`wasm32-wasip1`).
     Module,
-    /// A component of the `wasi:cli/command` world (`wasm32-wasip2`),
-    /// possibly importing `wmp:process`.
+    /// A component: of the `wasi:cli/command` world (`wasm32-wasip2`),
+    /// possibly importing `wmp:process`, or one whose functions are invoked.
     Component,
 }
 
@@ -62,7 +66,7 @@ impl Program {
 
     pub fn kind(&self) -> ProgramKind {
         match self.inner.code {
-            Code::Component(_) => ProgramKind::Component,
+            Code::Component { .. } => ProgramKind::Component,
             Code::Module(_) => ProgramKind::Module,
         }
     }
@@ -91,6 +95,18 @@ impl Program {
         self
     }
 
+    /// Why the program cannot run as a command, if it cannot: a module
+    /// without `_start` (a reactor), a component without `wasi:cli/run`.
+    pub(crate) fn check_command(&self) -> Result<(), String> {
+        match &self.inner.code {
+            Code::Module(pre) => match pre.module().get_export("_start") {
+                Some(wasmtime::ExternType::Func(_)) => Ok(()),
+                _ => Err("the module exports no `_start` function (not a WASI command)".into()),
+            },
+            Code::Component { command, .. } => command.as_ref().map(|_| ()).map_err(Clone::clone),
+        }
+    }
+
     /// Whether a child of this program can run `target`.
     pub(crate) fn check_target(&self, target: Option<&Target>) -> Result<(), ProcessError> {
         let Some(target) = target else { return Ok(()) };
@@ -102,8 +118,8 @@ impl Program {
                     self.name()
                 )));
             }
-            (Code::Component(_), None) => return Ok(()),
-            (Code::Component(_), Some(known)) => known,
+            (Code::Component { .. }, None) => return Ok(()),
+            (Code::Component { .. }, Some(known)) => known,
         };
         if known.contains(&target.name) {
             return Ok(());
@@ -263,17 +279,12 @@ fn link(linkers: &Linkers, name: &str, compiled: Compiled, targets: Option<Vec<S
     let code = match compiled {
         Compiled::Component(component) => {
             let pre = linkers.component.instantiate_pre(&component).map_err(|e| invalid(one_line(&e)))?;
-            let command = CommandPre::new(pre).map_err(|e| {
-                invalid(format!("not a WASI command component (it must export wasi:cli/run): {}", one_line(&e)))
-            })?;
-            Code::Component(command)
+            let command = CommandIndices::new(&pre).map_err(|e| {
+                format!("not a WASI command component (it must export wasi:cli/run): {}", one_line(&e))
+            });
+            Code::Component { pre, command }
         }
-        Compiled::Module(module) => {
-            if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
-                return Err(invalid("the module exports no `_start` function (not a WASI command)".into()));
-            }
-            Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?)
-        }
+        Compiled::Module(module) => Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?),
     };
     let inner = ProgramInner {
         name: name.to_owned(),
