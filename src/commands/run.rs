@@ -258,6 +258,8 @@ fn exit_status(module: &Path, reason: ExitReason) -> i32 {
         ExitReason::Returned => 0,
         ExitReason::Exit(code) => code,
         ExitReason::Trap(_) => TRAP_EXIT_STATUS,
+        // wasmtime's error exit; the report is already out, as a trap's.
+        ExitReason::Error(_) => 1,
         ExitReason::Terminated => TERMINATED_EXIT_STATUS,
         ExitReason::Killed => KILLED_EXIT_STATUS,
         // Traps to wasmtime, which exits 134 with the trap: so does wmp,

@@ -340,6 +340,16 @@ fn the_tree_example_splits_the_work_and_cleans_up() {
     assert!(text.contains("active children at exit: [<Process name='watchdog'"), "{text}");
 }
 
+/// Grows its one page of memory by one: exits 6 if it grew, 5 if
+/// `memory.grow` returned -1.
+const GROW_ONE_PAGE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1))
+      (then (call $exit (i32.const 5)))
+      (else (call $exit (i32.const 6))))))"#;
+
 #[test]
 fn limits_are_set_with_wasmtime_flags() {
     let dir = scratch("cli-limits");
@@ -357,9 +367,18 @@ fn limits_are_set_with_wasmtime_flags() {
     assert_eq!(out.status.code(), Some(134));
     assert!(stderr(&out).contains("wasm trap: all fuel consumed by WebAssembly"), "{}", stderr(&out));
     assert!(stderr(&out).contains("was stopped by its fuel limit"), "{}", stderr(&out));
-    let out = wmp(&["run", "-W", "max-memory-size=65536", PROBE]);
-    assert_eq!(out.status.code(), Some(137));
-    assert!(stderr(&out).contains("was stopped by its memory limit"), "{}", stderr(&out));
+    // As under wasmtime, a growth past the memory limit returns -1 (the
+    // program exits 5 when it sees it), or with trap-on-grow-failure fails
+    // the run: an error, not a wasm trap, so status 1.
+    let grow = dir.join("grow.wat");
+    std::fs::write(&grow, GROW_ONE_PAGE).unwrap();
+    let grow = grow.to_str().unwrap();
+    assert_eq!(wmp(&["run", grow]).status.code(), Some(6), "grows within no limit");
+    let out = wmp(&["run", "-W", "max-memory-size=65536", grow]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = wmp(&["run", "-W", "max-memory-size=65536,trap-on-grow-failure", grow]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("forcing trap when growing memory to 131072 bytes"), "{}", stderr(&out));
     let out = wmp(&["run", "--max-depth", "1", PROBE, "spawn", "nest identity"]);
     assert!(stdout(&out).contains("Process-1 exitcode=Some(-9)"), "{}", stdout(&out));
     // The child renames itself one MiB longer each time (printing every

@@ -113,10 +113,20 @@ fn a_refused_growth_returns_minus_one_counts_nothing_and_the_process_goes_on() {
         let p = run_limited(&rt, &program, Limits::new());
         assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Exit(7))), "{name}: {p}");
     }
-    // A Rust guest whose allocation fails aborts, which is a trap.
-    let (p, _) = run_probe_limited(&rt, "alloc", "64", Limits { max_memory: Some(16 << 20), ..Limits::new() });
-    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Trap(_)))), "{p}");
+    // A Rust guest whose allocation fails aborts, which is a trap (under
+    // the runtime's table limit above it could not even be instantiated:
+    // an error, not a trap).
+    let refusing = Limits { max_memory: Some(16 << 20), on_grow_failure: Some(GrowFailure::Refuse), ..Limits::new() };
+    let rt = RuntimeBuilder::default().limits(refusing.clone()).build().unwrap();
+    let (p, _) = run_probe_limited(&rt, "alloc", "64", refusing);
+    assert!(matches!(p.exit_reason(), Ok(Some(ExitReason::Trap(_)))), "{p}: {:?}", p.exit_reason());
     assert_eq!(p.exitcode(), Ok(Some(1)));
+    let (p, _) = run_probe_limited(&runtime(), "noop", "", memory_and_table_limits(GrowFailure::Refuse));
+    assert!(
+        matches!(p.exit_reason(), Ok(Some(ExitReason::Error(ref why))) if why.contains("exceeds table limits")),
+        "an instance over its limits is never made: {:?}",
+        p.exit_reason()
+    );
 }
 
 /// A memory of 1-byte pages starting at 64 KiB, under a 1 MiB limit: 64
@@ -160,8 +170,8 @@ fn a_failed_growth_traps_when_asked_to() {
         let (stderr, captured) = wmp_host::Stdio::capture();
         let p = rt.process(&program).limits(trapping.clone()).capabilities(wmp_host::Capabilities::new().stderr(stderr));
         let p = finish(p.build());
-        assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Trap(trap.into()))), "{name}: {p}");
-        assert_eq!(p.exitcode(), Ok(Some(1)), "a trap ends a child like an exception");
+        assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Error(trap.into()))), "{name}: {p}");
+        assert_eq!(p.exitcode(), Ok(Some(1)), "the failed run ends a child like an exception");
         assert!(captured.text().starts_with(&format!("Process {}:\n", p.name())), "{}", captured.text());
     }
     // By default a growth past the declared maximum returns -1 (only the

@@ -281,7 +281,6 @@ fn proc_exit_codes_below_126_are_the_exit_status() {
 }
 
 #[test]
-#[ignore = "wmp differs: proc_exit(126) and proc_exit(255) exit 134, wasmtime 1 (`exit with invalid exit status outside of [0..126)`), issue 17"]
 fn proc_exit_codes_from_126_are_an_error() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     for code in [126, 255] {
@@ -334,7 +333,6 @@ fn option_groups_take_comma_lists() {
 }
 
 #[test]
-#[ignore = "wmp differs: a memory.grow past -W max-memory-size stops the process (137, `Error: … was stopped by its memory limit`) where wasmtime returns -1 (exit 0), issue 17"]
 fn memory_grow_past_the_limit_returns_minus_one() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     let grow = wat("grow.wat", GROW);
@@ -344,7 +342,6 @@ fn memory_grow_past_the_limit_returns_minus_one() {
 }
 
 #[test]
-#[ignore = "wmp differs: with -W trap-on-grow-failure a memory.grow past -W max-memory-size exits 134 (where wmp does not refuse the option), wasmtime 1 (`forcing trap when growing memory to N bytes` is an error there, not a trap), issue 17"]
 fn memory_grow_past_the_limit_with_trap_on_grow_failure_is_an_error() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     let grow = wat("grow.wat", GROW);

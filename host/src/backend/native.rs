@@ -264,7 +264,7 @@ async fn supervise(
     let status = tokio::task::block_in_place(|| reaper.reap());
     let reason = match status {
         Ok(status) => exit_reason(status, node.stop_requested()),
-        Err(e) => ExitReason::Trap(format!("cannot reap the process: {e}")),
+        Err(e) => ExitReason::Error(format!("cannot reap the process: {e}")),
     };
     let _ = tokio::time::timeout(OUTPUT_GRACE, all_ended(forwarders)).await;
     node.publish_end(reason);

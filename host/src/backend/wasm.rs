@@ -598,7 +598,7 @@ fn host_failure(panic: &(dyn std::any::Any + Send)) -> (ExitReason, Option<Strin
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     let message = format!("the host failed while running this process: {message}");
-    (ExitReason::Trap(message.clone()), Some(message))
+    (ExitReason::Error(message.clone()), Some(message))
 }
 
 /// The exit reason of a finished run, and for a trap the full report
@@ -616,6 +616,7 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
         // A trap, reported as one (CPython's RecursionError is an exception).
         Some(Trap::StackOverflow) => (ExitReason::Limit(Limit::Stack), Some(crate::base::error::report(&err))),
         Some(Trap::OutOfFuel) => (ExitReason::Limit(Limit::Fuel), None),
-        _ => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::base::error::report(&err))),
+        Some(_) => (ExitReason::Trap(err.root_cause().to_string()), Some(crate::base::error::report(&err))),
+        None => (ExitReason::Error(err.root_cause().to_string()), Some(crate::base::error::report(&err))),
     }
 }

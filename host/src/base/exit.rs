@@ -17,6 +17,13 @@ pub enum ExitReason {
     /// The program trapped (a Rust panic, `unreachable`, a bad memory
     /// access); the text is wasmtime's description of the trap.
     Trap(String),
+    /// The run failed with an error that is not a WebAssembly trap, as
+    /// wasmtime tells the two apart: a growth failed under
+    /// [`GrowFailure::Trap`](crate::GrowFailure::Trap), a host call that
+    /// could not go on, an instance that could not be made. Exitcode 1,
+    /// like a trap (both are exceptions to CPython); `wmp run` exits 1 for
+    /// it where a trap gives 134, as `wasmtime run` does.
+    Error(String),
     /// `terminate()` stopped it.
     Terminated,
     /// `kill()` stopped it, or its parent was stopped.
@@ -47,7 +54,7 @@ impl ExitReason {
             ExitReason::Exit(code) => *code,
             // A stack overflow is a trap, as a RecursionError is an
             // exception: exitcode 1.
-            ExitReason::Trap(_) | ExitReason::Limit(Limit::Stack) => 1,
+            ExitReason::Trap(_) | ExitReason::Error(_) | ExitReason::Limit(Limit::Stack) => 1,
             ExitReason::Terminated => TERMINATED_EXITCODE,
             ExitReason::Killed | ExitReason::Limit(_) | ExitReason::Lost(_) => KILLED_EXITCODE,
             ExitReason::Signaled(signal) => -signal,
@@ -72,6 +79,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Returned => f.write_str("returned"),
             ExitReason::Exit(code) => write!(f, "exit({code})"),
             ExitReason::Trap(msg) => write!(f, "trap: {msg}"),
+            ExitReason::Error(msg) => write!(f, "error: {msg}"),
             ExitReason::Terminated => f.write_str("terminated"),
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::Limit(Limit::Stack) => f.write_str("trap: call stack exhausted (its stack overflow limit)"),

@@ -50,7 +50,8 @@ pub enum GrowFailure {
     /// allocation, which is a trap).
     Refuse,
     /// The instruction traps, as under `wasmtime run -W
-    /// trap-on-grow-failure`: [`ExitReason::Trap`](crate::ExitReason::Trap),
+    /// trap-on-grow-failure`: [`ExitReason::Error`](crate::ExitReason::Error)
+    /// (wasmtime's limiter fails the run with an error, not a wasm trap),
     /// exitcode 1 like an exception.
     Trap,
     /// A growth past the limit stops the process like a kill, its subtree

@@ -13,7 +13,7 @@
 use anyhow::bail;
 use serde_json::Value;
 use wasmtime_cli_flags::CommonOptions;
-use wmp_host::{Limits, Runtime, RuntimeBuilder};
+use wmp_host::{GrowFailure, Limits, Runtime, RuntimeBuilder};
 
 /// The size of wasmtime's pool when `-O pooling-allocator` does not come
 /// with --max-processes (wasmtime's own default instance count).
@@ -48,6 +48,11 @@ pub fn runtime_builder(common: &mut CommonOptions, limits: Limits) -> anyhow::Re
         max_table_elements: wasm.max_table_elements,
         fuel: wasm.fuel,
         timeout: wasm.timeout,
+        // As wasmtime: a growth past a limit returns -1, or traps if asked.
+        on_grow_failure: Some(match wasm.trap_on_grow_failure {
+            Some(true) => GrowFailure::Trap,
+            _ => GrowFailure::Refuse,
+        }),
         ..limits
     };
     let mut builder = Runtime::builder().wasmtime_config(config?);
@@ -161,6 +166,7 @@ fn support(flag: &str, key: &str, value: &Value) -> Result<(), Refusal> {
             | "async-stack-zeroing"
             | "max-memory-size"
             | "max-table-elements"
+            | "trap-on-grow-failure"
             | "nan-canonicalization"
             | "relaxed-simd-deterministic"
             | "all-proposals"
@@ -196,7 +202,6 @@ fn support(flag: &str, key: &str, value: &Value) -> Result<(), Refusal> {
             Err("wmp limits whole processes (--max-processes), not the instances inside one")
         }
         ("-W", "wmemcheck") => Err("wmp is built without wmemcheck"),
-        ("-W", "trap-on-grow-failure") => Err("wmp stops a process whose memory or tables would pass their limit"),
 
         // -S: WASI, mapped to wmp's capabilities.
         ("-S", "inherit-network" | "inherit-env" | "inherit-stdin" | "inherit-stdout" | "inherit-stderr") => Ok(()),
