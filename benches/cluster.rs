@@ -20,6 +20,9 @@
 //! bash scripts/ray-cluster.sh run -- cargo bench --features cluster --bench cluster   # add `-- quick` for fewer samples
 //! ```
 
+#[path = "common/timing.rs"]
+mod timing;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -37,23 +40,13 @@ struct Timing {
 }
 
 fn percentiles(mut samples: Vec<f64>) -> Timing {
-    samples.sort_by(f64::total_cmp);
-    Timing { p50: samples[samples.len() / 2], p90: samples[(samples.len() * 9 / 10).min(samples.len() - 1)] }
+    let mut at = |q| timing::quantile(&mut samples, q);
+    Timing { p50: at(0.5), p90: at(0.9) }
 }
 
 /// Microseconds per `run`, after `samples / 10 + 1` runs of warm-up.
-fn measure(samples: usize, mut run: impl FnMut()) -> Timing {
-    for _ in 0..samples / 10 + 1 {
-        run();
-    }
-    let times = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    percentiles(times)
+fn measure(samples: usize, run: impl FnMut()) -> Timing {
+    percentiles(timing::micros_per_run(samples, run))
 }
 
 /// How a row's figure is shown.

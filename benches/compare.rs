@@ -33,18 +33,8 @@ struct Timing {
     p99: f64,
 }
 
-fn measure(samples: usize, mut run: impl FnMut()) -> Timing {
-    for _ in 0..samples / 10 + 1 {
-        run(); // warm up
-    }
-    let times: Vec<f64> = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    percentiles(times)
+fn measure(samples: usize, run: impl FnMut()) -> Timing {
+    percentiles(common::timing::micros_per_run(samples, run))
 }
 
 struct Table {
@@ -84,8 +74,8 @@ fn start_join(rt: &Runtime, program: &Program, caps: Capabilities, target: Optio
 
 /// p50 and p99 of samples in microseconds.
 fn percentiles(mut samples: Vec<f64>) -> Timing {
-    samples.sort_by(f64::total_cmp);
-    Timing { p50: samples[samples.len() / 2], p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)] }
+    let mut at = |q| common::timing::quantile(&mut samples, q);
+    Timing { p50: at(0.5), p99: at(0.99) }
 }
 
 /// kill→joined of `samples` spinning guests made by `spinner`, each killed

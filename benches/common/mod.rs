@@ -4,6 +4,8 @@
 // Each bench compiles this module for itself and uses part of it.
 #![allow(dead_code)]
 
+pub mod timing;
+
 use wasmtime::component::{Component, ResourceTable, Val};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
