@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use wasmtime_cli_flags::CommonOptions;
-use wmp_host::{Capabilities, CodeCache, ExitReason, Limit, Limits, NativeProgram, Preopen, Program, Runtime, Stdio};
+use wmp_host::{
+    Capabilities, CodeCache, ExitReason, Invocation, Limit, Limits, NativeProgram, Preopen, Program, ProgramKind, Runtime,
+    Stdio,
+};
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_EXIT_STATUS: i32 = 134;
@@ -54,7 +57,12 @@ pub struct RunCommand {
     #[arg(short = 'g', long = "gdbstub", value_name = "[ADDR:]PORT")]
     gdbstub: Option<String>,
 
-    /// Refused for now: the function to run instead of the command's main.
+    /// The function to run instead of the command's main. For a module,
+    /// the name of an export, its arguments the ones after WASM (i32/i64
+    /// in decimal or 0x hex, f32/f64); for a component, a WAVE-encoded
+    /// call such as `add(1, 2)` or `my:pkg/iface.f("x")` (a bare name is
+    /// searched for in the exported instances). Each result is printed on
+    /// a line of stdout.
     #[arg(long, value_name = "FUNCTION")]
     invoke: Option<String>,
 
@@ -147,7 +155,11 @@ impl RunCommand {
             let (name, path) = grant.split_once('=').unwrap_or((grant, grant));
             runtime.share_native(name, &NativeProgram::new(path));
         }
-        let reason = runtime.run_main(&program, self.capabilities(&module)?)?;
+        let caps = self.capabilities(&module)?;
+        let reason = match &self.invoke {
+            None => runtime.run_main(&program, caps)?,
+            Some(function) => self.invoke(&runtime, &program, &module, function, caps)?,
+        };
         drop(runtime);
         std::process::exit(exit_status(&module, reason));
     }
@@ -158,13 +170,62 @@ impl RunCommand {
         let refused = [
             (self.profile.is_some(), "--profile", "wmp has no profiler integration"),
             (self.gdbstub.is_some(), "--gdbstub", "wmp has no debugger integration"),
-            (self.invoke.is_some(), "--invoke", "wmp runs a command's main function only"),
             (!self.preloads.is_empty(), "--preload", "wmp links a program with WASI and its own interface only"),
         ];
         match refused.into_iter().find(|(given, ..)| *given) {
             Some((_, flag, reason)) => bail!("{flag}: wmp cannot honour it: {reason}"),
             None => Ok(()),
         }
+    }
+
+    /// Runs `function` of `program` as the main process (`--invoke`), with
+    /// the arguments after WASM, and prints its results as wasmtime does:
+    /// one line per value of a core function, one WAVE line for a
+    /// component's; a call that does not fit the function fails before it
+    /// starts, in wasmtime's words.
+    fn invoke(
+        &self,
+        runtime: &Runtime,
+        program: &Program,
+        module: &Path,
+        function: &str,
+        caps: Capabilities,
+    ) -> anyhow::Result<ExitReason> {
+        // wasmtime warns of both, for core functions only.
+        let core = program.kind() == ProgramKind::Module;
+        let warn = |what| eprintln!("warning: using `--invoke` with a function that {what} is experimental and may break in the future");
+        let invocation = match Invocation::new(program, function, &self.program_args()?) {
+            Ok(invocation) => invocation,
+            Err(err) => {
+                if core && matches!(err, wmp_host::Error::InvalidArguments(_)) {
+                    warn("takes arguments");
+                }
+                eprintln!("Error: failed to run main module `{}`\n\nCaused by:\n    {err}\n", module.display());
+                return Ok(ExitReason::Error(err.to_string()));
+            }
+        };
+        if core && invocation.takes_arguments() {
+            warn("takes arguments");
+        }
+        let invoked = runtime.invoke_main(&invocation, caps)?;
+        if let Some(lines) = &invoked.results {
+            if core && invocation.returns_values() {
+                warn("returns values");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        Ok(invoked.exit)
+    }
+
+    /// The arguments after WASM: the program's argv after argv[0], or the
+    /// arguments of the function `--invoke` names.
+    fn program_args(&self) -> anyhow::Result<Vec<String>> {
+        self.module_and_args[1..]
+            .iter()
+            .map(|arg| arg.to_str().map(str::to_owned).with_context(|| format!("argument {arg:?} is not valid UTF-8")))
+            .collect()
     }
 
     /// Loads WASM from one read of the file (or of stdin, for `-`): a
@@ -193,11 +254,7 @@ impl RunCommand {
             Some(argv0) => argv0.clone(),
             None => module.file_name().unwrap_or(module.as_os_str()).to_string_lossy().into_owned(),
         };
-        let mut args = vec![argv0];
-        for arg in &self.module_and_args[1..] {
-            let arg = arg.to_str().with_context(|| format!("argument {arg:?} is not valid UTF-8"))?;
-            args.push(arg.to_owned());
-        }
+        let args = std::iter::once(argv0).chain(self.program_args()?);
         let wasi = &self.common.wasi;
         let mut caps = Capabilities::new().args(args).inherit_stdin(wasi.inherit_stdin != Some(false));
         for (name, value) in self.environment()? {

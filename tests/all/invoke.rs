@@ -30,8 +30,9 @@ const CORE: &str = r#"(module
     (func (export "exit") (param i32) (call $exit (local.get 0)))
     (func (export "spin") (loop (br 0))))"#;
 
-/// Functions at the top level and in two instances, `neg` in both.
-const COMPONENT: &str = r#"(component
+/// Functions at the top level and in two instances, `neg` in both (the
+/// differential tests invoke them under wasmtime too).
+pub(crate) const COMPONENT: &str = r#"(component
     (core module $m
         (memory (export "mem") 1)
         (data (i32.const 0) "\10\00\00\00\05\00\00\00")

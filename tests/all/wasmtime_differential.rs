@@ -385,12 +385,35 @@ fn a_module_without_start_is_only_instantiated() {
 }
 
 #[test]
-#[ignore = "wmp differs: --invoke is refused (`Error: --invoke: wmp cannot honour it: …`, 1) where wasmtime calls the function and prints `3` (0), issue 17"]
 fn invoke_calls_an_exported_function_with_the_arguments() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     let module = wat("add.wat", ADD);
     let outcome = wasmtime.same_args(&["--invoke", "add", &module, "1", "2"]);
     assert_eq!((outcome.status, outcome.stdout.as_str()), (Some(0), "3\n"));
+    // Hex arguments, and the errors before the call.
+    assert_eq!(wasmtime.same_args(&["--invoke", "add", &module, "0x10", "2"]).stdout, "18\n");
+    assert_eq!(wasmtime.same_args(&["--invoke", "add", &module, "1"]).status, Some(1));
+    assert_eq!(wasmtime.same_args(&["--invoke", "add", &module, "x", "2"]).status, Some(1));
+    assert_eq!(wasmtime.same_args(&["--invoke", "nope", &module]).status, Some(1));
+}
+
+#[test]
+fn invoke_calls_a_component_function_in_wave() {
+    let Some(wasmtime) = Wasmtime::found() else { return };
+    let component = wat("invoked-component.wat", crate::invoke::COMPONENT);
+    for (call, printed) in [
+        ("add(3, 4)", "7\n"),
+        ("greet()", "\"hello\"\n"),
+        ("wmp:test/ops.neg(1.5)", "-1.5\n"),
+        ("or-zero(some(5))", "5\n"),
+    ] {
+        let outcome = wasmtime.same_args(&["--invoke", call, &component]);
+        assert_eq!((outcome.status, outcome.stdout.as_str()), (Some(0), printed), "{call}");
+    }
+    // A bare name in two instances, a call that does not parse, a trap.
+    assert_eq!(wasmtime.same_args(&["--invoke", "neg(1.0)", &component]).status, Some(1));
+    assert_eq!(wasmtime.same_args(&["--invoke", "add(1", &component]).status, Some(1));
+    assert_eq!(wasmtime.same_args(&["--invoke", "boom()", &component]).status, Some(134));
 }
 
 #[test]
