@@ -137,11 +137,20 @@ fn bad_core_invocations_are_refused_with_wasmtimes_messages() {
 }
 
 #[test]
-fn a_reactor_is_initialized_before_the_invoked_function_and_is_no_command() {
+fn a_reactor_is_initialized_before_the_invoked_function_and_as_its_command() {
     assert_eq!(invoke("core.wat", CORE, "initialized", &[]), returned(&["7"]), "_initialize ran first");
+    // Run as a command (as `wasmtime run` runs it), a module without
+    // `_start` is instantiated and initialized, and returns.
     let rt = runtime();
-    let err = rt.run_main(&load(&rt, "core.wat", CORE), Capabilities::new()).unwrap_err();
-    assert!(err.to_string().contains("exports no `_start` function"), "its command is refused: {err}");
+    let reason = rt.run_main(&load(&rt, "core.wat", CORE), Capabilities::new()).unwrap();
+    assert_eq!(reason, ExitReason::Returned);
+    let spins_in_initialize = r#"(module (func (export "_initialize") (loop (br 0))))"#;
+    let p = rt.process(&load(&rt, "spin.wat", spins_in_initialize)).build();
+    p.start().unwrap();
+    p.join(Some(Duration::from_millis(200))).unwrap();
+    assert_eq!(p.exitcode(), Ok(None), "its _initialize runs: {p}");
+    p.kill().unwrap();
+    p.join(None).unwrap();
 }
 
 #[test]

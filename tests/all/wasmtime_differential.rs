@@ -377,7 +377,6 @@ fn a_missing_dir_is_an_error() {
 }
 
 #[test]
-#[ignore = "wmp differs: a module without `_start` exits 1 (`Error: cannot start process MainProcess: the module exports no `_start` function (not a WASI command)`) where wasmtime instantiates it and exits 0, issue 17"]
 fn a_module_without_start_is_only_instantiated() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     let module = wat("add.wat", ADD);

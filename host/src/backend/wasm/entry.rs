@@ -1,7 +1,9 @@
 //! What a process runs of its program: its command, or one exported
 //! function called as `wasmtime run --invoke` calls it.
 //!
-//! A command is `_start` of a core module, `wasi:cli/run` of a component.
+//! A command is `_start` of a core module (or nothing but its
+//! instantiation when it has none, a reactor or a library, as `wasmtime run`
+//! does), `wasi:cli/run` of a component.
 //! A [`Call`] is resolved against the program's types before anything runs:
 //! for a core module, an export by name and its arguments in wasmtime's
 //! syntax; for a component, a WAVE-encoded call, a bare name being searched
@@ -94,7 +96,7 @@ impl Call {
 
 /// What a process runs of its program.
 pub(crate) enum Entry {
-    /// Its command: `_start`, `wasi:cli/run`.
+    /// Its command: `_start` (if a core module has one), `wasi:cli/run`.
     Command,
     /// One function; the lines of what it returns are kept in the cell.
     Invoke(Call, Arc<OnceLock<Vec<String>>>),
@@ -111,7 +113,12 @@ impl Entry {
             initialize.typed::<(), ()>(&*store)?.call_async(&mut *store, ()).await?;
         }
         let (call, kept) = match self {
-            Entry::Command => return instance.get_typed_func::<(), ()>(&mut *store, "_start")?.call_async(store, ()).await,
+            Entry::Command => {
+                return match instance.get_func(&mut *store, "_start") {
+                    Some(start) => start.typed::<(), ()>(&*store)?.call_async(store, ()).await,
+                    None => Ok(()),
+                };
+            }
             Entry::Invoke(call, kept) => (call, kept),
         };
         let Args::Core { params, results } = &call.args else {

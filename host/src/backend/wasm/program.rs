@@ -95,14 +95,12 @@ impl Program {
         self
     }
 
-    /// Why the program cannot run as a command, if it cannot: a module
-    /// without `_start` (a reactor), a component without `wasi:cli/run`.
+    /// Why the program cannot run as a command, if it cannot: a component
+    /// without `wasi:cli/run`. (A core module always can: without `_start`
+    /// its command is its instantiation, as under `wasmtime run`.)
     pub(crate) fn check_command(&self) -> Result<(), String> {
         match &self.inner.code {
-            Code::Module(pre) => match pre.module().get_export("_start") {
-                Some(wasmtime::ExternType::Func(_)) => Ok(()),
-                _ => Err("the module exports no `_start` function (not a WASI command)".into()),
-            },
+            Code::Module(_) => Ok(()),
             Code::Component { command, .. } => command.as_ref().map(|_| ()).map_err(Clone::clone),
         }
     }
