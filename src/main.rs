@@ -83,9 +83,40 @@ fn main() {
         Subcommand::Help(command) => command.execute(),
     };
     if let Err(err) = result {
-        // One line, no backtrace: these are user errors (a missing or
-        // malformed module, a bad directory), not bugs.
-        eprintln!("Error: {err:#}");
+        eprint!("{}", error_report(&err));
         std::process::exit(1);
+    }
+}
+
+/// An error as wasmtime prints its own: the message, then a "Caused by:"
+/// list when it has causes. No backtrace, even under RUST_BACKTRACE: these
+/// are the user's errors (a missing or malformed module, a bad flag), not
+/// wmp's bugs.
+fn error_report(err: &anyhow::Error) -> String {
+    let mut report = format!("Error: {err}\n");
+    let causes: Vec<_> = err.chain().skip(1).collect();
+    if !causes.is_empty() {
+        report.push_str("\nCaused by:\n");
+        for (n, cause) in causes.iter().enumerate() {
+            match causes.len() {
+                1 => report.push_str(&format!("    {cause}\n")),
+                _ => report.push_str(&format!("    {n}: {cause}\n")),
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[test]
+    fn an_error_is_reported_as_wasmtime_reports_one() {
+        assert_eq!(error_report(&anyhow::anyhow!("alone")), "Error: alone\n");
+        let one = anyhow::anyhow!("the cause").context("the error");
+        assert_eq!(error_report(&one), "Error: the error\n\nCaused by:\n    the cause\n");
+        let two = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(error_report(&two), "Error: top\n\nCaused by:\n    0: middle\n    1: root\n");
     }
 }

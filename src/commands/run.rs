@@ -234,7 +234,13 @@ impl RunCommand {
         let name = module.display().to_string();
         let bytes = match module.to_str() {
             Some("-") => runtime.read_program_from(std::io::stdin().lock(), "/dev/stdin")?,
-            _ => runtime.read_program(module)?,
+            _ => match runtime.read_program(module) {
+                // wasmtime's words, the OS's reason below them.
+                Err(wmp_host::Error::Read { path, error }) => {
+                    return Err(anyhow::Error::new(error).context(format!("failed to open wasm module {path:?}")));
+                }
+                read => read?,
+            },
         };
         if !bytes.starts_with(PRECOMPILED_MAGIC) {
             return Ok(runtime.load_bytes(&name, &bytes)?);

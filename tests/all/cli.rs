@@ -215,8 +215,15 @@ fn bad_input_gives_a_one_line_error() {
     let truncated = dir.join("truncated.wasm");
     let bytes = std::fs::read(PLAIN_P1).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    // A missing file, in wasmtime's words: the message, then its cause.
+    let missing = dir.join("missing.wasm");
+    let out = wmp(&["run", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("Error: failed to open wasm module {missing:?}\n\nCaused by:\n    No such file or directory (os error 2)\n")
+    );
     let cases = [
-        (dir.join("missing.wasm"), "cannot read"),
         (garbage, "not a WebAssembly module or component"),
         (truncated, "invalid program"),
     ];

@@ -351,7 +351,6 @@ fn memory_grow_past_the_limit_with_trap_on_grow_failure_is_an_error() {
 }
 
 #[test]
-#[ignore = "wmp differs: a missing file reads `Error: cannot read M: No such file or directory (os error 2)`, wasmtime `Error: failed to open wasm module \"M\"`, issue 17"]
 fn a_missing_file_is_an_error() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     let missing = scratch().join("missing.wasm");
