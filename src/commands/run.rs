@@ -157,7 +157,8 @@ impl RunCommand {
         }
         let caps = self.capabilities(&module)?;
         let reason = match &self.invoke {
-            None => runtime.run_main(&program, caps)?,
+            // A start that fails, in wasmtime's words over wmp's reason.
+            None => runtime.run_main(&program, caps).with_context(|| format!("failed to run main module `{}`", module.display()))?,
             Some(function) => self.invoke(&runtime, &program, &module, function, caps)?,
         };
         drop(runtime);

@@ -435,3 +435,11 @@ fn unknown_flags_are_usage_errors() {
     // After WASM a flag is the program's.
     assert_eq!(wasmtime.same_args(&[&module, "--no-such-flag"]).status, Some(3));
 }
+
+#[test]
+fn a_component_without_a_run_export_is_an_error() {
+    let Some(wasmtime) = Wasmtime::found() else { return };
+    let component = wat("no-run.wat", "(component)");
+    let outcome = wasmtime.same_args(&[&component]);
+    assert_eq!(outcome.status, Some(1));
+}
