@@ -6,8 +6,9 @@
 #       there), building it first if this machine lacks it: wasmtime-cli 48.0.8
 #       from crates.io, `cargo install --locked --no-default-features` with the
 #       features below, into ${XDG_CACHE_HOME:-$HOME/.cache}/wmp/wasmtime-48.0.8-<features>.
-#       The first build takes a while (19 min on 2 cores beside other
-#       builds; a 29 MB binary left); later calls are silent and quick.
+#       The first build takes a while (9 min on 2 idle cores, 19 to 26 min
+#       beside other builds; a 29 MB binary left); later calls are silent
+#       and quick.
 #
 # The features are `run` and `compile` with the parts of wasmtime that wmp's
 # own wasmtime has (the workspace Cargo.toml): cranelift, component-model,

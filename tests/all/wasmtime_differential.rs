@@ -367,7 +367,7 @@ fn a_file_that_is_not_wasm_is_an_error() {
 }
 
 #[test]
-#[ignore = "wmp differs: --dir of a missing host directory reads `Error: cannot start process MainProcess: cannot open directory M: No such file or directory (os error 2)`, wasmtime `Error: No such file or directory (os error 2)`, issue 17"]
+#[ignore = "wmp differs: --dir of a missing host directory reads `Error: failed to run main module `M`` (the start failed), wasmtime `Error: No such file or directory (os error 2)` (before loading M), issue 17"]
 fn a_missing_dir_is_an_error() {
     let Some(wasmtime) = Wasmtime::found() else { return };
     let missing = scratch().join("no-such-dir");
