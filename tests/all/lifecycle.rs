@@ -422,3 +422,20 @@ fn a_runtime_runs_a_guest_as_its_main_process_blocking_or_async() {
     assert_eq!(embedder.block_on(rt.run_main_async(&program, exit_3())).unwrap(), ExitReason::Exit(1));
     assert!(started.elapsed() < PATIENCE);
 }
+
+#[test]
+fn a_wasmtime_config_without_epoch_interruption_still_lets_a_spinner_be_killed() {
+    // The embedder's Config is the base; the runtime sets epoch
+    // interruption over it, which its kills and turns need.
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(false);
+    let rt = wmp_host::RuntimeBuilder::default().wasmtime_config(config).build().unwrap();
+    let spin = rt.load_bytes("spin.wat", br#"(module (func (export "_start") (loop (br 0))))"#).unwrap();
+    let p = rt.process(&spin).build();
+    p.start().unwrap();
+    p.join(Some(Duration::from_millis(20))).unwrap();
+    assert_eq!(p.is_alive(), Ok(true));
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Killed)));
+}
