@@ -8,7 +8,8 @@
 //! `wmp run` end to end (and `wasmtime run` when a `wasmtime` binary is on
 //! PATH), kill latency (alone, and among 1,000 spinning siblings), how
 //! late a sleeping guest wakes beside 1,000 spinners, and the memory of
-//! many live guests.
+//! many live guests. Under the table, each target of the performance issue
+//! that its rows measure, as met or not met in this run.
 //!
 //! Run: `cargo bench --bench compare` (add `-- quick` for fewer samples).
 
@@ -28,6 +29,7 @@ use common::{Floor, MINIMAL_MODULE, QUIET_EXIT};
 const SPIN_MODULE: &str = r#"(module (func (export "_start") (loop (br 0))))"#;
 
 /// Median and 99th percentile of a sample, in microseconds.
+#[derive(Clone, Copy)]
 struct Timing {
     p50: f64,
     p99: f64,
@@ -39,6 +41,32 @@ fn measure(samples: usize, run: impl FnMut()) -> Timing {
 
 struct Table {
     rows: Vec<(String, Timing, Option<f64>)>,
+}
+
+/// The performance issue's targets, each with what this run measured and
+/// whether it is met: printed after the table.
+struct Targets {
+    rows: Vec<(String, String, bool)>,
+}
+
+impl Targets {
+    /// `what` must come to at most `bound` (a ratio, `×`).
+    fn at_most(&mut self, what: &str, ratio: f64, bound: f64) {
+        self.rows.push((format!("{what} ≤ {bound}×"), format!("{ratio:.2}×"), ratio <= bound));
+    }
+
+    /// `what` must come to at least `bound` (a ratio, `×`).
+    fn at_least(&mut self, what: &str, ratio: f64, bound: f64) {
+        self.rows.push((format!("{what} ≥ {bound}×"), format!("{ratio:.1}×"), ratio >= bound));
+    }
+
+    fn print(&self) {
+        println!("\n| target (with the defaults, in this run) | measured | verdict |");
+        println!("|---|---:|---|");
+        for (target, measured, met) in &self.rows {
+            println!("| {target} | {measured} | {} |", if *met { "met" } else { "not met" });
+        }
+    }
 }
 
 impl Table {
@@ -123,13 +151,16 @@ fn main() {
     let rt = Runtime::new().unwrap();
     let pooled = Runtime::builder().pooling(1000).build().unwrap();
     let mut table = Table { rows: Vec::new() };
+    let mut targets = Targets { rows: Vec::new() };
 
     // A minimal core module.
     let module_floor = measure(n, || floor.run_minimal_module());
     let f = module_floor.p50;
     table.add("wasmtime instantiate+run, minimal module (floor)", module_floor, Some(f));
     let minimal = rt.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
-    table.add("wmp start+join, minimal module", measure(n, || start_join(&rt, &minimal, quiet(), None)), Some(f));
+    let minimal_default = measure(n, || start_join(&rt, &minimal, quiet(), None));
+    targets.at_most("minimal module start+join / its floor", minimal_default.p50 / f, 2.0);
+    table.add("wmp start+join, minimal module", minimal_default, Some(f));
     let minimal_pooled = pooled.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
     table.add(
         "wmp start+join, minimal module, pooling",
@@ -158,11 +189,9 @@ fn main() {
     let sdk_floor = measure(n, || floor.run_sdk_noop());
     let f = sdk_floor.p50;
     table.add("wasmtime instantiate+run, Rust SDK component, model stubbed (floor)", sdk_floor, Some(f));
-    table.add(
-        "wmp start+join, Rust SDK component (minimal guest, target noop)",
-        measure(n, || start_join(&rt, &sdk, quiet(), Some("noop"))),
-        Some(f),
-    );
+    let sdk_default = measure(n, || start_join(&rt, &sdk, quiet(), Some("noop")));
+    targets.at_most("Rust SDK start+join / its floor", sdk_default.p50 / f, 1.2);
+    table.add("wmp start+join, Rust SDK component (minimal guest, target noop)", sdk_default, Some(f));
     let sdk_pooled = pooled.load(wmp_test_guests::MINIMAL).unwrap();
     table.add(
         "wmp start+join, Rust SDK component (minimal guest), pooling",
@@ -183,6 +212,7 @@ fn main() {
         p.join(None).unwrap();
     });
     let scale = |t: f64| t / children as f64;
+    targets.at_most("guest-started child start+join / the SDK floor", scale(per_child.p50) / f, 1.3);
     table.add(
         "wmp guest-started child start+join (per child)",
         Timing { p50: scale(per_child.p50), p99: scale(per_child.p99) },
@@ -206,6 +236,9 @@ fn main() {
         Some(f),
     );
     for (method, p50, p90) in python_rows(if quick { 50 } else { 200 }) {
+        if method == "fork" {
+            targets.at_least("Python fork start+join / Rust SDK start+join", p50 / sdk_default.p50, 40.0);
+        }
         table.add(&format!("Python multiprocessing {method} start+join (p90 in the p99 column)"), Timing { p50, p99: p90 }, None);
     }
 
@@ -286,6 +319,7 @@ fn main() {
         table.add("wmp run, hello component (warm cache)", wmp_run, f);
     }
     table.print();
+    targets.print();
 
     // Many live guests at once, each parked in a host call: RSS per guest.
     let sleeping_module = r#"(module
