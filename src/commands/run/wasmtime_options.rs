@@ -30,6 +30,9 @@ const HOST_BOUNDS: Refusal = "wmp bounds what the host holds for a guest with --
 const LINKS_ONLY_WASI: Refusal = "wmp links WASI and its own process interface only";
 const LOGS: Refusal = "wmp logs through the WMP_LOG variable (for example WMP_LOG=debug)";
 const NO_DEBUGGER: Refusal = "wmp has no debugger integration";
+/// The refusal of a key no arm of [`support`] decides: one wasmtime added
+/// that this table has not caught up with.
+const UNDECIDED: Refusal = "wmp does not support it";
 const NETWORK_TOGETHER: Refusal = "wmp grants TCP, UDP and name lookup together, with `-S inherit-network`";
 
 /// A runtime builder set as `common` asks, over wmp's own `limits`:
@@ -70,15 +73,7 @@ pub fn runtime_builder(common: &mut CommonOptions, limits: Limits) -> anyhow::Re
 /// `CommonOptions::config`, which must have run): an error names the first
 /// one wmp cannot honour, and why.
 fn refuse_unsupported(common: &CommonOptions) -> anyhow::Result<()> {
-    let groups = [
-        ("-O", serde_json::to_value(&common.opts)?),
-        ("-C", serde_json::to_value(&common.codegen)?),
-        ("-D", serde_json::to_value(&common.debug)?),
-        ("-W", serde_json::to_value(&common.wasm)?),
-        ("-S", serde_json::to_value(&common.wasi)?),
-        ("-R", serde_json::to_value(&common.record)?),
-    ];
-    for (flag, group) in &groups {
+    for (flag, group) in &option_groups(common)? {
         let Value::Object(options) = group else { continue };
         for (key, value) in options.iter().filter(|(_, value)| is_set(value)) {
             if let Err(reason) = support(flag, key, value) {
@@ -93,6 +88,19 @@ fn refuse_unsupported(common: &CommonOptions) -> anyhow::Result<()> {
         bail!("--config: wmp cannot honour it: wmp reads no configuration file; pass the options as flags");
     }
     Ok(())
+}
+
+/// Each option group by its flag, in its JSON form: an object of every key
+/// of the group, `null` (or `[]`) where the key is left at its default.
+fn option_groups(common: &CommonOptions) -> serde_json::Result<[(&'static str, Value); 6]> {
+    Ok([
+        ("-O", serde_json::to_value(&common.opts)?),
+        ("-C", serde_json::to_value(&common.codegen)?),
+        ("-D", serde_json::to_value(&common.debug)?),
+        ("-W", serde_json::to_value(&common.wasm)?),
+        ("-S", serde_json::to_value(&common.wasi)?),
+        ("-R", serde_json::to_value(&common.record)?),
+    ])
 }
 
 /// An option the command line set: not left at its default (`None`, or
@@ -221,7 +229,7 @@ fn support(flag: &str, key: &str, value: &Value) -> Result<(), Refusal> {
         ("-S", _) => Err("wmp provides WASI's CLI, filesystem, clocks, random and sockets only"),
 
         ("-R", _) => Err("wmp does not record executions"),
-        _ => Err("wmp does not support it"),
+        _ => Err(UNDECIDED),
     }
 }
 
@@ -230,13 +238,11 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    /// The options `args` (wasmtime's spellings) set, checked.
+    /// The options `args` (wasmtime's spellings) set, checked as `wmp run`
+    /// checks them.
     fn check(args: &[&str]) -> anyhow::Result<()> {
         let mut common = CommonOptions::try_parse_from(std::iter::once("wmp").chain(args.iter().copied()))?;
-        let config = common.config(None);
-        refuse_unsupported(&common)?;
-        config?;
-        Ok(())
+        runtime_builder(&mut common, Limits::new()).map(drop)
     }
 
     #[test]
@@ -266,17 +272,10 @@ mod tests {
         // A key of a group's JSON form that no arm names would fall to the
         // generic refusal: wasmtime grew an option this table has not
         // decided on.
-        let common = CommonOptions::new();
-        for (flag, group) in [
-            ("-O", serde_json::to_value(&common.opts).unwrap()),
-            ("-C", serde_json::to_value(&common.codegen).unwrap()),
-            ("-D", serde_json::to_value(&common.debug).unwrap()),
-            ("-W", serde_json::to_value(&common.wasm).unwrap()),
-            ("-S", serde_json::to_value(&common.wasi).unwrap()),
-        ] {
+        for (flag, group) in option_groups(&CommonOptions::new()).unwrap() {
             for key in group.as_object().unwrap().keys() {
                 for value in [Value::Bool(true), Value::Bool(false), Value::from(1)] {
-                    assert_ne!(support(flag, key, &value), Err("wmp does not support it"), "{flag} {key}={value}");
+                    assert_ne!(support(flag, key, &value), Err(UNDECIDED), "{flag} {key}={value}");
                 }
             }
         }

@@ -2,7 +2,8 @@
 //! (WASI preview 2) compiled and pre-linked once, then instantiated for
 //! every process that runs them. One that is no command (a reactor, a
 //! library component) loads too, for its functions to be invoked (see
-//! `entry.rs`); starting it as a command is refused.
+//! `entry.rs`); a reactor run as a command is only instantiated, and
+//! starting a library component as a command is refused.
 
 use std::path::Path;
 use std::sync::Arc;
