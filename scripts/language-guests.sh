@@ -107,12 +107,18 @@ c_guest() {
 build c-guest examples/c/guest.c "${WIT[@]}" -- c_guest
 build c-plain examples/c/plain.c -- "${CLANG[@]}" -o "$OUT/c-plain.wasm" examples/c/plain.c
 
-# py NAME WORLD: componentizes examples/python/NAME.py.
+# py OUT APP WORLD DIR...: componentizes the app module APP, found in the
+# DIRs, into $OUT/OUT.wasm. wmp's `multiprocessing` (guest-python/) comes
+# first, so it is the one the program imports.
 py() {
-    "$VENV/bin/componentize-py" -d examples/wit -w "$2" componentize -p examples/python "$1" -o "$OUT/python-$1.wasm" >/dev/null
+    local out=$1 app=$2 world=$3 paths=()
+    shift 3
+    for dir in guest-python "$@"; do paths+=(-p "$dir"); done
+    "$VENV/bin/componentize-py" -d examples/wit -w "$world" componentize "${paths[@]}" "$app" -o "$OUT/$out.wasm" >/dev/null
 }
-build python-guest examples/python/guest.py examples/python/wmp_multiprocessing.py "${WIT[@]}" -- py guest command
-build python-plain examples/python/plain.py "${WIT[@]}" -- py plain wasi:cli/command@0.2.12
+build python-guest examples/python/guest.py guest-python "${WIT[@]}" -- py python-guest guest command examples/python
+build python-scenarios tests/scenarios/*.py guest-python "${WIT[@]}" -- py python-scenarios wmp_main command tests/scenarios
+build python-plain examples/python/plain.py "${WIT[@]}" -- py python-plain plain wasi:cli/command@0.2.12 examples/python
 
 # js NAME WORLD: componentizes examples/js/NAME.js (no HTTP: wmp grants none).
 js() {

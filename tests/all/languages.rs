@@ -18,7 +18,7 @@ use wmp_host::{Capabilities, Process, Program, Runtime, Stdio};
 use crate::{Output, PATIENCE, probe, run_child, runtime};
 
 /// The built guest `name` (e.g. "python-guest"), or None after a skip note.
-fn guest(name: &str) -> Option<PathBuf> {
+pub fn guest(name: &str) -> Option<PathBuf> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/language-guests").join(format!("{name}.wasm"));
     if path.exists() {
         return Some(path);

@@ -24,6 +24,7 @@ mod languages;
 mod load;
 mod native;
 mod repr;
+mod scenarios;
 mod sentinels;
 mod state_machine;
 mod trees;

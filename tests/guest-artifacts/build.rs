@@ -10,6 +10,7 @@ use std::process::Command;
 const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("PROBE", "wmp-test-guest-programs", "probe", "wasm32-wasip2"),
     ("MINIMAL", "wmp-test-guest-programs", "minimal", "wasm32-wasip2"),
+    ("POLYGLOT", "wmp-test-guest-programs", "polyglot", "wasm32-wasip2"),
     ("PLAIN_P2", "wmp-test-guest-programs", "plain", "wasm32-wasip2"),
     ("PLAIN_P1", "wmp-test-guest-programs", "plain", "wasm32-wasip1"),
     ("HELLO", "wmp-example-hello", "hello", "wasm32-wasip2"),

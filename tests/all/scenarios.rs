@@ -1,0 +1,181 @@
+//! Differential tests against the host's CPython: each scenario of
+//! tests/scenarios is a Python script that uses `multiprocessing`. CPython
+//! runs it with its own `multiprocessing`; a wmp guest runs the same
+//! scenario (the script itself, componentized with wmp's Python package, or
+//! its C or JS rendering) under `wmp run`. Their stdout and stderr must be
+//! equal line for line once what legitimately differs is masked: pids
+//! (`pid=N`, `parent=N`) and, in tracebacks, file paths, line numbers and
+//! the quoted source lines.
+//!
+//! The guests are built by scripts/language-guests.sh, like languages.rs's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::languages::guest;
+
+fn scenarios_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+/// What one run printed, masked, and how it ended.
+#[derive(Debug, PartialEq)]
+struct Transcript {
+    status: Option<i32>,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Transcript {
+    fn of(output: Output) -> Transcript {
+        Transcript {
+            status: output.status.code(),
+            stdout: masked(&String::from_utf8_lossy(&output.stdout)),
+            stderr: masked(&String::from_utf8_lossy(&output.stderr)),
+        }
+    }
+}
+
+/// The lines of `text` with pids and traceback details masked.
+fn masked(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut in_traceback = false;
+    for line in text.lines() {
+        if line == "Traceback (most recent call last):" {
+            in_traceback = true;
+        } else if in_traceback && line.starts_with("  File \"") {
+            lines.push(traceback_frame(line));
+            continue;
+        } else if in_traceback && line.starts_with("    ") {
+            continue; // a quoted source line, or its ^^^ markers
+        } else {
+            in_traceback = false;
+        }
+        lines.push(mask_pids(line));
+    }
+    lines
+}
+
+/// `  File "/a/b/process.py", line 314, in _bootstrap` as
+/// `  File "process.py", in _bootstrap`.
+fn traceback_frame(line: &str) -> String {
+    let rest = &line["  File \"".len()..];
+    let Some((path, after)) = rest.split_once('"') else { return line.to_owned() };
+    let file = Path::new(path).file_name().map_or(path.into(), |name| name.to_string_lossy());
+    let function = after.split_once(", in ").map_or("", |(_, function)| function);
+    format!("  File \"{file}\", in {function}")
+}
+
+/// Replaces the digits after `pid=` and `parent=` with `N`.
+fn mask_pids(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = ["pid=", "parent="].iter().filter_map(|key| rest.find(key).map(|i| i + key.len())).min() {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            out.push('N');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs `scenario` under CPython and as `wmp run GUEST SCENARIO`, where
+/// GUEST is the built language guest `guest` (e.g. "python-scenarios"),
+/// and asserts their transcripts are equal.
+pub fn matches_cpython(guest_name: &str, scenario: &str) {
+    let Some(guest) = guest(guest_name) else { return };
+    let script = scenarios_dir().join(format!("{scenario}.py"));
+    let cpython = Command::new("python3")
+        .arg(&script)
+        .current_dir(scenarios_dir())
+        .env_remove("PYTHONPATH")
+        .output()
+        .expect("running the host's python3 (CPython is the reference: install python3)");
+    let wmp = Command::new(env!("CARGO_BIN_EXE_wmp")).arg("run").arg(&guest).arg(scenario).output().expect("running wmp");
+    let (cpython, wmp) = (Transcript::of(cpython), Transcript::of(wmp));
+    assert!(
+        cpython == wmp,
+        "{guest_name} {scenario}: the transcripts differ\n--- CPython\n{}\n--- wmp\n{}",
+        render(&cpython),
+        render(&wmp)
+    );
+}
+
+fn render(t: &Transcript) -> String {
+    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", t.status, t.stdout.join("\n"), t.stderr.join("\n"))
+}
+
+#[test]
+fn masking_keeps_what_a_transcript_means() {
+    let text = "<Process name='Process-1' pid=4194305 parent=12 started>\n\
+                Process Process-1:\n\
+                Traceback (most recent call last):\n  \
+                File \"/usr/lib/python3.11/multiprocessing/process.py\", line 314, in _bootstrap\n    \
+                self.run()\n    \
+                ^^^^^^^^^^\n\
+                ValueError: boom\n    \
+                indented output after it stays\n\
+                pid=None\n";
+    assert_eq!(
+        masked(text),
+        [
+            "<Process name='Process-1' pid=N parent=N started>",
+            "Process Process-1:",
+            "Traceback (most recent call last):",
+            "  File \"process.py\", in _bootstrap",
+            "ValueError: boom",
+            "    indented output after it stays",
+            "pid=None",
+        ]
+    );
+}
+
+/// The Python guest runs the scenario scripts themselves, with wmp's
+/// `multiprocessing` package in place of CPython's.
+mod python {
+    use super::matches_cpython;
+
+    #[test]
+    fn lang_lifecycle() {
+        matches_cpython("python-scenarios", "lang_lifecycle");
+    }
+
+    #[test]
+    fn lang_pipes() {
+        matches_cpython("python-scenarios", "lang_pipes");
+    }
+
+    #[test]
+    fn lang_queues() {
+        matches_cpython("python-scenarios", "lang_queues");
+    }
+
+    #[test]
+    fn lang_wait() {
+        matches_cpython("python-scenarios", "lang_wait");
+    }
+
+    #[test]
+    fn lang_listener() {
+        matches_cpython("python-scenarios", "lang_listener");
+    }
+
+    #[test]
+    fn py_errors() {
+        matches_cpython("python-scenarios", "py_errors");
+    }
+
+    #[test]
+    fn py_trees() {
+        matches_cpython("python-scenarios", "py_trees");
+    }
+
+    #[test]
+    fn py_objects() {
+        matches_cpython("python-scenarios", "py_objects");
+    }
+}
