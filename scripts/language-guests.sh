@@ -95,16 +95,21 @@ build() {
 WIT=(examples/wit wit)
 CLANG=(clang --target=wasm32-wasi --sysroot=/usr -O2 -Wl,--strip-debug)
 
+# c_guest NAME SOURCE...: builds the C sources, with the wrapper examples/c/multiprocessing.c and the bindings of
+# wmp:guests/command, into the reactor component $OUT/NAME.wasm.
 c_guest() {
-    local gen="$OUT/c-bindings"
+    local name=$1 gen="$OUT/c-bindings-$1"
+    shift
     rm -rf "$gen"
     "$TOOLS/bin/wit-bindgen" c examples/wit --world wmp:guests/command --out-dir "$gen" >/dev/null
-    "${CLANG[@]}" -mexec-model=reactor -I"$gen" -o "$OUT/c-guest.core.wasm" \
-        examples/c/guest.c "$gen/command.c" "$gen/command_component_type.o"
-    "$TOOLS/bin/wasm-tools" component new "$OUT/c-guest.core.wasm" -o "$OUT/c-guest.wasm" \
+    "${CLANG[@]}" -mexec-model=reactor -I"$gen" -Iexamples/c -o "$OUT/$name.core.wasm" \
+        "$@" examples/c/multiprocessing.c "$gen/command.c" "$gen/command_component_type.o"
+    "$TOOLS/bin/wasm-tools" component new "$OUT/$name.core.wasm" -o "$OUT/$name.wasm" \
         --adapt wasi_snapshot_preview1="$ADAPTER_DIR/artefacts/wasi_snapshot_preview1.reactor.wasm"
 }
-build c-guest examples/c/guest.c "${WIT[@]}" -- c_guest
+C_WRAPPER=(examples/c/multiprocessing.h examples/c/multiprocessing.c)
+build c-guest examples/c/guest.c "${C_WRAPPER[@]}" "${WIT[@]}" -- c_guest c-guest examples/c/guest.c
+build c-scenarios tests/scenarios/c "${C_WRAPPER[@]}" "${WIT[@]}" -- c_guest c-scenarios tests/scenarios/c/*.c
 build c-plain examples/c/plain.c -- "${CLANG[@]}" -o "$OUT/c-plain.wasm" examples/c/plain.c
 
 # py OUT APP WORLD DIR...: componentizes the app module APP, found in the

@@ -179,3 +179,34 @@ mod python {
         matches_cpython("python-scenarios", "py_objects");
     }
 }
+
+/// The C renderings of the `lang_` scenarios (tests/scenarios/c), one
+/// component that runs the scenario its argv names.
+mod c {
+    use super::matches_cpython;
+
+    #[test]
+    fn lang_lifecycle() {
+        matches_cpython("c-scenarios", "lang_lifecycle");
+    }
+
+    #[test]
+    fn lang_pipes() {
+        matches_cpython("c-scenarios", "lang_pipes");
+    }
+
+    #[test]
+    fn lang_queues() {
+        matches_cpython("c-scenarios", "lang_queues");
+    }
+
+    #[test]
+    fn lang_wait() {
+        matches_cpython("c-scenarios", "lang_wait");
+    }
+
+    #[test]
+    fn lang_listener() {
+        matches_cpython("c-scenarios", "lang_listener");
+    }
+}

@@ -17,16 +17,18 @@ use crate::ipc::queue::Queue;
 use crate::ipc::sentinel::Sentinel;
 use crate::ipc::wait::{Waitable, wait_ready};
 
+/// The WIT case of an error, with the message CPython's exception for it shows (its `str()`): none for
+/// `EOFError`, `queue.Empty` and `queue.Full`, the OS's words for `BrokenPipeError`.
 fn wit_connection_error(err: ConnectionError) -> WitError {
     let message = err.to_string();
     match err {
-        ConnectionError::Eof => WitError::Eof(message),
+        ConnectionError::Eof => WitError::Eof(String::new()),
         ConnectionError::Closed => WitError::Closed(message),
-        ConnectionError::BrokenPipe => WitError::BrokenPipe(message),
+        ConnectionError::BrokenPipe => WitError::BrokenPipe("[Errno 32] Broken pipe".into()),
         ConnectionError::WriteOnly => WitError::WriteOnly(message),
         ConnectionError::ReadOnly => WitError::ReadOnly(message),
-        ConnectionError::Empty => WitError::Empty(message),
-        ConnectionError::Full => WitError::Full(message),
+        ConnectionError::Empty => WitError::Empty(String::new()),
+        ConnectionError::Full => WitError::Full(String::new()),
         ConnectionError::Authentication(why) => WitError::Authentication(why),
         ConnectionError::Refused(address) => WitError::Refused(address),
         ConnectionError::AddressInUse(address) => WitError::AddressInUse(address),
