@@ -196,6 +196,11 @@ mod python {
     fn py_objects() {
         matches_cpython("python-scenarios", "py_objects");
     }
+
+    #[test]
+    fn py_exit() {
+        matches_cpython("python-scenarios", "py_exit");
+    }
 }
 
 /// The C renderings of the `lang_` scenarios (tests/scenarios/c), one
