@@ -125,12 +125,16 @@ build python-guest examples/python/guest.py guest-python "${WIT[@]}" -- py pytho
 build python-scenarios tests/scenarios/*.py guest-python "${WIT[@]}" -- py python-scenarios wmp_main command tests/scenarios
 build python-plain examples/python/plain.py "${WIT[@]}" -- py python-plain plain wasi:cli/command@0.2.12 examples/python
 
-# js NAME WORLD: componentizes examples/js/NAME.js (no HTTP: wmp grants none).
+# js OUT SOURCE WORLD: componentizes SOURCE into $OUT/OUT.wasm (no HTTP: wmp grants none). componentize-js
+# follows SOURCE's relative imports (the wrapper examples/js/multiprocessing.js) inside the directory it runs in.
 js() {
-    (cd examples/js && node_modules/.bin/componentize-js "$1.js" --wit ../wit --world-name "$2" \
-        --disable http fetch-event -o "../../$OUT/js-$1.wasm" >/dev/null)
+    examples/js/node_modules/.bin/componentize-js "$2" --wit examples/wit --world-name "$3" \
+        --disable http fetch-event -o "$OUT/$1.wasm" >/dev/null
 }
-build js-guest examples/js/guest.js examples/js/package-lock.json "${WIT[@]}" -- js guest wmp:guests/command
-build js-plain examples/js/plain.js examples/js/package-lock.json "${WIT[@]}" -- js plain wasi:cli/command@0.2.12
+JS=(examples/js/multiprocessing.js examples/js/package-lock.json "${WIT[@]}")
+build js-guest examples/js/guest.js "${JS[@]}" -- js js-guest examples/js/guest.js wmp:guests/command
+build js-scenarios tests/scenarios/js "${JS[@]}" -- js js-scenarios tests/scenarios/js/main.js wmp:guests/command
+build js-plain examples/js/plain.js examples/js/package-lock.json "${WIT[@]}" -- js js-plain examples/js/plain.js \
+    wasi:cli/command@0.2.12
 
 say "ready in $OUT (${SECONDS}s)"

@@ -233,3 +233,35 @@ mod c {
         matches_cpython("c-scenarios", "lang_listener");
     }
 }
+
+/// The JS renderings of the `lang_` scenarios (tests/scenarios/js, on
+/// examples/js/multiprocessing.js), one component that runs the scenario
+/// its argv names.
+mod js {
+    use super::matches_cpython;
+
+    #[test]
+    fn lang_lifecycle() {
+        matches_cpython("js-scenarios", "lang_lifecycle");
+    }
+
+    #[test]
+    fn lang_pipes() {
+        matches_cpython("js-scenarios", "lang_pipes");
+    }
+
+    #[test]
+    fn lang_queues() {
+        matches_cpython("js-scenarios", "lang_queues");
+    }
+
+    #[test]
+    fn lang_wait() {
+        matches_cpython("js-scenarios", "lang_wait");
+    }
+
+    #[test]
+    fn lang_listener() {
+        matches_cpython("js-scenarios", "lang_listener");
+    }
+}
