@@ -473,10 +473,16 @@ export class Queue {
   }
 }
 
-// A name in the runtime that clients connect to, proving `authkey` (this process's authkey if none).
+// How many listeners this process made without an address (each gets a name of its own).
+let unnamedListeners = 0;
+
+// A name in the runtime that clients connect to, proving `authkey` (this process's authkey if none); without an
+// address, one of its own (`address` tells it).
 export class Listener {
   constructor(address, { authkey } = {}) {
-    this.address = String(address);
+    this.address = address === undefined || address === null
+      ? `wmp-listener-${currentProcess().pid}-${unnamedListeners++}`
+      : String(address);
     this.handle = callConnection(() => witConnection.listen(this.address, authkey));
   }
 
