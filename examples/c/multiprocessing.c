@@ -194,12 +194,26 @@ bool mp_process_exitcode(mp_process p, int *exitcode, mp_error *err) {
     return true;
 }
 
+/* terminate() and kill(): before start, CPython calls that method of its _popen, still None. */
+static bool signalled(bool sent, wmp_process_process_error_t *e, const char *method, mp_error *err) {
+    if (sent)
+        return true;
+    if (e->tag != WMP_PROCESS_PROCESS_ERROR_NOT_STARTED)
+        return process_error(err, e);
+    wmp_process_process_error_free(e);
+    char message[64];
+    snprintf(message, sizeof message, "'NoneType' object has no attribute '%s'", method);
+    return raise(err, "AttributeError", string_of(message));
+}
+
 bool mp_process_terminate(mp_process p, mp_error *err) {
-    PROCESS_CALL(wmp_process_process_method_process_terminate(PROCESS(p), &e));
+    wmp_process_process_error_t e;
+    return signalled(wmp_process_process_method_process_terminate(PROCESS(p), &e), &e, "terminate", err);
 }
 
 bool mp_process_kill(mp_process p, mp_error *err) {
-    PROCESS_CALL(wmp_process_process_method_process_kill(PROCESS(p), &e));
+    wmp_process_process_error_t e;
+    return signalled(wmp_process_process_method_process_kill(PROCESS(p), &e), &e, "kill", err);
 }
 
 bool mp_process_close(mp_process p, mp_error *err) {
