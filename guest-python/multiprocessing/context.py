@@ -77,8 +77,11 @@ class BaseContext:
 
     # Semaphores shared between processes: a sandboxed guest has none.
     Lock = RLock = Condition = Semaphore = BoundedSemaphore = Event = Barrier = staticmethod(_no_semaphores)
-    # Pool's queues lock with a Lock, as CPython's do.
-    Pool = staticmethod(_no_semaphores)
+    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+        """Returns a process pool object"""
+        from .pool import Pool
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+
     # Memory shared between processes: each guest has its own.
     RawValue = RawArray = Value = Array = staticmethod(_no_shared_memory)
 

@@ -10,8 +10,10 @@
 //! The guests are built by scripts/language-guests.sh, like languages.rs's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::languages::guest;
 
@@ -90,22 +92,57 @@ fn mask_pids(line: &str) -> String {
 pub fn matches_cpython(guest_name: &str, scenario: &str) {
     let Some(guest) = guest(guest_name) else { return };
     let script = scenarios_dir().join(format!("{scenario}.py"));
-    let cpython = Command::new("python3")
-        .arg(&script)
-        .current_dir(scenarios_dir())
-        .env_remove("PYTHONPATH")
-        .output()
-        .expect("running the host's python3 (CPython is the reference: install python3)");
-    let wmp = first_compiles(guest_name, || {
-        Command::new(env!("CARGO_BIN_EXE_wmp")).arg("run").arg(&guest).arg(scenario).output().expect("running wmp")
-    });
-    let (cpython, wmp) = (Transcript::of(cpython), Transcript::of(wmp));
+    let cpython = output_within(
+        Command::new("python3").arg(&script).current_dir(scenarios_dir()).env_remove("PYTHONPATH"),
+        SCENARIO_PATIENCE,
+    );
+    let (cpython, wmp) = (Transcript::of(cpython), under_wmp(guest_name, &guest, scenario));
     assert!(
         cpython == wmp,
         "{guest_name} {scenario}: the transcripts differ\n--- CPython\n{}\n--- wmp\n{}",
         render(&cpython),
         render(&wmp)
     );
+}
+
+/// The transcript of `wmp run GUEST SCENARIO`.
+fn under_wmp(guest_name: &str, guest: &Path, scenario: &str) -> Transcript {
+    Transcript::of(first_compiles(guest_name, || {
+        output_within(Command::new(env!("CARGO_BIN_EXE_wmp")).arg("run").arg(guest).arg(scenario), SCENARIO_PATIENCE)
+    }))
+}
+
+/// How long a scenario may run (the first run of a guest compiles it).
+const SCENARIO_PATIENCE: Duration = Duration::from_secs(180);
+
+/// `command`'s output; a command still running after `patience` is
+/// killed and the test fails with what it printed, so a hang fails fast.
+fn output_within(command: &mut Command, patience: Duration) -> Output {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting the command");
+    let stdout = read_all_of(child.stdout.take().unwrap());
+    let stderr = read_all_of(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the command") {
+            break status;
+        }
+        if started.elapsed() > patience {
+            child.kill().ok();
+            let status = child.wait().expect("waiting for the killed command");
+            let output = Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+            panic!("{command:?} still ran after {patience:?}; it printed:\n{}", render(&Transcript::of(output)));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+fn read_all_of(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        pipe.read_to_end(&mut bytes).ok();
+        bytes
+    })
 }
 
 /// Runs `run`; the first run of each guest runs alone, so that it compiles
@@ -200,6 +237,29 @@ mod python {
     #[test]
     fn py_exit() {
         matches_cpython("python-scenarios", "py_exit");
+    }
+
+    #[test]
+    fn py_pool() {
+        matches_cpython("python-scenarios", "py_pool");
+    }
+
+    /// Where CPython has no answer (its Pool waits forever for the task of
+    /// a worker that died), wmp's fails the task and goes on.
+    #[test]
+    fn a_pool_worker_that_dies_fails_its_task() {
+        let Some(guest) = super::guest("python-scenarios") else { return };
+        let t = super::under_wmp("python-scenarios", &guest, "wmp_pool_death");
+        assert_eq!(t.status, Some(0), "{}", super::render(&t));
+        assert_eq!(
+            t.stdout,
+            [
+                "ProcessError: the pool worker SpawnPoolWorker-1 ended with exitcode 3 during its task",
+                "then [0, 1, 4, 9]"
+            ],
+            "{}",
+            super::render(&t)
+        );
     }
 }
 
