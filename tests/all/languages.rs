@@ -2,8 +2,9 @@
 //! (examples/c, examples/python, examples/js), built by
 //! scripts/language-guests.sh into target/language-guests/: each reads its
 //! identity and runs two children, a Python guest and a Rust guest start
-//! each other, and the plain WASI programs of each language run unchanged
-//! under `wmp run`.
+//! each other, every pair of languages (Rust included) starts the other's
+//! children and talks to them over a pipe, and the plain WASI programs of
+//! each language run unchanged under `wmp run`.
 //!
 //! Building the guests needs toolchains that `cargo test` does not install,
 //! so a missing guest skips its test with a note, unless
@@ -141,6 +142,35 @@ fn python_and_rust_guests_start_each_other() {
     assert_eq!(worker["identity"], "[2,1]", "the Python worker, a child of the probe");
     assert_eq!(worker["parent_pid"], p.pid().unwrap().unwrap().to_string());
     assert_eq!(out.value("python exitcode"), "Some(4)");
+}
+
+/// Mixed trees: the guest of each language (Rust, C, Python, JS) starts
+/// the `echo` target of every language's guest, shared by the host under
+/// the language's name, hands it one end of a pipe, and gets its hello back
+/// upper-cased and tagged by the child's language and process name.
+#[test]
+fn every_pair_of_languages_starts_each_others_children_and_talks_over_a_pipe() {
+    const LANGUAGES: [&str; 4] = ["rust", "c", "python", "js"];
+    let rt = runtime();
+    let mut programs = vec![rt.load(wmp_test_guests::POLYGLOT).unwrap()];
+    for language in &LANGUAGES[1..] {
+        let Some(path) = guest(&format!("{language}-guest")) else { return };
+        programs.push(rt.load(&path).unwrap());
+    }
+    for (language, program) in LANGUAGES.iter().zip(&programs) {
+        rt.share_program(language, program);
+    }
+    for (parent, program) in LANGUAGES.iter().zip(&programs) {
+        let argv = [["guest", "mixed"].as_slice(), &LANGUAGES].concat();
+        let (p, out) = run(&rt, program, &argv, None);
+        assert_eq!(p.exitcode(), Ok(Some(0)), "{parent}: {}{}", out.stdout(), out.stderr());
+        let name = p.name();
+        for (n, child) in LANGUAGES.iter().enumerate() {
+            let reply = format!("mixed {child}: HELLO FROM {} ({child} {name}:{})\n", parent.to_uppercase(), n + 1);
+            assert!(out.stdout().contains(&reply), "{parent} → {child}: no {reply:?} in\n{}", out.stdout());
+            assert!(out.stdout().contains(&format!("{child} exitcode=0\n")), "{parent} → {child}: {}", out.stdout());
+        }
+    }
 }
 
 fn wmp(args: &[&str]) -> std::process::Output {
