@@ -6,9 +6,7 @@ import multiprocessing as mp
 import sys
 import time
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import show
 
 
 def worker(code):

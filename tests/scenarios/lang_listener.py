@@ -5,9 +5,7 @@ on both sides with multiprocessing's AuthenticationError messages."""
 import multiprocessing as mp
 from multiprocessing.connection import Client, Listener
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import show
 
 
 def client(address, key):

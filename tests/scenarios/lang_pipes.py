@@ -4,9 +4,7 @@ errors of a one-way pipe's wrong end, printed as `Type: message`."""
 
 import multiprocessing as mp
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import attempt, show
 
 
 def echo(conn):
@@ -16,13 +14,6 @@ def echo(conn):
             break
         conn.send_bytes(message.upper())
     conn.close()
-
-
-def attempt(what, action):
-    try:
-        show(what, action())
-    except Exception as err:
-        show(what, f"{type(err).__name__}: {err}")
 
 
 def main():

@@ -5,21 +5,12 @@ bounded queue refuses a put with queue.Full."""
 import multiprocessing as mp
 import queue
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import attempt, show
 
 
 def producer(q, tag, count):
     for n in range(count):
         q.put(f"{tag}{n}".encode())
-
-
-def attempt(what, action):
-    try:
-        show(what, action())
-    except Exception as err:
-        show(what, f"{type(err).__name__}: {err}")
 
 
 def main():

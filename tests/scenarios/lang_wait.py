@@ -5,9 +5,7 @@ child's sentinel once it has ended."""
 import multiprocessing as mp
 from multiprocessing.connection import wait
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import show
 
 
 def signaller(out, go):

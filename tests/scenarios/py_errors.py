@@ -7,9 +7,7 @@ CPython's exception types and messages."""
 import multiprocessing as mp
 import sys
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import attempt, show
 
 
 def exits(how):
@@ -36,13 +34,6 @@ class Worker(mp.Process):
     def run(self):
         show("run of", mp.current_process().name, "factor", self.factor)
         sys.exit(self.factor * 2)
-
-
-def attempt(what, action):
-    try:
-        show(what, action())
-    except Exception as err:
-        show(what, f"{type(err).__name__}: {err}")
 
 
 def run_to_end(p):

@@ -7,9 +7,7 @@ import multiprocessing as mp
 import sys
 import time
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import show
 
 
 def slow(inbox):

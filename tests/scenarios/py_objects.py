@@ -6,9 +6,7 @@ authkey it inherited, and wait over several sentinels."""
 import multiprocessing as mp
 from multiprocessing.connection import Client, Listener, wait
 
-
-def show(*parts):
-    print(*parts, flush=True)
+from scenario_output import show
 
 
 def square_all(conn):

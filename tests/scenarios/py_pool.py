@@ -6,11 +6,9 @@ is closed, still running or too small."""
 import multiprocessing as mp
 import time
 
+from scenario_output import attempt, show
+
 _greeting = None
-
-
-def show(*parts):
-    print(*parts, flush=True)
 
 
 def square(x):
@@ -43,13 +41,6 @@ def whoami(_):
 def slow(x):
     time.sleep(0.5)
     return x
-
-
-def attempt(what, action):
-    try:
-        show(what, action())
-    except Exception as err:
-        show(what, f"{type(err).__name__}: {err}")
 
 
 def main():

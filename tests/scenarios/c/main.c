@@ -47,6 +47,17 @@ void show_error(const char *what, const mp_error *err) {
     show("%s %s: %s", what, err->type, err->message);
 }
 
+void show_received(const char *what, bool received, mp_bytes *message, const mp_error *err) {
+    if (!received) {
+        show_error(what, err);
+        return;
+    }
+    char *repr = py_bytes(message->ptr, message->len);
+    show("%s %s", what, repr);
+    free(repr);
+    mp_bytes_free(message);
+}
+
 const char *py_bool(bool value) {
     return value ? "True" : "False";
 }

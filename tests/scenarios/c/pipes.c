@@ -44,14 +44,7 @@ static void attempt_send(const char *what, mp_connection c) {
 static void attempt_recv(const char *what, mp_connection c) {
     mp_error err;
     mp_bytes message;
-    if (mp_connection_recv_bytes(c, &message, &err)) {
-        char *repr = py_bytes(message.ptr, message.len);
-        show("%s %s", what, repr);
-        free(repr);
-        mp_bytes_free(&message);
-    } else {
-        show_error(what, &err);
-    }
+    show_received(what, mp_connection_recv_bytes(c, &message, &err), &message, &err);
 }
 
 int lang_pipes(void) {

@@ -28,14 +28,7 @@ static int by_bytes(const void *a, const void *b) {
 static void attempt_get(const char *what, mp_queue q, double timeout) {
     mp_error err;
     mp_bytes message;
-    if (mp_queue_get(q, timeout, &message, &err)) {
-        char *repr = py_bytes(message.ptr, message.len);
-        show("%s %s", what, repr);
-        free(repr);
-        mp_bytes_free(&message);
-    } else {
-        show_error(what, &err);
-    }
+    show_received(what, mp_queue_get(q, timeout, &message, &err), &message, &err);
 }
 
 int lang_queues(void) {

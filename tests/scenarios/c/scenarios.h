@@ -9,6 +9,9 @@
 void show(const char *format, ...) __attribute__((format(printf, 1, 2)));
 /* Prints `WHAT Type: message`, as the scripts' attempt() does for an exception. */
 void show_error(const char *what, const mp_error *err);
+/* Prints `WHAT b'...'` for a message received (and frees it), else `WHAT Type: message`: the scripts'
+ * attempt() of a receive. */
+void show_received(const char *what, bool received, mp_bytes *message, const mp_error *err);
 /* Python's str() of a bool, and of an int that may be None; text lives in buf. */
 const char *py_bool(bool value);
 const char *py_int(int value, char buf[16]);

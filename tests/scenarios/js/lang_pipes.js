@@ -1,7 +1,7 @@
 // lang_pipes.py in JS: pipes between a parent and its child: a duplex pipe's end passed to a child, messages both
 // ways, EOF once the child's end is gone, and the errors of a one-way pipe's wrong end, printed as `Type: message`.
 import { Pipe, Process } from '../../../examples/js/multiprocessing.js';
-import { bytes, failure, show } from './show.js';
+import { attempt, bytes, show } from './show.js';
 
 function echo(conn) {
   for (;;) {
@@ -10,14 +10,6 @@ function echo(conn) {
     conn.sendBytes(bytes(message.toUpperCase()));
   }
   conn.close();
-}
-
-function attempt(what, action) {
-  try {
-    show(what, action());
-  } catch (err) {
-    show(what, failure(err));
-  }
 }
 
 function main() {

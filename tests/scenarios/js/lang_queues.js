@@ -1,18 +1,10 @@
 // lang_queues.py in JS: a queue shared by a parent and two children: what each put arrives once, a get on an
 // empty queue times out with Empty, and a full bounded queue refuses a put with Full.
 import { Process, Queue } from '../../../examples/js/multiprocessing.js';
-import { bytes, compareBytes, failure, show } from './show.js';
+import { attempt, bytes, compareBytes, show } from './show.js';
 
 function producer(q, tag, count) {
   for (let n = 0; n < count; n++) q.put(bytes(`${tag}${n}`));
-}
-
-function attempt(what, action) {
-  try {
-    show(what, action());
-  } catch (err) {
-    show(what, failure(err));
-  }
 }
 
 function main() {

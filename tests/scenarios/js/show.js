@@ -60,3 +60,12 @@ export function show(...parts) {
 export function failure(err) {
   return `${err.name}: ${err.message}`;
 }
+
+// Prints what `action` returns, or its error as `Type: message`, as the scripts' attempt().
+export function attempt(what, action) {
+  try {
+    show(what, action());
+  } catch (err) {
+    show(what, failure(err));
+  }
+}
