@@ -282,7 +282,7 @@ impl wasmtime::ResourceLimiter for MemoryGuard {
 }
 
 /// Store data of a component (WASI preview 2) guest.
-pub(crate) struct P2State {
+pub(crate) struct ComponentState {
     pub(crate) guest: GuestCtx,
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
@@ -293,7 +293,7 @@ pub(crate) struct P2State {
     held: HashMap<u32, Charge>,
 }
 
-impl P2State {
+impl ComponentState {
     /// Puts a host object in the guest's table, charged `bytes` of `what`
     /// until the guest drops the handle.
     pub(crate) fn hold<T: Send + 'static>(&mut self, what: Held, bytes: usize, value: T) -> wasmtime::Result<Resource<T>> {
@@ -310,14 +310,14 @@ impl P2State {
     }
 }
 
-impl WasiView for P2State {
+impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 /// Store data of a core-module (WASI preview 1) guest.
-pub(crate) struct P1State {
+pub(crate) struct ModuleState {
     guest: GuestCtx,
     pub(crate) wasi: WasiP1Ctx,
 }
@@ -327,7 +327,7 @@ trait HasGuest: Send + 'static {
     fn guest_mut(&mut self) -> &mut GuestCtx;
 }
 
-impl HasGuest for P2State {
+impl HasGuest for ComponentState {
     fn guest(&self) -> &GuestCtx {
         &self.guest
     }
@@ -337,7 +337,7 @@ impl HasGuest for P2State {
     }
 }
 
-impl HasGuest for P1State {
+impl HasGuest for ModuleState {
     fn guest(&self) -> &GuestCtx {
         &self.guest
     }
@@ -438,7 +438,7 @@ fn prepare(
     match program.code() {
         Code::Component { pre, command } => {
             let (pre, command) = (pre.clone(), command.clone());
-            let state = P2State {
+            let state = ComponentState {
                 guest,
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
@@ -454,7 +454,7 @@ fn prepare(
         }
         Code::Module(pre) => {
             let pre = pre.clone();
-            let mut store = new_store(backend, P1State { guest, wasi: wasi.build_p1() })?;
+            let mut store = new_store(backend, ModuleState { guest, wasi: wasi.build_p1() })?;
             Ok(Box::pin(async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 entry.run_module(&mut store, instance).await

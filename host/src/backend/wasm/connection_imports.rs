@@ -6,7 +6,7 @@
 use wasmtime::component::Resource;
 use wmp_core::{AuthKey, ConnectionError};
 
-use crate::backend::wasm::P2State;
+use crate::backend::wasm::ComponentState;
 use crate::ipc::connection::Connection;
 use crate::base::ledger::{Charged, Held, MESSAGE_COST, OBJECT_COST};
 use crate::backend::wasm::process_imports::bindings::wmp::process::connection::{self as wit, Error as WitError};
@@ -49,7 +49,7 @@ fn unframe(frames: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
     wmp_core::frames::decode(frames).map_err(wasmtime::Error::new)
 }
 
-impl P2State {
+impl ComponentState {
     fn key_or_own(&self, authkey: Option<Vec<u8>>) -> AuthKey {
         authkey.map_or_else(|| self.guest.node.authkey(), AuthKey::new)
     }
@@ -73,7 +73,7 @@ impl P2State {
     }
 }
 
-impl wit::Host for P2State {
+impl wit::Host for ComponentState {
     async fn pipe(&mut self, duplex: bool) -> wasmtime::Result<(Resource<Connection>, Resource<Connection>)> {
         let (a, b) = crate::ipc::connection::pipe(self.guest.host.handle(), duplex, crate::ipc::connection::PIPE_CAPACITY);
         Ok((self.hold_connection(a)?, self.hold_connection(b)?))
@@ -139,7 +139,7 @@ impl wit::Host for P2State {
     }
 }
 
-impl wit::HostConnection for P2State {
+impl wit::HostConnection for ComponentState {
     async fn send_bytes(&mut self, connection: Resource<Connection>, message: Vec<u8>) -> ConnResult<()> {
         let message = self.charged(Held::PipeMessages, message)?;
         conn_result(self.table.get(&connection)?.send_charged_async(vec![message]).await)
@@ -184,7 +184,7 @@ impl wit::HostConnection for P2State {
     }
 }
 
-impl wit::HostQueue for P2State {
+impl wit::HostQueue for ComponentState {
     async fn new(&mut self, maxsize: u32) -> wasmtime::Result<Resource<Queue>> {
         let queue = Queue::new(self.guest.host.handle(), maxsize as usize);
         self.hold_queue(queue)
@@ -218,7 +218,7 @@ impl wit::HostQueue for P2State {
     }
 }
 
-impl wit::HostListener for P2State {
+impl wit::HostListener for ComponentState {
     async fn accept(&mut self, listener: Resource<Listener>) -> ConnResult<Resource<Connection>> {
         match self.table.get(&listener)?.accept_async().await {
             Ok(connection) => Ok(Ok(self.hold_connection(connection)?)),

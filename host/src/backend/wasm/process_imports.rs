@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 use wmp_core::{AuthKey, ProcessError};
 
-use crate::backend::wasm::P2State;
+use crate::backend::wasm::ComponentState;
 use crate::base::ledger::{Held, OBJECT_COST};
 use crate::model::process::Process;
 use crate::ipc::sentinel::{Sentinel, wait_any};
@@ -56,7 +56,7 @@ pub(crate) fn nanos(timeout: Option<u64>) -> Option<Duration> {
     timeout.map(Duration::from_nanos)
 }
 
-impl P2State {
+impl ComponentState {
     fn handle(&self, process: &Resource<Process>) -> wasmtime::Result<Process> {
         Ok(self.table.get(process)?.clone())
     }
@@ -77,7 +77,7 @@ impl P2State {
     }
 }
 
-impl wit::Host for P2State {
+impl wit::Host for ComponentState {
     async fn wait(&mut self, sentinels: Vec<Resource<Sentinel>>, timeout: Option<u64>) -> wasmtime::Result<Vec<u32>> {
         let sentinels =
             sentinels.iter().map(|s| Ok(self.table.get(s)?.clone())).collect::<wasmtime::Result<Vec<_>>>()?;
@@ -117,7 +117,7 @@ impl wit::Host for P2State {
     }
 }
 
-impl wit::HostSentinel for P2State {
+impl wit::HostSentinel for ComponentState {
     async fn ready(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<bool> {
         Ok(self.table.get(&sentinel)?.is_ready())
     }
@@ -128,7 +128,7 @@ impl wit::HostSentinel for P2State {
     }
 }
 
-impl wit::HostProcess for P2State {
+impl wit::HostProcess for ComponentState {
     async fn new(&mut self, spec: wit::Spec) -> wasmtime::Result<Resource<Process>> {
         let guest = &self.guest;
         let caps = guest.caps.for_child();

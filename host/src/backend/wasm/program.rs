@@ -12,7 +12,7 @@ use wasmtime::component::{Component, HasSelf};
 use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandIndices;
 
-use crate::backend::wasm::{P1State, P2State};
+use crate::backend::wasm::{ModuleState, ComponentState};
 use crate::backend::wasm::code_cache::CodeCacheDir;
 use wmp_core::ProcessError;
 
@@ -44,8 +44,8 @@ const TARGETS_SECTION: &str = "wmp:targets";
 pub(crate) enum Code {
     /// A component, and where its `wasi:cli/run` is if it is a command
     /// (else why it is none).
-    Component { pre: wasmtime::component::InstancePre<P2State>, command: Result<CommandIndices, String> },
-    Module(InstancePre<P1State>),
+    Component { pre: wasmtime::component::InstancePre<ComponentState>, command: Result<CommandIndices, String> },
+    Module(InstancePre<ModuleState>),
 }
 
 /// Which kind of WebAssembly a program is.
@@ -151,17 +151,17 @@ impl std::fmt::Debug for Program {
 /// The host functions every program is linked against: WASI p1 for modules;
 /// WASI p2 and `wmp:process` for components.
 pub(crate) struct Linkers {
-    component: wasmtime::component::Linker<P2State>,
-    module: wasmtime::Linker<P1State>,
+    component: wasmtime::component::Linker<ComponentState>,
+    module: wasmtime::Linker<ModuleState>,
 }
 
 impl Linkers {
     pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
-        Guest::add_to_linker::<P2State, HasSelf<P2State>>(&mut component, |state| state)?;
+        Guest::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut component, |state| state)?;
         let mut module = wasmtime::Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut module, |state: &mut P1State| &mut state.wasi)?;
+        wasmtime_wasi::p1::add_to_linker_async(&mut module, |state: &mut ModuleState| &mut state.wasi)?;
         Ok(Self { component, module })
     }
 }
