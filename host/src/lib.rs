@@ -76,6 +76,7 @@ pub use base::error::{Error, ProcessError, Result};
 pub use base::exit::{ExitReason, KILLED_EXITCODE, Signal, TERMINATED_EXITCODE};
 pub use base::ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, OBJECT_COST, OverBudget};
 pub use base::limits::{GrowFailure, Limit, Limits};
+pub use base::metrics::ProcessMetrics;
 pub use base::program_file::DEFAULT_MAX_PROGRAM_SIZE;
 pub use base::stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
 pub use ipc::connection::{Connection, PIPE_CAPACITY};

@@ -19,6 +19,7 @@ use crate::base::error::{Error, Result};
 use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::HostMemory;
 use crate::base::limits::Limits;
+use crate::base::metrics::ProcessMetrics;
 use crate::base::program_file;
 use crate::model::builder::{Capabilities, LaunchSpec, Placement, ProcessBuilder};
 use crate::backend::wasm::code_cache::{CodeCache, CodeCacheDir, DEFAULT_CODE_CACHE_LIMIT};
@@ -31,7 +32,7 @@ use crate::ipc::wait::{Waitable, wait_ready};
 use crate::model::launch::{ProcessHost, Runnable};
 use crate::model::process::Process;
 use crate::backend::wasm::program::{self, Program};
-use crate::model::registry::{Node, NodeSpec, Pid, Registry};
+use crate::model::registry::{Node, NodeSpec, Pid, Record, Registry};
 
 /// The runtime's own state, behind every process object as its
 /// [`ProcessHost`]: the process table, the tokio runtime, the backends,
@@ -93,7 +94,8 @@ impl Shared {
     }
 }
 
-/// One running process, as [`Runtime::process_tree`] lists it.
+/// One process, as [`Runtime::process_tree`] lists a running one and
+/// [`Runtime::ended_processes`] an ended one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub pid: Pid,
@@ -103,20 +105,27 @@ pub struct ProcessInfo {
     pub daemon: bool,
     /// A stop (terminate or kill) was asked for and is under way.
     pub stopping: bool,
-    /// What the host holds on its behalf, against its budget.
+    /// How it ended; None while it runs.
+    pub exit_reason: Option<ExitReason>,
+    /// What the host holds on its behalf, against its budget (after its
+    /// end, what is still held: messages it put that nobody took yet).
     pub host_memory: HostMemory,
+    /// What it has used: CPU time, fuel, memory peaks, IPC bytes.
+    pub metrics: ProcessMetrics,
 }
 
 impl ProcessInfo {
-    fn of(node: &Node) -> ProcessInfo {
+    fn of(record: &Record) -> ProcessInfo {
         ProcessInfo {
-            pid: node.pid,
-            parent_pid: node.parent_pid,
-            name: node.name(),
-            identity: node.identity.clone(),
-            daemon: node.daemon,
-            stopping: node.stop_requested().is_some(),
-            host_memory: node.ledger.usage(),
+            pid: record.pid,
+            parent_pid: record.parent_pid,
+            name: record.name.clone(),
+            identity: record.identity.clone(),
+            daemon: record.daemon,
+            stopping: record.stopping,
+            exit_reason: record.exit.clone(),
+            host_memory: record.ledger.usage(),
+            metrics: record.meter.read(record.ledger.peak()),
         }
     }
 }
@@ -135,6 +144,7 @@ pub struct RuntimeBuilder {
     max_live_processes: Option<usize>,
     max_program_size: Option<u64>,
     handoff: Option<Handoff>,
+    keep_ended: usize,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::backend::remote::Cluster>,
     /// Where its wasm pids start (a node agent's are apart).
@@ -244,6 +254,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keeps the records of the last `max` processes that end, for
+    /// [`Runtime::ended_processes`] (none by default; older records are
+    /// dropped first, so the memory they take stays bounded: a few hundred
+    /// bytes each). `wmp run --stats` keeps them to print the whole tree.
+    pub fn keep_ended_processes(mut self, max: usize) -> Self {
+        self.keep_ended = max;
+        self
+    }
+
     /// Makes the main process the one a wmp runtime started natively and
     /// handed this identity ([`Handoff::from_environment`]): its name,
     /// identity, daemon flag, authkey and parent; `wmp-guest` does this in
@@ -291,7 +310,8 @@ impl RuntimeBuilder {
         let wasm = WasmBackend::new(engine, fuel_metering, tokio.metrics().num_workers(), addresses.clone());
         let shared = Arc::new(Shared {
             handle: tokio.handle().clone(),
-            registry: Registry::numbering_from(self.first_wasm_pid.unwrap_or(crate::FIRST_WASM_PID)),
+            registry: Registry::numbering_from(self.first_wasm_pid.unwrap_or(crate::FIRST_WASM_PID))
+                .keeping_ended(self.keep_ended),
             wasm: Arc::new(wasm.map_err(setup)?),
             native: Arc::default(),
             addresses,
@@ -625,7 +645,18 @@ impl Runtime {
             nodes.push(self.main.clone());
         }
         nodes.sort_by_key(|n| n.pid);
-        nodes.iter().map(|n| ProcessInfo::of(n)).collect()
+        nodes.iter().map(|n| ProcessInfo::of(&n.record(None))).collect()
+    }
+
+    /// The processes that have ended, with how they ended and their final
+    /// metrics, as many as [`RuntimeBuilder::keep_ended_processes`] keeps
+    /// (none unless set), in pid order. With [`process_tree`](Self::process_tree)
+    /// it is every process the runtime ran: a main process run by
+    /// [`run_main`](Self::run_main) is here once it has returned.
+    pub fn ended_processes(&self) -> Vec<ProcessInfo> {
+        let mut records = self.shared.registry.ended_records();
+        records.sort_by_key(|record| record.pid);
+        records.iter().map(ProcessInfo::of).collect()
     }
 
     /// Kills the process `pid` and its whole subtree (for the embedding

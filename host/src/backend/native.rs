@@ -261,13 +261,17 @@ async fn supervise(
     // Out of the table while it is still a zombie, so that its pid cannot
     // have been handed to a new process yet.
     host.registry().remove_live(node.pid);
-    let status = tokio::task::block_in_place(|| reaper.reap());
-    let reason = match status {
-        Ok(status) => exit_reason(status, node.stop_requested()),
+    let reaped = tokio::task::block_in_place(|| reaper.reap());
+    let reason = match reaped {
+        Ok((status, usage)) => {
+            node.meter.set_cpu_time(usage.cpu_time);
+            node.meter.set_memory_peak(usage.max_rss);
+            exit_reason(status, node.stop_requested())
+        }
         Err(e) => ExitReason::Error(format!("cannot reap the process: {e}")),
     };
     let _ = tokio::time::timeout(OUTPUT_GRACE, all_ended(forwarders)).await;
-    node.publish_end(reason);
+    host.registry().end(&node, reason);
 }
 
 async fn all_ended(handles: Vec<tokio::task::JoinHandle<()>>) {

@@ -280,5 +280,5 @@ async fn supervise(
     // The agent sent all output before the end: the writer has it all.
     let _ = tokio::time::timeout(OUTPUT_GRACE, output).await;
     host.registry().remove_live(node.pid);
-    node.publish_end(reason);
+    host.registry().end(&node, reason);
 }

@@ -24,7 +24,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use tracing::Instrument;
+use wasmtime::{AsContext, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wmp_core::ProcessError;
@@ -32,6 +33,7 @@ use wmp_core::ProcessError;
 use crate::base::exit::{ExitReason, Signal};
 use crate::base::ledger::{Charge, Held};
 use crate::base::limits::{GrowFailure, Limit};
+use crate::base::metrics::Meter;
 use crate::base::stdio::{Stdio, Stream};
 use crate::model::builder::{Capabilities, LaunchSpec, Target};
 use crate::ipc::inherit::Handles;
@@ -174,7 +176,8 @@ impl GuestCtx {
 /// Enforces a process's memory and table limits, each summed over all its
 /// memories (tables), and does what its [`GrowFailure`] says with a growth
 /// that fails: past a limit, past the declared maximum, or one the host
-/// cannot allocate.
+/// cannot allocate. It keeps the process's memory and table peaks in its
+/// metrics.
 struct MemoryGuard {
     node: Arc<Node>,
     memory: Allowance,
@@ -193,6 +196,35 @@ struct MemoryGuard {
 struct Allowance {
     used: usize,
     last_growth: usize,
+    /// The most `used` has been, and what that was before the last growth.
+    peak: usize,
+    peak_before_last_growth: usize,
+}
+
+impl Allowance {
+    /// Counts a growth by `growth` to `total`; the peak after it.
+    fn allow(&mut self, total: usize, growth: usize) -> usize {
+        self.used = total;
+        self.last_growth = growth;
+        self.peak_before_last_growth = self.peak;
+        self.peak = self.peak.max(total);
+        self.peak
+    }
+
+    /// Takes back the last growth, which wasmtime failed; the peak after it.
+    fn take_back_last_growth(&mut self) -> usize {
+        self.used -= std::mem::take(&mut self.last_growth);
+        self.peak = self.peak_before_last_growth;
+        self.peak
+    }
+}
+
+/// Where the peak of `limit` (memory or tables) goes in a process's metrics.
+fn record_peak(meter: &Meter, limit: Limit, peak: usize) {
+    match limit {
+        Limit::Table => meter.set_table_elements_peak(peak),
+        _ => meter.set_memory_peak(peak),
+    }
 }
 
 impl MemoryGuard {
@@ -228,8 +260,7 @@ impl MemoryGuard {
                 GrowFailure::Refuse | GrowFailure::Stop => Ok(false),
             };
         }
-        allowance.used = total;
-        allowance.last_growth = growth;
+        record_peak(&self.node.meter, limit, allowance.allow(total, growth));
         Ok(true)
     }
 
@@ -267,7 +298,7 @@ impl wasmtime::ResourceLimiter for MemoryGuard {
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         if error.to_string() != UNASKED_MEMORY_GROWTH_FAILURE {
-            self.memory.used -= std::mem::take(&mut self.memory.last_growth);
+            record_peak(&self.node.meter, Limit::Memory, self.memory.take_back_last_growth());
         }
         self.failed(Limit::Memory, error)
     }
@@ -405,7 +436,7 @@ fn end_at_once(host: &dyn ProcessHost, held: &HeldRun, node: &Node) {
 /// parent, before anyone waiting on the end can look.
 fn publish_end(host: &dyn ProcessHost, node: &Node, reason: ExitReason) {
     host.registry().remove_live(node.pid);
-    node.publish_end(reason);
+    host.registry().end(node, reason);
 }
 
 fn prepare(
@@ -448,16 +479,26 @@ fn prepare(
             };
             let mut store = new_store(backend, state)?;
             Ok(Box::pin(async move {
-                let instance = pre.instantiate_async(&mut store).await?;
-                entry.run_component(&mut store, instance, command).await
+                let ran = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    entry.run_component(&mut store, instance, command).await
+                };
+                let ran = ran.await;
+                record_fuel(&store);
+                ran
             }))
         }
         Code::Module(pre) => {
             let pre = pre.clone();
             let mut store = new_store(backend, ModuleState { guest, wasi: wasi.build_p1() })?;
             Ok(Box::pin(async move {
-                let instance = pre.instantiate_async(&mut store).await?;
-                entry.run_module(&mut store, instance).await
+                let ran = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    entry.run_module(&mut store, instance).await
+                };
+                let ran = ran.await;
+                record_fuel(&store);
+                ran
             }))
         }
     }
@@ -497,9 +538,11 @@ fn new_store<T: HasGuest>(backend: &WasmBackend, state: T) -> Result<Store<T>, S
     store.limiter(|state| &mut state.guest_mut().limiter);
     if backend.fuel_metering {
         store.set_fuel(fuel.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;
+        store.data().guest().node.meter.meter_fuel();
     }
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
+        record_fuel(&ctx);
         if ctx.data().guest().node.stop_requested().is_some() {
             return Err(Trap::Interrupt.into());
         }
@@ -513,6 +556,16 @@ fn new_store<T: HasGuest>(backend: &WasmBackend, state: T) -> Result<Store<T>, S
         Ok(UpdateDeadline::YieldCustom(1, Box::pin(place.clone().next_turn())))
     });
     Ok(store)
+}
+
+/// Records in the guest's metrics the fuel it has consumed so far, when
+/// fuel is metered (the store's fuel is what is left of its limit).
+fn record_fuel<T: HasGuest>(store: impl AsContext<Data = T>) {
+    let store = store.as_context();
+    if let Ok(left) = store.get_fuel() {
+        let node = &store.data().guest().node;
+        node.meter.set_fuel_consumed(node.limits.fuel.unwrap_or(u64::MAX).saturating_sub(left));
+    }
 }
 
 /// Where and how a trap is reported: on the process's stderr, as CPython
@@ -539,11 +592,14 @@ impl TrapReport {
 /// with its children, report a trap, publish the end.
 async fn supervise(host: Arc<dyn ProcessHost>, node: Arc<Node>, report_to: TrapReport, held: Arc<HeldRun>) {
     let timer = node.time_limit();
+    // Entered around every poll of the guest; free without a subscriber.
+    let span = tracing::info_span!(parent: None, "process", pid = node.pid, parent = node.parent_pid, name = %node.name());
+    let guest = PanicGuard { held: &held, guest: node.pid, meter: &node.meter, handle: host.handle() };
     let (mut reason, report) = tokio::select! {
         biased;
         reason = node.stopped() => (reason, None),
         () = timer => (ExitReason::Limit(Limit::Timeout), None),
-        result = PanicGuard { held: &held, guest: node.pid, handle: host.handle() } => match result {
+        result = guest.instrument(span) => match result {
             Ok(result) => classify(result, &node),
             Err(panic) => host_failure(&panic),
         },
@@ -568,12 +624,14 @@ async fn supervise(host: Arc<dyn ProcessHost>, node: Arc<Node>, report_to: TrapR
     publish_end(&*host, &node, reason);
 }
 
-/// Polls a guest's run (see `run_slot::poll_guest`), and turns a panic
-/// while running it (a bug in the host or in wasmtime-wasi) into the end
-/// of that one process instead of a task that never publishes its end.
+/// Polls a guest's run (see `run_slot::poll_guest`, which counts its
+/// time in `meter`), and turns a panic while running it (a bug in the host
+/// or in wasmtime-wasi) into the end of that one process instead of a task
+/// that never publishes its end.
 struct PanicGuard<'a> {
     held: &'a HeldRun,
     guest: Pid,
+    meter: &'a Meter,
     handle: &'a tokio::runtime::Handle,
 }
 
@@ -581,9 +639,9 @@ impl Future for PanicGuard<'_> {
     type Output = std::thread::Result<wasmtime::Result<()>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let PanicGuard { held, guest, handle } = *self;
+        let PanicGuard { held, guest, meter, handle } = *self;
         let run = std::pin::pin!(std::future::poll_fn(|cx| held.poll(cx)));
-        let poll = || crate::base::run_slot::poll_guest(guest, handle, run, cx);
+        let poll = || crate::base::run_slot::poll_guest(guest, meter, handle, run, cx);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
             Ok(poll) => poll.map(Ok),
             Err(panic) => std::task::Poll::Ready(Err(panic)),

@@ -99,6 +99,8 @@ pub struct OverBudget {
 pub(crate) struct Ledger {
     budget: Option<usize>,
     held: AtomicUsize,
+    /// The most `held` has been.
+    peak: AtomicUsize,
     counts: [AtomicUsize; Held::ALL.len()],
     bytes: [AtomicUsize; Held::ALL.len()],
 }
@@ -109,6 +111,7 @@ impl Ledger {
         Arc::new(Ledger {
             budget,
             held: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             counts: Default::default(),
             bytes: Default::default(),
         })
@@ -128,7 +131,8 @@ impl Ledger {
             self.budget.is_none_or(|budget| after <= budget).then_some(after)
         });
         match taken {
-            Ok(_) => {
+            Ok(before) => {
+                self.peak.fetch_max(before + bytes, Ordering::Relaxed);
                 self.bytes[what.index()].fetch_add(bytes, Ordering::Relaxed);
                 Ok(())
             }
@@ -139,6 +143,11 @@ impl Ledger {
     fn give_back(&self, what: Held, bytes: usize) {
         self.held.fetch_sub(bytes, Ordering::AcqRel);
         self.bytes[what.index()].fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// The most bytes the ledger has held at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
     }
 
     /// What the ledger holds now.
@@ -276,6 +285,7 @@ mod tests {
         assert_eq!(ledger.usage().bytes(Held::QueueMessages), 0, "given back");
         drop(b);
         assert_eq!(ledger.usage(), HostMemory { budget: Some(100), held: 0, by_kind: vec![] });
+        assert_eq!(ledger.peak(), 100, "the most it held at once (the refused charge counted nothing)");
     }
 
     #[test]

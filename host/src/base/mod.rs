@@ -5,6 +5,7 @@ pub(crate) mod error;
 pub(crate) mod exit;
 pub(crate) mod ledger;
 pub(crate) mod limits;
+pub(crate) mod metrics;
 pub(crate) mod program_file;
 pub(crate) mod run_slot;
 pub(crate) mod stacks;

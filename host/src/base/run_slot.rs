@@ -35,6 +35,8 @@ use tokio::runtime::Handle;
 
 use wmp_core::Pid;
 
+use crate::base::metrics::{Meter, PollClock};
+
 /// A process's whole run, from instantiation to the publication of its end.
 pub(crate) type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -179,33 +181,48 @@ thread_local! {
     static POLLING: RefCell<Vec<GuestPoll>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One poll of a guest's run, and the children it started during it.
+/// One poll of a guest's run, the children it started during it, and its
+/// clock.
 struct GuestPoll {
     guest: Pid,
     started: Vec<Arc<RunSlot>>,
+    clock: PollClock,
 }
 
 /// Polls `run`, the run of guest `guest`; the children it starts meanwhile
 /// are scheduled when the poll returns (or unwinds), those it has joined
-/// meanwhile excepted.
+/// meanwhile excepted. The poll's time, less that of the polls of other
+/// guests inside it (a joined child's), is added to `meter`'s CPU time.
 pub(crate) fn poll_guest<F: Future + ?Sized>(
     guest: Pid,
+    meter: &Meter,
     handle: &Handle,
     run: Pin<&mut F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
-    POLLING.with_borrow_mut(|polls| polls.push(GuestPoll { guest, started: Vec::new() }));
-    let _end = EndOfPoll(handle);
+    POLLING.with_borrow_mut(|polls| polls.push(GuestPoll { guest, started: Vec::new(), clock: PollClock::start() }));
+    let _end = EndOfPoll { handle, meter };
     run.poll(cx)
 }
 
-struct EndOfPoll<'a>(&'a Handle);
+struct EndOfPoll<'a> {
+    handle: &'a Handle,
+    meter: &'a Meter,
+}
 
 impl Drop for EndOfPoll<'_> {
     fn drop(&mut self) {
-        let poll = POLLING.with_borrow_mut(Vec::pop).expect("pushed by poll_guest");
+        let (poll, own) = POLLING.with_borrow_mut(|polls| {
+            let poll = polls.pop().expect("pushed by poll_guest");
+            let (whole, own) = poll.clock.stop();
+            if let Some(outer) = polls.last_mut() {
+                outer.clock.nested(whole);
+            }
+            (poll, own)
+        });
+        self.meter.add_cpu_time(own);
         for child in poll.started {
-            child.schedule(self.0);
+            child.schedule(self.handle);
         }
     }
 }

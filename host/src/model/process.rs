@@ -20,6 +20,7 @@ use wmp_core::{AuthKey, ProcessError};
 
 use crate::ipc::connection::Connection;
 use crate::base::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
+use crate::base::metrics::ProcessMetrics;
 use crate::ipc::queue::Queue;
 use crate::model::registry::{Node, NodeSpec, Pid};
 use crate::ipc::sentinel::{Sentinel, wait_any};
@@ -373,6 +374,19 @@ impl Process {
     /// a trap, -15 after terminate, -9 after kill.
     pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
         Ok(self.exit_reason()?.map(|reason| reason.exitcode()))
+    }
+
+    /// What the process has used so far (CPU time, fuel, memory peaks,
+    /// IPC bytes): for a running process, until now; for an ended one, its
+    /// whole run. None before start.
+    pub fn metrics(&self) -> Result<Option<ProcessMetrics>, ProcessError> {
+        match (&self.object.role, &*self.object.state.lock().unwrap()) {
+            (Role::Current(node), _) => Ok(Some(node.metrics())),
+            (Role::Parent(weak), _) => Ok(ProcessObject::parent_node(weak).map(|node| node.metrics())),
+            (Role::Child, State::Closed) => Err(ProcessError::Closed),
+            (Role::Child, State::Initial(_)) => Ok(None),
+            (Role::Child, State::Started(node)) => Ok(Some(node.metrics())),
+        }
     }
 
     /// Stops the process at once; its exitcode becomes -15.

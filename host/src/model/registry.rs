@@ -1,8 +1,9 @@
 //! The process table: every running process as a [`Node`] (its identity,
-//! children and end), the pid counter, and the `_dangling` view of process
-//! objects that are still alive.
+//! children, end and metrics), the pid counter, the `_dangling` view of
+//! process objects that are still alive, and, when asked for, the records
+//! of ended processes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -11,6 +12,7 @@ use wmp_core::AuthKey;
 
 use crate::base::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
 use crate::base::limits::{Limit, Limits, ProcessBudget, narrowest};
+use crate::base::metrics::{Meter, ProcessMetrics};
 use crate::model::process::ProcessObject;
 use crate::base::run_slot::RunSlot;
 use crate::ipc::remote_connection::Payer;
@@ -56,6 +58,8 @@ pub(crate) struct Node {
     /// What the host holds on this process's behalf, against its
     /// host-memory budget.
     pub(crate) ledger: Arc<Ledger>,
+    /// What it has used (CPU time, fuel, memory peaks, IPC bytes).
+    pub(crate) meter: Arc<Meter>,
     /// The longest identity a process of this subtree may have.
     max_identity_len: Option<usize>,
     /// The process-count budgets of the subtrees this process is in, and
@@ -108,6 +112,7 @@ impl Node {
             stop_hook: OnceLock::new(),
             limits,
             ledger,
+            meter: Arc::default(),
             max_identity_len,
             budgets,
             counted_in,
@@ -155,7 +160,20 @@ impl Node {
     /// sees its end.
     pub(crate) fn publish_end(&self, reason: ExitReason) {
         ProcessBudget::release_all(&self.counted_in);
-        tracing::debug!(pid = self.pid, %reason, "process ended");
+        let used = self.metrics();
+        tracing::debug!(
+            pid = self.pid,
+            name = %self.name(),
+            %reason,
+            cpu_time_us = used.cpu_time.as_micros() as u64,
+            fuel_consumed = used.fuel_consumed,
+            memory_peak = used.memory_peak,
+            table_elements_peak = used.table_elements_peak,
+            host_memory_peak = used.host_memory_peak,
+            ipc_bytes_sent = used.ipc_bytes_sent,
+            ipc_bytes_received = used.ipc_bytes_received,
+            "process ended"
+        );
         if let Some(parent) = self.parent.as_ref().and_then(std::sync::Weak::upgrade) {
             parent.child_ending();
         }
@@ -180,6 +198,27 @@ impl Node {
         match self.limits.timeout {
             Some(timeout) => tokio::time::sleep(timeout).await,
             None => std::future::pending().await,
+        }
+    }
+
+    /// What the process has used so far.
+    pub(crate) fn metrics(&self) -> ProcessMetrics {
+        self.meter.read(self.ledger.peak())
+    }
+
+    /// What [`ProcessInfo`](crate::ProcessInfo) shows of it now; its end,
+    /// if known, is `exit`.
+    pub(crate) fn record(&self, exit: Option<ExitReason>) -> Record {
+        Record {
+            pid: self.pid,
+            parent_pid: self.parent_pid,
+            name: self.name(),
+            identity: self.identity.clone(),
+            daemon: self.daemon,
+            stopping: exit.is_none() && self.stop_requested().is_some(),
+            exit,
+            meter: self.meter.clone(),
+            ledger: self.ledger.clone(),
         }
     }
 
@@ -284,13 +323,37 @@ impl Node {
 /// pids and the host's own pid share one namespace without clashing.
 pub const FIRST_WASM_PID: Pid = (1 << 22) + 1;
 
-/// Runtime-wide bookkeeping: pids, the live process table and the
-/// dangling-object set.
+/// A process as [`ProcessInfo`](crate::ProcessInfo) shows it: what it
+/// is, and counters that stay readable after its node is gone (its
+/// metrics, and what its ledger still holds, such as queue messages it put
+/// and nobody took yet).
+#[derive(Clone)]
+pub(crate) struct Record {
+    pub(crate) pid: Pid,
+    pub(crate) parent_pid: Option<Pid>,
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) stopping: bool,
+    pub(crate) exit: Option<ExitReason>,
+    pub(crate) meter: Arc<Meter>,
+    pub(crate) ledger: Arc<Ledger>,
+}
+
+/// The records of the last ended processes, at most `capacity` of them.
+struct EndedRecords {
+    capacity: usize,
+    records: VecDeque<Record>,
+}
+
+/// Runtime-wide bookkeeping: pids, the live process table, the
+/// dangling-object set and the ended processes' records.
 pub(crate) struct Registry {
     next_pid: AtomicU32,
     live: Mutex<HashMap<Pid, Weak<Node>>>,
     next_object: AtomicU64,
     objects: Mutex<HashMap<u64, Weak<ProcessObject>>>,
+    ended: Mutex<EndedRecords>,
 }
 
 impl Registry {
@@ -303,7 +366,35 @@ impl Registry {
             live: Mutex::new(HashMap::new()),
             next_object: AtomicU64::new(1),
             objects: Mutex::new(HashMap::new()),
+            ended: Mutex::new(EndedRecords { capacity: 0, records: VecDeque::new() }),
         }
+    }
+
+    /// Keeps the records of the last `capacity` processes that end (none
+    /// by default), oldest dropped first.
+    pub(crate) fn keeping_ended(self, capacity: usize) -> Self {
+        self.ended.lock().unwrap().capacity = capacity;
+        self
+    }
+
+    /// Publishes `node`'s end (see [`Node::publish_end`]), recorded first
+    /// if ended processes are kept, so that whoever sees the end finds its
+    /// record.
+    pub(crate) fn end(&self, node: &Node, reason: ExitReason) {
+        let mut ended = self.ended.lock().unwrap();
+        if ended.capacity > 0 {
+            if ended.records.len() == ended.capacity {
+                ended.records.pop_front();
+            }
+            ended.records.push_back(node.record(Some(reason.clone())));
+        }
+        drop(ended);
+        node.publish_end(reason);
+    }
+
+    /// The records kept of ended processes, oldest end first.
+    pub(crate) fn ended_records(&self) -> Vec<Record> {
+        self.ended.lock().unwrap().records.iter().cloned().collect()
     }
 
     /// A new wasm pid (native processes have their OS pid).

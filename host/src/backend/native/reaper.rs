@@ -1,11 +1,12 @@
 //! Owning a native child until it is reaped: the signals a stop sends
-//! (to the process group it leads), its pidfd, reaping it, and what its
-//! wait status means as an exit reason.
+//! (to the process group it leads), its pidfd, reaping it (with what the
+//! kernel says it used), and what its wait status means as an exit reason.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::time::Duration;
 
 use super::{spawn, supervisor};
 use crate::base::exit::ExitReason;
@@ -59,11 +60,11 @@ impl Reaper {
     }
 
     /// Reaps the child, which has exited (its pidfd is readable).
-    pub(super) fn reap(&mut self) -> io::Result<ExitStatus> {
+    pub(super) fn reap(&mut self) -> io::Result<(ExitStatus, Usage)> {
         let pid = self.pid.take().expect("reaped once");
-        let status = spawn::reap(pid).map(ExitStatus::from_raw);
+        let reaped = spawn::reap(pid).map(|(status, usage)| (ExitStatus::from_raw(status), Usage::of(&usage)));
         self.reaped(pid);
-        status
+        reaped
     }
 }
 
@@ -73,6 +74,26 @@ impl Drop for Reaper {
         if let Some(pid) = self.pid.take() {
             let _ = spawn::reap(pid);
             self.reaped(pid);
+        }
+    }
+}
+
+/// What a reaped child used, as the kernel reports it (its own and that
+/// of the descendants it reaped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Usage {
+    /// User and system CPU time.
+    pub(super) cpu_time: Duration,
+    /// Peak resident set size, in bytes.
+    pub(super) max_rss: usize,
+}
+
+impl Usage {
+    fn of(usage: &libc::rusage) -> Usage {
+        let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        Usage {
+            cpu_time: time(usage.ru_utime) + time(usage.ru_stime),
+            max_rss: (usage.ru_maxrss as usize).saturating_mul(1024), // KiB on Linux
         }
     }
 }
@@ -117,6 +138,22 @@ mod tests {
         let timeout = Some(ExitReason::Limit(Limit::Timeout));
         assert_eq!(exit_reason(killed_by(libc::SIGKILL), timeout), ExitReason::Limit(Limit::Timeout));
         assert_eq!(exit_reason(killed_by(libc::SIGSEGV), None), ExitReason::Signaled(libc::SIGSEGV));
+    }
+
+    #[test]
+    fn a_reaped_child_reports_the_cpu_time_and_memory_it_used() {
+        // A 32 MiB buffer, filled 20 times over.
+        let child = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "of=/dev/null", "bs=32M", "count=20"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::mem::forget(child); // the reaper owns it now
+        let (status, usage) = Reaper::new(pid, false).reap().unwrap();
+        assert_eq!(status.code(), Some(0));
+        assert!(usage.cpu_time > Duration::ZERO, "{usage:?}");
+        assert!(usage.max_rss >= 32 << 20, "{usage:?}");
     }
 
     #[test]

@@ -265,13 +265,15 @@ impl ChildOutput {
 }
 
 /// Waits for `pid` (a child of this process, not yet reaped) to end and
-/// reaps it; its raw wait status.
-pub(crate) fn reap(pid: u32) -> io::Result<c_int> {
+/// reaps it; its raw wait status, and what the kernel says it used.
+pub(crate) fn reap(pid: u32) -> io::Result<(c_int, libc::rusage)> {
     let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: waits for our own child; the status is written to a local.
-        if unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) } >= 0 {
-            return Ok(status);
+        // SAFETY: waits for our own child; status and usage are written to locals.
+        if unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) } >= 0 {
+            return Ok((status, usage));
         }
         let error = io::Error::last_os_error();
         if error.kind() != io::ErrorKind::Interrupted {

@@ -1,7 +1,8 @@
 //! The `wmp:process/connection` WIT imports as the host implements them
 //! for a guest: thin adapters from the WIT resources to [`Connection`],
 //! [`Queue`] and [`Listener`], with the calling guest's authkey as the
-//! default key and its spec as where passed handles wait for a child.
+//! default key and its spec as where passed handles wait for a child. The
+//! bytes it sends and receives are counted in its metrics.
 
 use wasmtime::component::Resource;
 use wmp_core::{AuthKey, ConnectionError};
@@ -70,6 +71,22 @@ impl ComponentState {
     fn charged(&self, what: Held, message: Vec<u8>) -> wasmtime::Result<Charged<Vec<u8>>> {
         let charge = self.guest.charge(what, message.len() + MESSAGE_COST)?;
         Ok(Charged::new(message, charge))
+    }
+
+    /// Counts `bytes` as sent by this guest if the send or put went through.
+    fn count_sent<T>(&self, bytes: usize, result: Result<T, ConnectionError>) -> ConnResult<T> {
+        if result.is_ok() {
+            self.guest.node.meter.sent(bytes);
+        }
+        conn_result(result)
+    }
+
+    /// Counts the bytes of what this guest received or took.
+    fn count_received<T>(&self, bytes: impl Fn(&T) -> usize, result: Result<T, ConnectionError>) -> ConnResult<T> {
+        if let Ok(received) = &result {
+            self.guest.node.meter.received(bytes(received));
+        }
+        conn_result(result)
     }
 }
 
@@ -141,8 +158,10 @@ impl wit::Host for ComponentState {
 
 impl wit::HostConnection for ComponentState {
     async fn send_bytes(&mut self, connection: Resource<Connection>, message: Vec<u8>) -> ConnResult<()> {
+        let bytes = message.len();
         let message = self.charged(Held::PipeMessages, message)?;
-        conn_result(self.table.get(&connection)?.send_charged_async(vec![message]).await)
+        let sent = self.table.get(&connection)?.send_charged_async(vec![message]).await;
+        self.count_sent(bytes, sent)
     }
 
     async fn send_frames(&mut self, connection: Resource<Connection>, frames: Vec<u8>) -> ConnResult<()> {
@@ -150,15 +169,20 @@ impl wit::HostConnection for ComponentState {
             .into_iter()
             .map(|message| self.charged(Held::PipeMessages, message))
             .collect::<wasmtime::Result<Vec<_>>>()?;
-        conn_result(self.table.get(&connection)?.send_charged_async(messages).await)
+        let bytes = messages.iter().map(|message| message.value.len()).sum();
+        let sent = self.table.get(&connection)?.send_charged_async(messages).await;
+        self.count_sent(bytes, sent)
     }
 
     async fn recv_bytes(&mut self, connection: Resource<Connection>) -> ConnResult<Vec<u8>> {
-        conn_result(self.table.get(&connection)?.recv_bytes_async().await)
+        let received = self.table.get(&connection)?.recv_bytes_async().await;
+        self.count_received(Vec::len, received)
     }
 
     async fn recv_frames(&mut self, connection: Resource<Connection>, max_bytes: u32) -> ConnResult<Vec<u8>> {
-        conn_result(self.table.get(&connection)?.recv_many_async(max_bytes as usize).await.map(|messages| wmp_core::frames::encode(&messages)))
+        let received = self.table.get(&connection)?.recv_many_async(max_bytes as usize).await;
+        let bytes = |messages: &Vec<Vec<u8>>| messages.iter().map(Vec::len).sum();
+        self.count_received(bytes, received).map(|result| result.map(|messages| wmp_core::frames::encode(&messages)))
     }
 
     async fn poll(&mut self, connection: Resource<Connection>, timeout: Option<u64>) -> ConnResult<bool> {
@@ -191,12 +215,15 @@ impl wit::HostQueue for ComponentState {
     }
 
     async fn put(&mut self, queue: Resource<Queue>, message: Vec<u8>, timeout: Option<u64>) -> ConnResult<()> {
+        let bytes = message.len();
         let message = self.charged(Held::QueueMessages, message)?;
-        conn_result(self.table.get(&queue)?.put_charged_async(message, nanos(timeout)).await)
+        let put = self.table.get(&queue)?.put_charged_async(message, nanos(timeout)).await;
+        self.count_sent(bytes, put)
     }
 
     async fn get(&mut self, queue: Resource<Queue>, timeout: Option<u64>) -> ConnResult<Vec<u8>> {
-        conn_result(self.table.get(&queue)?.get_bytes_async(nanos(timeout)).await)
+        let taken = self.table.get(&queue)?.get_bytes_async(nanos(timeout)).await;
+        self.count_received(Vec::len, taken)
     }
 
     async fn empty(&mut self, queue: Resource<Queue>) -> wasmtime::Result<bool> {
