@@ -78,7 +78,10 @@ pub use base::ledger::{DEFAULT_MAX_HOST_MEMORY, Held, HostMemory, MESSAGE_COST, 
 pub use base::limits::{GrowFailure, Limit, Limits};
 pub use base::metrics::ProcessMetrics;
 pub use base::program_file::DEFAULT_MAX_PROGRAM_SIZE;
-pub use base::stdio::{CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, Stdio};
+pub use base::stdio::{
+    CaptureBuffer, DEFAULT_CAPTURE_LIMIT, PipeReader, PipeWriter, STDIO_PIPE_CAPACITY, Stdin, StdinClosed, StdinReader,
+    StdinWriter, Stdio,
+};
 pub use ipc::connection::{Connection, PIPE_CAPACITY};
 pub use ipc::listener::Listener;
 pub use ipc::queue::Queue;

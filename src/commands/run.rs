@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use wasmtime_cli_flags::CommonOptions;
 use wmp_host::{
     Capabilities, CodeCache, ExitReason, Invocation, Limit, Limits, NativeProgram, Preopen, Program, ProgramKind, Runtime,
-    Stdio,
+    Stdin, Stdio,
 };
 
 /// Exit status for a trap, as `wasmtime run` gives it (128 + SIGABRT).
@@ -263,7 +263,8 @@ impl RunCommand {
         };
         let args = std::iter::once(argv0).chain(self.program_args()?);
         let wasi = &self.common.wasi;
-        let mut caps = Capabilities::new().args(args).inherit_stdin(wasi.inherit_stdin != Some(false));
+        let stdin = if wasi.inherit_stdin == Some(false) { Stdin::Null } else { Stdin::Inherit };
+        let mut caps = Capabilities::new().args(args).stdin(stdin);
         for (name, value) in self.environment()? {
             caps = caps.env(name, value);
         }

@@ -28,6 +28,7 @@ mod scenarios;
 mod sentinels;
 mod state_machine;
 mod trees;
+mod stdin;
 mod wasmtime_differential;
 
 use std::path::PathBuf;

@@ -38,6 +38,7 @@ use wmp_core::ProcessError;
 
 use crate::base::exit::ExitReason;
 use crate::base::limits::Limit;
+use crate::base::stdio::{Stdin, StdinCloser};
 use crate::model::builder::{LaunchSpec, Target};
 use crate::model::handoff::Handoff;
 use crate::ipc::inherit::Handles;
@@ -166,6 +167,10 @@ fn launch(
     let failed = |why: String| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", who.name));
     let limits = parent.limits.narrowed_by(&who.limits);
     refuse_wasm_only_limits(&limits).map_err(failed)?;
+    let stdin = match &spec.caps.stdin {
+        Stdin::Pipe(reader) => Some(reader.take().map_err(failed)?),
+        Stdin::Null | Stdin::Inherit => None,
+    };
     let Handles { connections, queues } = spec.inherited.take();
     let env = environment(native, &spec.caps);
     let executable =
@@ -197,11 +202,12 @@ fn launch(
         .transpose()
         .map_err(|e| failed(format!("cannot write the handoff: {e}")))?;
     let (command, forwarders) = command(native, executable, env, &spec, handoff.as_ref(), &inherited_fds, &limits);
+    let own_group = command.own_group;
     let child = backend.spawner.spawn(command).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;
     drop(handoff);
-    let Spawned { pid, stdout, stderr } = child;
+    let Spawned { pid, stdin: stdin_end, stdout, stderr } = child;
     let pipes = [stdout, stderr];
-    let reaper = Reaper::new(pid, !spec.caps.inherit_stdin);
+    let reaper = Reaper::new(pid, own_group);
     let pidfd = Arc::new(pidfd_open(pid).map_err(|e| failed(format!("pidfd_open: {e}")))?);
     let _runtime = host.handle().enter();
     // SAFETY: the Arc keeps the pidfd open, unchanged, for as long as the
@@ -211,6 +217,14 @@ fn launch(
     let forwarders = forwarders.into_iter().zip(pipes.into_iter().flatten()).map(|(f, pipe)| f.start(pipe));
     let forwarders =
         forwarders.collect::<io::Result<Vec<_>>>().map_err(|e| failed(format!("cannot forward its output: {e}")))?;
+    let stdin = stdin
+        .zip(stdin_end)
+        .map(|(pipe, end)| {
+            let closer = pipe.closer();
+            pipe.feed(end).map(|()| closer)
+        })
+        .transpose()
+        .map_err(|e| failed(format!("cannot feed its stdin: {e}")))?;
     let node = Node::new(Some(parent), pid, who);
     node.exit.set_pidfd(pidfd);
     let mut ours = pairs.into_iter().map(|(ours, _theirs)| ours);
@@ -225,18 +239,20 @@ fn launch(
         let _ = crate::ipc::remote_queue::serve(host.handle(), queue, socket, payer.clone());
     }
     host.registry().add_live(&node);
-    host.handle().spawn(supervise(host.clone(), node.clone(), reaper, exited, forwarders));
+    host.handle().spawn(supervise(host.clone(), node.clone(), reaper, exited, forwarders, stdin));
     Ok(node)
 }
 
 /// Watches the child until it exits, passing on stop requests as signals
-/// and stopping it at its timeout; then reaps it and publishes its end.
+/// and stopping it at its timeout; then reaps it, closes its stdin pipe
+/// (a write then fails at once) and publishes its end.
 async fn supervise(
     host: Arc<dyn ProcessHost>,
     node: Arc<Node>,
     mut reaper: Reaper,
     exited: AsyncFd<Arc<OwnedFd>>,
     forwarders: Vec<tokio::task::JoinHandle<()>>,
+    stdin: Option<StdinCloser>,
 ) {
     let mut stops = node.stop_requests();
     stops.mark_changed(); // a stop asked before this task ran
@@ -270,6 +286,7 @@ async fn supervise(
         }
         Err(e) => ExitReason::Error(format!("cannot reap the process: {e}")),
     };
+    drop(stdin);
     let _ = tokio::time::timeout(OUTPUT_GRACE, all_ended(forwarders)).await;
     host.registry().end(&node, reason);
 }

@@ -23,7 +23,7 @@ use wmp_core::ProcessError;
 
 use crate::base::exit::ExitReason;
 use crate::base::ledger::Charged;
-use crate::base::stdio::{Stdio, Stream};
+use crate::base::stdio::{Stdin, Stdio, Stream};
 use crate::ipc::inherit::Handles;
 use crate::ipc::remote_connection::Bridges;
 use crate::model::builder::{LaunchSpec, Target};
@@ -165,6 +165,9 @@ impl Runnable for RemoteRunnable {
     ) -> Result<Arc<Node>, ProcessError> {
         let name = who.name.clone();
         let failed = |why: String| ProcessError::SpawnFailed(format!("cannot start process {name} on the cluster: {why}"));
+        if let Stdin::Pipe(_) = spec.caps.stdin {
+            return Err(failed("a stdin pipe does not reach a cluster node".into()));
+        }
         let agent = self.agents.agent_for(host.handle(), self.resource.clone()).map_err(failed)?;
         let limits = parent.limits.narrowed_by(&who.limits);
         let handed_limits = parent.limits_to_hand_off(&who.identity, &who.limits, &limits);

@@ -454,7 +454,7 @@ fn prepare(
     if node.limits.fuel.is_some() && !backend.fuel_metering {
         return Err("a fuel limit needs a runtime with fuel metering (RuntimeBuilder::fuel_metering)".into());
     }
-    let mut wasi = wasi_builder(&spec.caps).map_err(|e| e.to_string())?;
+    let mut wasi = wasi_builder(&spec.caps, host.handle()).map_err(|e| e.to_string())?;
     let arguments = node.ledger.charge(Held::OwnName, spec.argument_bytes()).map_err(|over| over.to_string())?;
     let guest = GuestCtx {
         node: node.clone(),
@@ -504,8 +504,12 @@ fn prepare(
     }
 }
 
-/// The WASI context of a process with `caps`.
-fn wasi_builder(caps: &Capabilities) -> std::io::Result<wasmtime_wasi::WasiCtxBuilder> {
+/// The WASI context of a process with `caps` (a stdin pipe is read on
+/// `runtime`).
+fn wasi_builder(
+    caps: &Capabilities,
+    runtime: &tokio::runtime::Handle,
+) -> std::io::Result<wasmtime_wasi::WasiCtxBuilder> {
     let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
     builder.args(&caps.args);
     for (key, value) in &caps.env {
@@ -521,9 +525,7 @@ fn wasi_builder(caps: &Capabilities) -> std::io::Result<wasmtime_wasi::WasiCtxBu
             std::io::Error::other(format!("cannot open directory {}: {e}", dir.host.display()))
         })?;
     }
-    if caps.inherit_stdin {
-        builder.inherit_stdin();
-    }
+    caps.stdin.attach(&mut builder, runtime).map_err(std::io::Error::other)?;
     if caps.network {
         builder.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
     }

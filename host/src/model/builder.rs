@@ -15,7 +15,7 @@ use crate::base::limits::Limits;
 use crate::model::launch::{ProcessHost, Runnable};
 use crate::model::process::Process;
 use crate::model::registry::Node;
-use crate::base::stdio::Stdio;
+use crate::base::stdio::{Stdin, Stdio};
 
 /// A host directory made visible to the guest (`--dir HOST[::GUEST]`).
 /// The guest cannot reach outside it, by `..` or by symlinks.
@@ -58,7 +58,7 @@ pub struct Capabilities {
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) dirs: Vec<Preopen>,
-    pub(crate) inherit_stdin: bool,
+    pub(crate) stdin: Stdin,
     pub(crate) network: bool,
     pub(crate) cluster: bool,
     pub(crate) stdout: Stdio,
@@ -86,10 +86,12 @@ impl Capabilities {
         self
     }
 
-    /// Connect the guest's stdin to the host's (only the main process of
-    /// `wmp run` does this; children read an empty stdin, as in CPython).
-    pub fn inherit_stdin(mut self, inherit: bool) -> Self {
-        self.inherit_stdin = inherit;
+    /// Where the process's stdin comes from: empty by default (as for
+    /// CPython's children), the host's own ([`Stdin::Inherit`], what
+    /// `wmp run` gives its main process), or a pipe the host writes
+    /// ([`Stdin::pipe`]). A guest's children read an empty stdin.
+    pub fn stdin(mut self, stdin: Stdin) -> Self {
+        self.stdin = stdin;
         self
     }
 
@@ -123,7 +125,7 @@ impl Capabilities {
     pub(crate) fn for_child(&self) -> Capabilities {
         Capabilities {
             args: self.args.iter().take(1).cloned().collect(),
-            inherit_stdin: false,
+            stdin: Stdin::Null,
             ..self.clone()
         }
     }

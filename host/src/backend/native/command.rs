@@ -8,10 +8,10 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use super::spawn::{ChildOutput, Spawn};
+use super::spawn::{ChildStdio, Spawn};
 use super::supervisor;
 use crate::base::limits::{Limit, Limits};
-use crate::base::stdio::{Forwarder, Stdio};
+use crate::base::stdio::{Forwarder, Stdin, Stdio};
 use super::NativeProgram;
 use crate::model::builder::{Capabilities, LaunchSpec};
 use crate::model::handoff::HANDOFF_FD_VAR;
@@ -32,11 +32,20 @@ pub(super) fn refuse_wasm_only_limits(limits: &Limits) -> Result<(), String> {
 
 /// The output stream a native child gets for `stdio`, and the forwarder
 /// that must copy its pipe where `stdio` says.
-fn child_output(stdio: &Stdio) -> (ChildOutput, Option<Forwarder>) {
+fn child_output(stdio: &Stdio) -> (ChildStdio, Option<Forwarder>) {
     match stdio {
-        Stdio::Inherit => (ChildOutput::Inherit, None),
-        Stdio::Null => (ChildOutput::Null, None),
-        Stdio::Capture(_) | Stdio::Pipe(_) => (ChildOutput::Pipe, stdio.forwarder()),
+        Stdio::Inherit => (ChildStdio::Inherit, None),
+        Stdio::Null => (ChildStdio::Null, None),
+        Stdio::Capture(_) | Stdio::Pipe(_) => (ChildStdio::Pipe, stdio.forwarder()),
+    }
+}
+
+/// The stdin a native child gets for `stdin` (a pipe is fed once it runs).
+fn child_input(stdin: &Stdin) -> ChildStdio {
+    match stdin {
+        Stdin::Null => ChildStdio::Null,
+        Stdin::Inherit => ChildStdio::Inherit,
+        Stdin::Pipe(_) => ChildStdio::Pipe,
     }
 }
 
@@ -78,13 +87,13 @@ pub(super) fn command(
         argv,
         env,
         current_dir: native.current_dir.clone(),
-        inherit_stdin: caps.inherit_stdin,
+        stdin: child_input(&caps.stdin),
         stdout,
         stderr,
         keep_fds: handoff.map(AsRawFd::as_raw_fd).into_iter().chain(inherited_fds.iter().copied()).collect(),
         // A child reading the host's terminal must stay in its process
         // group (or reading would stop it); any other leads a group of its own.
-        own_group: !caps.inherit_stdin,
+        own_group: !matches!(caps.stdin, Stdin::Inherit),
         cgroup_procs: supervisor::containment().and_then(supervisor::Containment::procs_fd),
         group_lifeline: supervisor::containment().and_then(supervisor::Containment::group_lifeline_fd),
         max_memory: limits.max_memory,
@@ -133,7 +142,7 @@ mod tests {
         assert_eq!(spawn.keep_fds, [handoff.as_raw_fd(), 41, 42]);
         assert!(spawn.own_group);
         assert_eq!(forwarders.len(), 1, "captured stdout is forwarded; inherited stderr is not");
-        let reading = LaunchSpec::new(program, Capabilities::new().args(["true", "x"]).inherit_stdin(true), None);
+        let reading = LaunchSpec::new(program, Capabilities::new().args(["true", "x"]).stdin(Stdin::Inherit), None);
         let (spawn, forwarders) = command(&native, "/bin/true".into(), BTreeMap::new(), &reading, None, &[], &Limits::new());
         assert!(!spawn.own_group, "a child reading the terminal stays in the host's group");
         assert_eq!(spawn.argv, [OsString::from("true"), OsString::from("x")]);

@@ -23,11 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 
-/// Where one of the child's output streams goes.
-pub(crate) enum ChildOutput {
+/// Where one of the child's standard streams goes (or, for stdin, comes
+/// from).
+pub(crate) enum ChildStdio {
     Inherit,
     Null,
-    /// A pipe whose reading end [`Spawned`] returns.
+    /// A pipe whose other end [`Spawned`] returns: the writing end of
+    /// stdin, the reading end of an output stream.
     Pipe,
 }
 
@@ -39,10 +41,9 @@ pub(crate) struct Spawn {
     pub(crate) argv: Vec<OsString>,
     pub(crate) env: BTreeMap<OsString, OsString>,
     pub(crate) current_dir: Option<PathBuf>,
-    /// The host's stdin, or `/dev/null`.
-    pub(crate) inherit_stdin: bool,
-    pub(crate) stdout: ChildOutput,
-    pub(crate) stderr: ChildOutput,
+    pub(crate) stdin: ChildStdio,
+    pub(crate) stdout: ChildStdio,
+    pub(crate) stderr: ChildStdio,
     /// Fds the child inherits: their close-on-exec flag is cleared in the
     /// child alone.
     pub(crate) keep_fds: Vec<RawFd>,
@@ -57,10 +58,11 @@ pub(crate) struct Spawn {
     pub(crate) max_memory: Option<usize>,
 }
 
-/// A started child: its pid (not yet reaped) and the reading ends of its
-/// piped output streams.
+/// A started child: its pid (not yet reaped), the writing end of its
+/// piped stdin and the reading ends of its piped output streams.
 pub(crate) struct Spawned {
     pub(crate) pid: u32,
+    pub(crate) stdin: Option<OwnedFd>,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
 }
@@ -120,16 +122,16 @@ impl Spawn {
         let (argv_ptrs, envp_ptrs) = (null_terminated(&argv), null_terminated(&envp));
 
         let null = open_dev_null()?;
-        let stdin = if self.inherit_stdin { -1 } else { null.as_raw_fd() };
-        let (stdout, stdout_ours) = self.stdout.prepare(&null)?;
-        let (stderr, stderr_ours) = self.stderr.prepare(&null)?;
+        let (stdin, stdin_ours) = self.stdin.prepare(&null, Direction::In)?;
+        let (stdout, stdout_ours) = self.stdout.prepare(&null, Direction::Out)?;
+        let (stderr, stderr_ours) = self.stderr.prepare(&null, Direction::Out)?;
 
         let mut plan = ChildPlan {
             path: path.as_ptr(),
             argv: argv_ptrs.as_ptr(),
             envp: envp_ptrs.as_ptr(),
             current_dir: current_dir.as_ref().map_or(std::ptr::null(), |dir| dir.as_ptr()),
-            stdio: [stdin, fd_or_none(&stdout), fd_or_none(&stderr)],
+            stdio: [fd_or_none(&stdin), fd_or_none(&stdout), fd_or_none(&stderr)],
             keep_fds: self.keep_fds.as_ptr(),
             keep_fds_len: self.keep_fds.len(),
             own_group: self.own_group,
@@ -171,7 +173,7 @@ impl Spawn {
             reap(pid as u32)?;
             return Err(io::Error::from_raw_os_error(error));
         }
-        Ok(Spawned { pid: pid as u32, stdout: stdout_ours, stderr: stderr_ours })
+        Ok(Spawned { pid: pid as u32, stdin: stdin_ours, stdout: stdout_ours, stderr: stderr_ours })
     }
 }
 
@@ -244,21 +246,31 @@ extern "C" fn child_main(plan: *mut c_void) -> c_int {
     }
 }
 
-impl ChildOutput {
+/// Which way a stream's bytes flow, seen from the child.
+#[derive(Clone, Copy)]
+enum Direction {
+    In,
+    Out,
+}
+
+impl ChildStdio {
     /// The fd the child gets for this stream (None: the host's own), and
     /// the end the host keeps.
-    fn prepare(&self, null: &OwnedFd) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    fn prepare(&self, null: &OwnedFd, direction: Direction) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
         match self {
-            ChildOutput::Inherit => Ok((None, None)),
-            ChildOutput::Null => Ok((Some(null.try_clone()?), None)),
-            ChildOutput::Pipe => {
+            ChildStdio::Inherit => Ok((None, None)),
+            ChildStdio::Null => Ok((Some(null.try_clone()?), None)),
+            ChildStdio::Pipe => {
                 let mut fds = [0; 2];
                 // SAFETY: pipe2 fills the two fds, which nothing else owns.
                 if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 let [read, write] = fds.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-                Ok((Some(write), Some(read)))
+                Ok(match direction {
+                    Direction::In => (Some(read), Some(write)),
+                    Direction::Out => (Some(write), Some(read)),
+                })
             }
         }
     }

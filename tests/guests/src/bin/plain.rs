@@ -9,6 +9,7 @@
 //!   exit CODE            std::process::exit(CODE)
 //!   trap                 execute `unreachable`
 //!   stderr TEXT          print TEXT on stderr
+//!   cat                  copy stdin to stdout until its end
 //!   connect ADDR         open a TCP connection to ADDR, print "connected"
 //!   compute N            sort N pseudo-random numbers, print a checksum
 
@@ -37,6 +38,12 @@ fn main() {
         "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
         "trap" => core::arch::wasm32::unreachable(),
         "stderr" => eprintln!("{}", arg(2)),
+        "cat" => {
+            if let Err(e) = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::stdout().lock()) {
+                eprintln!("cat: {e}");
+                std::process::exit(2);
+            }
+        }
         "compute" => println!("checksum={}", workload::sort_checksum(arg(2).parse().unwrap())),
         "connect" => match std::net::TcpStream::connect(arg(2)) {
             Ok(_) => println!("connected"),
