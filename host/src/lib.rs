@@ -52,6 +52,32 @@
 //! A guest that computes a whole 10 ms slice then waits its turn, first
 //! come first served, behind the others that do; one that slept or waited
 //! needs no turn, so it runs within about a slice of being woken however
+//! A process's standard streams are set in its [`Capabilities`]: its
+//! output inherited, discarded, captured or piped ([`Stdio`]); its stdin
+//! empty (the default, as for CPython's children), the host's own
+//! ([`Stdin::Inherit`]), or a pipe the host writes ([`Stdin::pipe`], as
+//! `std::process::Stdio::piped()`), for wasm and native processes alike.
+//! Its [`StdinWriter`] waits while the pipe is full (it holds
+//! [`STDIO_PIPE_CAPACITY`] bytes), fails with [`StdinClosed`] once the
+//! process has ended, and gives the process the end of its stdin when it
+//! is closed or dropped:
+//!
+//! ```no_run
+//! use wmp_host::{Capabilities, Stdin, Stdio};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = wmp_host::Runtime::new()?;
+//! let (stdin, mut writer) = Stdin::pipe();
+//! let (stdout, output) = Stdio::capture();
+//! let caps = Capabilities::new().args(["cat"]).stdin(stdin).stdout(stdout);
+//! let p = rt.process(&rt.load("cat.wasm")?).capabilities(caps).build();
+//! p.start()?;
+//! writer.write_blocking(b"hello\n")?;  // `write(..).await` in async code
+//! writer.close();                      // the end of its stdin
+//! p.join(None)?;
+//! assert_eq!(output.text(), "hello\n");
+//! # Ok(()) }
+//! ```
+//!
 //! many others spin.
 
 #[cfg(feature = "cluster")]

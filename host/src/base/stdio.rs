@@ -187,8 +187,8 @@ impl StdinReader {
 /// It is also a tokio `AsyncWrite`.
 pub struct StdinWriter(PipeStream);
 
-/// The process whose stdin it was has ended (or closed its stdin, or was
-/// dropped without being started): a broken pipe.
+/// The process whose stdin it was has ended (a native child also once it
+/// closed its stdin), or was dropped without being started: a broken pipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("broken pipe: the process's stdin is closed")]
 pub struct StdinClosed;
