@@ -170,3 +170,20 @@ fn a_stdin_pipe_is_given_to_one_process_only() {
         assert_eq!(first.exitcode(), Ok(Some(0)), "{reader:?}");
     }
 }
+
+#[test]
+fn a_native_child_that_closes_its_stdin_breaks_the_pipe_while_it_runs() {
+    let rt = runtime();
+    let (stdin, mut writer) = Stdin::pipe();
+    let (stdout, output) = Stdio::capture();
+    let caps = Capabilities::new().args(["sh", "-c", "exec 0<&-; echo closed; exec sleep 600"]).stdin(stdin).stdout(stdout);
+    let p = rt.native_process(&NativeProgram::new("/bin/sh")).capabilities(caps).build();
+    p.start().unwrap();
+    while output.text().is_empty() {
+        p.join(Some(Duration::from_millis(5))).unwrap();
+    }
+    assert_eq!(writer.write_blocking(&pattern(2 * STDIO_PIPE_CAPACITY)), Err(StdinClosed));
+    assert!(p.is_alive().unwrap(), "the pipe broke because the child closed its end, not because it ended");
+    p.kill().unwrap();
+    join_to_end(&p);
+}
