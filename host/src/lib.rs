@@ -32,6 +32,29 @@
 //! process count, spawn depth); children inherit them and can only narrow
 //! them.
 //!
+//! What each process uses is measured ([`ProcessMetrics`]): CPU time (for
+//! wasm, the time inside its polls), fuel when metered, memory and table
+//! peaks, the peak of what the host held for it, and the bytes it sent and
+//! received over pipes and queues. [`Process::metrics`] reads it for a live
+//! or an ended process, [`Runtime::process_tree`] for every live one, and
+//! [`Runtime::ended_processes`] for those that ended, when the runtime keeps
+//! their records ([`RuntimeBuilder::keep_ended_processes`]). Each guest's
+//! polls run inside a `tracing` span `process` (pid, parent, name), and its
+//! end is a debug event carrying its final metrics.
+//!
+//! ```no_run
+//! # fn main() -> wmp_host::Result<()> {
+//! let rt = wmp_host::Runtime::builder().fuel_metering(true).keep_ended_processes(1_000).build()?;
+//! let p = rt.process(&rt.load("worker.wasm")?).build();
+//! p.start()?;
+//! p.join(None)?;
+//! for ended in rt.ended_processes() {   // the worker, and any child it had
+//!     let used = ended.metrics;
+//!     println!("{} {:?}: {:?}, {:?} fuel, {} bytes at most", ended.name, ended.exit_reason, used.cpu_time, used.fuel_consumed, used.memory_peak);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Processes talk as in `multiprocessing`: pipes ([`Runtime::pipe`], two
 //! [`Connection`] ends), queues ([`Runtime::queue`], [`Queue`]), both
 //! handed to a child before start ([`Process::pass_connection`],
@@ -40,18 +63,18 @@
 //! ([`Runtime::listen`], [`Runtime::connect`]); [`Runtime::wait_for`] waits
 //! on connections beside sentinels. Their errors are [`ConnectionError`].
 //!
+//! An embedder gives guests host functions of its own
+//! ([`RuntimeBuilder::component_functions`],
+//! [`RuntimeBuilder::module_functions`]): wasmtime's typed registration on
+//! the linkers guests are linked with, sync or async, where each function
+//! sees the process that calls it ([`ComponentState::process`]) and may
+//! hold resources for it, charged to it ([`ComponentState::hold_resource`]).
+//!
 //! The same API runs native programs ([`Runtime::native_process`]): real
 //! OS child processes with the same state machine, whose pid is the OS
 //! pid, whose sentinel is a pidfd, and which a guest may start only when
 //! the host granted it ([`Runtime::share_native`]).
 //!
-//! Scheduling: a started process runs concurrently with its starter, on a
-//! tokio worker, from the moment the starter next waits (or at the next
-//! 10 ms epoch tick); a `join` without a timeout that comes first runs it
-//! on the joining thread, so a short start→join involves no other thread.
-//! A guest that computes a whole 10 ms slice then waits its turn, first
-//! come first served, behind the others that do; one that slept or waited
-//! needs no turn, so it runs within about a slice of being woken however
 //! A process's standard streams are set in its [`Capabilities`]: its
 //! output inherited, discarded, captured or piped ([`Stdio`]); its stdin
 //! empty (the default, as for CPython's children), the host's own
@@ -78,6 +101,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Scheduling: a started process runs concurrently with its starter, on a
+//! tokio worker, from the moment the starter next waits (or at the next
+//! 10 ms epoch tick); a `join` without a timeout that comes first runs it
+//! on the joining thread, so a short start→join involves no other thread.
+//! A guest that computes a whole 10 ms slice then waits its turn, first
+//! come first served, behind the others that do; one that slept or waited
+//! needs no turn, so it runs within about a slice of being woken however
 //! many others spin.
 
 #[cfg(feature = "cluster")]
@@ -95,6 +125,8 @@ pub use backend::native::NativeProgram;
 pub use backend::remote::Cluster;
 #[doc(hidden)]
 pub use backend::native::guest_marker::GUEST_NOTE;
+pub use backend::wasm::{ComponentState, ModuleState};
+pub use backend::wasm::host_functions::{CallingProcess, ComponentLinker, ModuleLinker};
 pub use backend::wasm::code_cache::{CodeCache, CodeCacheUsage, DEFAULT_CODE_CACHE_LIMIT};
 pub use backend::wasm::invocation::{Invocation, Invoked};
 pub use backend::wasm::program::{Program, ProgramKind};

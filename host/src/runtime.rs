@@ -13,6 +13,7 @@ use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError, ProcessError};
 
 use crate::backend::native::{NativeBackend, NativeProgram};
 use crate::backend::wasm::WasmBackend;
+use crate::backend::wasm::host_functions::{ComponentLinker, HostFunctions, ModuleLinker};
 use crate::backend::wasm::entry::Entry;
 use crate::backend::wasm::invocation::{Invocation, Invoked};
 use crate::base::error::{Error, Result};
@@ -144,6 +145,7 @@ pub struct RuntimeBuilder {
     max_live_processes: Option<usize>,
     max_program_size: Option<u64>,
     handoff: Option<Handoff>,
+    host_functions: HostFunctions,
     keep_ended: usize,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::backend::remote::Cluster>,
@@ -242,8 +244,12 @@ impl RuntimeBuilder {
 
     /// The wasmtime settings to start from: compiler, optimisation, proposals,
     /// memory layout, debug info (as `wasmtime run`'s `-O`, `-C`, `-D` and
-    /// `-W` flags make them). The runtime then sets what its process model
-    /// needs over them: epoch interruption (kills and turns), fuel metering
+    /// `-W` flags make them). [`build`](Self::build) refuses a configuration
+    /// that turns epoch interruption off (kills and turns need it); async
+    /// support is always on in wasmtime 48 (`Config::async_support` does
+    /// nothing). Fuel metering is on if the configuration turns
+    /// `consume_fuel` on. The runtime then sets what its process model
+    /// needs over them: epoch interruption, fuel metering
     /// when [`fuel_metering`](Self::fuel_metering) or a fuel limit asks for
     /// it, the wasm and fiber stack sizes when
     /// [`max_wasm_stack`](Self::max_wasm_stack) is set, the memory
@@ -251,6 +257,64 @@ impl RuntimeBuilder {
     /// allocator ([`pooling`](Self::pooling), else recycled fiber stacks).
     pub fn wasmtime_config(mut self, config: Config) -> Self {
         self.wasmtime_config = Some(config);
+        self
+    }
+
+    /// Adds host functions that components may import: `define` is given
+    /// the linker after WASI and `wmp:process` are on it, and defines
+    /// functions with wasmtime's typed API (`linker.instance("my:host/api")?
+    /// .func_wrap("log", ...)`, `func_wrap_async` for async ones, or a
+    /// `bindgen!`-generated `add_to_linker` over [`ComponentState`](crate::ComponentState)).
+    /// Each function sees its caller as [`ComponentState::process`](crate::ComponentState::process). A component
+    /// importing what no linker defines is refused by [`Runtime::load`].
+    ///
+    /// An async function is cancelled (its future dropped) when its caller
+    /// is killed; a sync one runs on a runtime worker, so it must not block.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rt = wmp_host::Runtime::builder()
+    ///     .component_functions(|linker| {
+    ///         linker.instance("example:plugin/host")?.func_wrap(
+    ///             "log",
+    ///             |store: wasmtime::StoreContextMut<'_, wmp_host::ComponentState>, (line,): (String,)| {
+    ///                 println!("[{}] {line}", store.data().process().name());
+    ///                 Ok(())
+    ///             },
+    ///         )
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn component_functions(
+        mut self,
+        define: impl FnOnce(&mut ComponentLinker) -> wasmtime::Result<()> + Send + 'static,
+    ) -> Self {
+        self.host_functions.component.push(Box::new(define));
+        self
+    }
+
+    /// A value every host function can reach from its store
+    /// ([`ComponentState::host_data`](crate::ComponentState::host_data)):
+    /// the embedder's state for host implementations that cannot capture
+    /// it, such as `bindgen!`'s `Host` traits implemented for
+    /// `ComponentState`. Shared by all processes; key it by
+    /// [`CallingProcess::pid`](crate::CallingProcess::pid) for state per
+    /// process.
+    pub fn host_data(mut self, data: impl std::any::Any + Send + Sync) -> Self {
+        self.host_functions.data = Some(Arc::new(data));
+        self
+    }
+
+    /// Adds host functions that core modules may import, as
+    /// [`component_functions`](Self::component_functions) does for
+    /// components; each sees its caller as
+    /// [`ModuleState::process`](crate::ModuleState::process).
+    pub fn module_functions(
+        mut self,
+        define: impl FnOnce(&mut ModuleLinker) -> wasmtime::Result<()> + Send + 'static,
+    ) -> Self {
+        self.host_functions.module.push(Box::new(define));
         self
     }
 
@@ -294,7 +358,8 @@ impl RuntimeBuilder {
 
     pub fn build(self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::base::error::one_line(&e));
-        let fuel_metering = self.fuel_metering || self.limits.fuel.is_some();
+        let asked = self.wasmtime_config.as_ref().map(ConfigChoices::of).transpose()?.unwrap_or_default();
+        let fuel_metering = self.fuel_metering || self.limits.fuel.is_some() || asked.fuel;
         // The main process's budget is the whole runtime's (plus one: the
         // budget counts the main process itself).
         let max_live = self.max_live_processes.unwrap_or_else(default_max_live_processes).saturating_add(1);
@@ -307,12 +372,14 @@ impl RuntimeBuilder {
         let code_cache = self.cache.directory().map(|dir| CodeCacheDir::new(dir, &engine, cache_limit));
         let tokio = tokio_runtime(self.worker_threads)?;
         let addresses = Arc::<Addresses>::default();
-        let wasm = WasmBackend::new(engine, fuel_metering, tokio.metrics().num_workers(), addresses.clone());
+        let workers = tokio.metrics().num_workers();
+        let (linkers, host_data) = self.host_functions.linkers(&engine).map_err(setup)?;
+        let wasm = WasmBackend::new(engine, fuel_metering, workers, addresses.clone(), linkers, host_data);
         let shared = Arc::new(Shared {
             handle: tokio.handle().clone(),
             registry: Registry::numbering_from(self.first_wasm_pid.unwrap_or(crate::FIRST_WASM_PID))
                 .keeping_ended(self.keep_ended),
-            wasm: Arc::new(wasm.map_err(setup)?),
+            wasm: Arc::new(wasm),
             native: Arc::default(),
             addresses,
             code_cache,
@@ -362,6 +429,31 @@ impl RuntimeBuilder {
             config.with_host_stack(Arc::new(crate::base::stacks::StackRecycler::default()));
         }
         config
+    }
+}
+
+/// What an embedder's wasmtime configuration chose that the runtime must
+/// heed. A `Config` has no getters (an `Engine` has, but building one
+/// from the embedder's settings could reserve a whole pool): its `Debug`
+/// lists the settings made explicitly (`epoch_interruption: false`), which
+/// is what is read; wasmtime is pinned, and a test per setting keeps it so.
+#[derive(Default)]
+struct ConfigChoices {
+    /// `consume_fuel(true)`: the embedder meters fuel.
+    fuel: bool,
+}
+
+impl ConfigChoices {
+    fn of(config: &Config) -> Result<ConfigChoices> {
+        let settings = format!("{config:?}");
+        if settings.contains("epoch_interruption: false") {
+            return Err(Error::Setup(
+                "the wasmtime configuration turns epoch interruption off: wmp needs it to stop a process at any \
+                 instruction and to share the CPU among processes (leave Config::epoch_interruption unset)"
+                    .into(),
+            ));
+        }
+        Ok(ConfigChoices { fuel: settings.contains("consume_fuel: true") })
     }
 }
 

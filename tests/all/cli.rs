@@ -37,11 +37,11 @@ fn wmp_within_10s(args: &[&OsStr]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -458,17 +458,17 @@ fn a_precompiled_program_runs_only_when_allowed() {
     assert!(stderr(&out).contains("compiled with fuel support but it is not enabled for the host"), "{}", stderr(&out));
 }
 
-/// The embedding example (examples/embed), which `cargo test` builds next
-/// to this binary's directory.
-fn embed_example(args: &[&str]) -> Output {
+/// Runs an example of the root crate (examples/NAME), which `cargo test`
+/// builds next to this binary's directory.
+pub(crate) fn example(name: &str, args: &[&str]) -> Output {
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let example = deps.parent().unwrap().join("examples").join("embed");
+    let example = deps.parent().unwrap().join("examples").join(name);
     Command::new(&example).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", example.display()))
 }
 
 #[test]
 fn the_embedding_example_waits_on_both_kinds_and_kills_the_one_that_overruns() {
-    let out = embed_example(&[wmp_test_guests::HELLO, "300"]);
+    let out = example("embed", &[wmp_test_guests::HELLO, "300"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("plugin ended after"), "{text}");
@@ -476,7 +476,7 @@ fn the_embedding_example_waits_on_both_kinds_and_kills_the_one_that_overruns() {
     assert!(text.contains("helper overran the 300ms deadline: killing it"), "{text}");
     assert!(text.contains("<Process name='helper' pid=") && text.contains("stopped exitcode=-SIGKILL>"), "{text}");
     // A helper that keeps the deadline is left alone.
-    let out = embed_example(&[wmp_test_guests::HELLO, "30000", "exit 4"]);
+    let out = example("embed", &[wmp_test_guests::HELLO, "30000", "exit 4"]);
     let text = stdout(&out);
     assert!(text.contains("helper ended after"), "{text}");
     assert!(!text.contains("overran"), "{text}");

@@ -424,11 +424,11 @@ fn a_runtime_runs_a_guest_as_its_main_process_blocking_or_async() {
 }
 
 #[test]
-fn a_wasmtime_config_without_epoch_interruption_still_lets_a_spinner_be_killed() {
+fn a_wasmtime_config_is_the_base_and_its_spinner_can_still_be_killed() {
     // The embedder's Config is the base; the runtime sets epoch
     // interruption over it, which its kills and turns need.
     let mut config = wasmtime::Config::new();
-    config.epoch_interruption(false);
+    config.cranelift_opt_level(wasmtime::OptLevel::None);
     let rt = wmp_host::RuntimeBuilder::default().wasmtime_config(config).build().unwrap();
     let spin = rt.load_bytes("spin.wat", br#"(module (func (export "_start") (loop (br 0))))"#).unwrap();
     let p = rt.process(&spin).build();
@@ -438,4 +438,28 @@ fn a_wasmtime_config_without_epoch_interruption_still_lets_a_spinner_be_killed()
     p.kill().unwrap();
     p.join(Some(PATIENCE)).unwrap();
     assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Killed)));
+}
+
+#[test]
+fn a_wasmtime_config_that_turns_epoch_interruption_off_is_refused() {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(false);
+    let refused = wmp_host::RuntimeBuilder::default().wasmtime_config(config).build().err().expect("refused");
+    let message = refused.to_string();
+    assert!(matches!(refused, wmp_host::Error::Setup(_)), "{message}");
+    assert!(message.contains("turns epoch interruption off"), "{message}");
+}
+
+#[test]
+fn a_wasmtime_config_that_consumes_fuel_meters_it() {
+    // Fuel metering asked for in the Config is kept (not turned off for a
+    // runtime that was not told), so a fuel limit works.
+    let mut config = wasmtime::Config::new();
+    config.consume_fuel(true);
+    let rt = wmp_host::RuntimeBuilder::default().wasmtime_config(config).build().unwrap();
+    let spin = rt.load_bytes("spin.wat", br#"(module (func (export "_start") (loop (br 0))))"#).unwrap();
+    let p = rt.process(&spin).limits(wmp_host::Limits { fuel: Some(10_000), ..wmp_host::Limits::new() }).build();
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(wmp_host::Limit::Fuel))));
 }

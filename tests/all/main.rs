@@ -17,6 +17,7 @@ mod connections;
 mod containment;
 mod guests;
 mod hostile;
+mod host_functions;
 mod invoke;
 mod lifecycle;
 mod limits;

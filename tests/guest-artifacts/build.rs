@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("PLAIN_P1", "wmp-test-guest-programs", "plain", "wasm32-wasip1"),
     ("HELLO", "wmp-example-hello", "hello", "wasm32-wasip2"),
     ("TREE", "wmp-example-tree", "tree", "wasm32-wasip2"),
+    ("PLUGIN", "wmp-example-plugin", "plugin", "wasm32-wasip2"),
 ];
 
 fn main() {

@@ -12,6 +12,7 @@
 pub(crate) mod code_cache;
 pub(crate) mod connection_imports;
 pub(crate) mod entry;
+pub(crate) mod host_functions;
 pub(crate) mod invocation;
 mod held_run;
 pub(crate) mod process_imports;
@@ -60,21 +61,25 @@ pub(crate) struct WasmBackend {
     fuel_metering: bool,
     turns: Turns,
     addresses: Arc<Addresses>,
+    /// What the embedder gave its host functions to share
+    /// ([`ComponentState::host_data`]).
+    host_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl WasmBackend {
-    /// A backend on `engine` whose guests take turns on `workers` threads;
-    /// it bumps the engine's epoch every tick, for as long as the engine
-    /// lives.
+    /// A backend on `engine` whose guests take turns on `workers` threads,
+    /// linked by `linkers`, their host functions sharing `host_data`; it
+    /// bumps the engine's epoch every tick, for as long as the engine lives.
     pub(crate) fn new(
         engine: wasmtime::Engine,
         fuel_metering: bool,
         workers: usize,
         addresses: Arc<Addresses>,
-    ) -> wasmtime::Result<WasmBackend> {
-        let linkers = Linkers::new(&engine)?;
+        linkers: Linkers,
+        host_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> WasmBackend {
         start_epoch_ticker(&engine);
-        Ok(WasmBackend { engine, linkers, fuel_metering, turns: Turns::new(workers), addresses })
+        WasmBackend { engine, linkers, fuel_metering, turns: Turns::new(workers), addresses, host_data }
     }
 
     /// `program`, as what a process runs on this backend.
@@ -313,7 +318,7 @@ impl wasmtime::ResourceLimiter for MemoryGuard {
 }
 
 /// Store data of a component (WASI preview 2) guest.
-pub(crate) struct ComponentState {
+pub struct ComponentState {
     pub(crate) guest: GuestCtx,
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
@@ -334,8 +339,9 @@ impl ComponentState {
         Ok(handle)
     }
 
-    /// Takes a host object out of the guest's table, giving back its charge.
-    pub(crate) fn release<T: 'static>(&mut self, handle: Resource<T>) -> wasmtime::Result<T> {
+    /// Takes a host object out of the guest's table, giving back its charge
+    /// if it has one.
+    pub fn release<T: 'static>(&mut self, handle: Resource<T>) -> wasmtime::Result<T> {
         self.held.remove(&handle.rep());
         Ok(self.table.delete(handle)?)
     }
@@ -348,7 +354,7 @@ impl WasiView for ComponentState {
 }
 
 /// Store data of a core-module (WASI preview 1) guest.
-pub(crate) struct ModuleState {
+pub struct ModuleState {
     guest: GuestCtx,
     pub(crate) wasi: WasiP1Ctx,
 }

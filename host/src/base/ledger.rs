@@ -50,10 +50,13 @@ pub enum Held {
     /// The name of the process itself (`current_process().name = ...`),
     /// and the arguments it was started with.
     OwnName,
+    /// Resources the embedder's host functions handed the process
+    /// ([`ComponentState::hold_resource`](crate::ComponentState::hold_resource)).
+    HostFunctionObjects,
 }
 
 impl Held {
-    const ALL: [Held; 8] = [
+    const ALL: [Held; 9] = [
         Held::QueueMessages,
         Held::PipeMessages,
         Held::ProcessObjects,
@@ -62,6 +65,7 @@ impl Held {
         Held::Listeners,
         Held::Sentinels,
         Held::OwnName,
+        Held::HostFunctionObjects,
     ];
 
     fn index(self) -> usize {
@@ -80,6 +84,7 @@ impl fmt::Display for Held {
             Held::Listeners => "listeners",
             Held::Sentinels => "sentinels",
             Held::OwnName => "its own name and arguments",
+            Held::HostFunctionObjects => "host function objects",
         })
     }
 }

@@ -149,10 +149,11 @@ impl std::fmt::Debug for Program {
 }
 
 /// The host functions every program is linked against: WASI p1 for modules;
-/// WASI p2 and `wmp:process` for components.
+/// WASI p2 and `wmp:process` for components (and the embedder's, which
+/// `host_functions.rs` adds).
 pub(crate) struct Linkers {
-    component: wasmtime::component::Linker<ComponentState>,
-    module: wasmtime::Linker<ModuleState>,
+    pub(crate) component: wasmtime::component::Linker<ComponentState>,
+    pub(crate) module: wasmtime::Linker<ModuleState>,
 }
 
 impl Linkers {
