@@ -35,7 +35,8 @@ enum Does {
 }
 
 /// A process of `reader`'s kind doing `does`, with `stdin` and its stdout
-/// captured; not started.
+/// captured; not started. (The wasm process that spins is the probe
+/// component for both wasm kinds: what matters there is that it never reads.)
 fn process(rt: &Runtime, reader: Reader, does: Does, stdin: Stdin) -> (Process, CaptureBuffer) {
     let (stdout, captured) = Stdio::capture();
     let caps = Capabilities::new().stdin(stdin).stdout(stdout);
@@ -99,6 +100,8 @@ fn a_piped_stdin_brings_the_child_all_the_host_writes_past_the_pipes_capacity() 
 
 #[test]
 fn an_async_write_waits_for_room_and_dropping_the_writer_ends_the_stream() {
+    use tokio::io::AsyncWriteExt;
+
     let rt = runtime();
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let input = pattern(2 * STDIO_PIPE_CAPACITY);
@@ -109,11 +112,12 @@ fn an_async_write_waits_for_room_and_dropping_the_writer_ends_the_stream() {
         tokio.block_on(async {
             writer.write(b"first ").await.unwrap();
             writer.write(&input).await.unwrap();
+            AsyncWriteExt::write_all(&mut writer, b" last").await.unwrap(); // as a tokio AsyncWrite
         });
         drop(writer);
         join_to_end(&p);
         assert_eq!(p.exitcode(), Ok(Some(0)), "{reader:?}");
-        assert!(stdout.contents() == [&b"first "[..], &input].concat(), "{reader:?}");
+        assert!(stdout.contents() == [&b"first "[..], &input, b" last"].concat(), "{reader:?}");
     }
 }
 
