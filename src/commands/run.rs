@@ -2,6 +2,7 @@
 //! runs it (the same flags, parsed by wasmtime's own crate; the same output
 //! and exit codes), with the process model available to wmp guests.
 
+mod stats;
 pub mod wasmtime_options;
 
 use std::ffi::OsString;
@@ -108,6 +109,13 @@ pub struct RunCommand {
     #[arg(long, value_name = "BYTES", default_value_t = wmp_host::DEFAULT_MAX_PROGRAM_SIZE, help_heading = "wmp options")]
     max_program_size: u64,
 
+    /// At exit, print on stderr a table of every process the run had (those
+    /// that ended before the main one too): pid, parent, name, exit code,
+    /// CPU time, fuel (under -W fuel), memory and table peaks, host-memory
+    /// peak, and bytes sent and received over pipes and queues.
+    #[arg(long, help_heading = "wmp options")]
+    stats: bool,
+
     /// Do not use the on-disk compilation cache.
     #[arg(long, help_heading = "wmp options")]
     disable_cache: bool,
@@ -145,6 +153,9 @@ impl RunCommand {
         let module = PathBuf::from(&self.module_and_args[0]);
         let cache = if self.disable_cache { CodeCache::Off } else { CodeCache::System };
         let mut builder = builder.code_cache(cache).code_cache_limit(self.max_cache_size).max_program_size(self.max_program_size);
+        if self.stats {
+            builder = builder.keep_ended_processes(stats::KEPT_RECORDS);
+        }
         #[cfg(feature = "cluster")]
         if let Some(dashboard) = &self.cluster {
             builder = builder.cluster(wmp_host::Cluster::ray(dashboard));
@@ -161,6 +172,9 @@ impl RunCommand {
             None => runtime.run_main(&program, caps).with_context(|| format!("failed to run main module `{}`", module.display()))?,
             Some(function) => self.invoke(&runtime, &program, &module, function, caps)?,
         };
+        if self.stats {
+            eprint!("{}", stats::table(&runtime));
+        }
         drop(runtime);
         std::process::exit(exit_status(&module, reason));
     }

@@ -23,6 +23,7 @@ mod lifecycle;
 mod limits;
 mod languages;
 mod load;
+mod metrics;
 mod native;
 mod repr;
 mod scenarios;
