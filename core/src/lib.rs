@@ -3,7 +3,9 @@
 //! those of connections and queues ([`ConnectionError`]), the
 //! authentication key that refuses to leave the process ([`AuthKey`]),
 //! process ids ([`Pid`]), the naming rules for processes and exit codes
-//! ([`naming`]), and the framing of many messages in one call ([`frames`]).
+//! ([`naming`]), the framing of many messages in one call ([`frames`]),
+//! and `multiprocessing.Pool`, over a seam each side fills with its own
+//! processes and pipes ([`pool`]).
 //!
 //! It has no runtime and no I/O; `wmp-host` and `wmp-guest` build on it.
 
@@ -13,6 +15,7 @@ mod error;
 pub mod frames;
 pub mod main_args;
 pub mod naming;
+pub mod pool;
 
 pub use authkey::{AUTHKEY_LEN, AuthKey};
 

@@ -55,6 +55,22 @@
 //! wmp_guest::main!(start, worker);
 //! ```
 //!
+//! A [`Pool`] runs functions the program registered in workers, as
+//! `multiprocessing.Pool` does (`map`, `starmap`, `imap`,
+//! `imap_unordered`, `apply_async`, `close`/`join`/`terminate`, with
+//! `processes`, `maxtasksperchild` and an initializer in [`PoolOptions`]);
+//! a worker that dies fails its task with [`PoolError::WorkerDied`] and is
+//! replaced:
+//!
+//! ```ignore
+//! fn square(x: u64) -> u64 { x * x }
+//! fn start() {
+//!     let pool = wmp_guest::Pool::new(2).unwrap();
+//!     assert_eq!(pool.map(wmp_guest::pool_fn!(square), 0..4).unwrap(), [0, 1, 4, 9]);
+//! }
+//! wmp_guest::main!(start; pool: square);
+//! ```
+//!
 //! On `wasm32` the calls go to the host through the WIT imports. Built
 //! natively, the same API runs the program as a native process: a wmp
 //! runtime that started it hands it its identity, and its children are
@@ -87,5 +103,11 @@ mod process;
 pub use process::*;
 
 mod messages;
+mod pool;
+pub use pool::*;
 mod targets;
 pub use targets::*;
+#[doc(hidden)]
+pub use wmp_core::pool::wire::WORKER_TARGET;
+#[doc(hidden)]
+pub use wmp_core::pool_worker_target;

@@ -106,22 +106,37 @@ pub const fn target_section<const N: usize>(list: &str) -> [u8; N] {
 /// Each target is a `fn(T)` with `T: serde::de::DeserializeOwned`, started
 /// by its function name.
 ///
-/// The target names are also recorded in the custom section `wmp:targets`
-/// of the program, so the host refuses to start an unknown target with a
-/// clear error instead of launching a child that cannot run.
+/// After a `;`, `pool:` lists the functions a [`Pool`](crate::Pool)'s
+/// workers may run, each a `fn(A1, ..., An) -> R` (n up to 4) with
+/// deserializable arguments and a serializable result, referred to by
+/// [`pool_fn!`](crate::pool_fn):
+///
+/// ```ignore
+/// fn square(x: u64) -> u64 { x * x }
+/// wmp_guest::main!(start, worker; pool: square);
+/// ```
+///
+/// The target names, and the pool's worker target, are also recorded in
+/// the custom section `wmp:targets` of the program, so the host refuses to
+/// start an unknown target with a clear error instead of launching a child
+/// that cannot run.
 #[macro_export]
 macro_rules! main {
-    ($main:path $(, $target:ident)* $(,)?) => {
-        const __WMP_TARGET_LIST: &str = concat!($(stringify!($target), "\n"),*);
+    ($main:path $(, $target:ident)* $(,)? $(; pool: $($function:ident),* $(,)?)?) => {
+        const __WMP_TARGET_LIST: &str = concat!($(stringify!($target), "\n",)* $crate::pool_worker_target!(), "\n");
         #[cfg_attr(target_arch = "wasm32", unsafe(link_section = "wmp:targets"))]
         #[used]
         static __WMP_TARGETS: [u8; __WMP_TARGET_LIST.len()] = $crate::target_section(__WMP_TARGET_LIST);
+        static __WMP_POOL_FUNCTIONS: &[$crate::PoolFunction] =
+            &[$($((stringify!($function), |calls| $crate::run_calls($function, calls))),*)?];
         pub fn main() {
             $crate::entry(
-                &[$((stringify!($target), |args: &[u8]| $crate::run_target($target, args))),*],
+                &[
+                    $((stringify!($target), |args: &[u8]| $crate::run_target($target, args)),)*
+                    ($crate::WORKER_TARGET, |args: &[u8]| $crate::run_worker(__WMP_POOL_FUNCTIONS, args)),
+                ],
                 $main,
             )
         }
     };
 }
-

@@ -25,6 +25,7 @@ mod languages;
 mod load;
 mod metrics;
 mod native;
+mod pool;
 mod repr;
 mod scenarios;
 mod sentinels;

@@ -743,6 +743,138 @@ fn oversleep(args: String) {
     println!("late_us={}", late.join(","));
 }
 
+/// Runs one pool scenario (`pool MODE`) over the pool functions below and
+/// prints what it saw, `key=value` per line.
+fn pool(mode: String) {
+    use wmp_guest::{Pool, PoolOptions, pool_fn};
+    let shown = |result: Result<Vec<u64>, wmp_guest::PoolError>| match result {
+        Ok(values) => format!("{values:?}"),
+        Err(err) => format!("error: {err}"),
+    };
+    match mode.as_str() {
+        "results" => {
+            let pool = Pool::new(2).unwrap();
+            println!("map={}", shown(pool.map(pool_fn!(pool_square), 0..20)));
+            println!("map_chunked={}", shown(pool.map_chunked(pool_fn!(pool_square), 0..20, 3)));
+            println!("map_empty={}", shown(pool.map(pool_fn!(pool_square), 0..0)));
+            println!("starmap={}", shown(pool.starmap(pool_fn!(pool_add), (0..20).map(|i| (i, 100 * i)))));
+            println!("imap={}", shown(pool.imap(pool_fn!(pool_square), 0..20, 1).unwrap().collect()));
+            println!("imap_chunked={}", shown(pool.imap(pool_fn!(pool_square), 0..20, 6).unwrap().collect()));
+            let mut unordered = pool.imap_unordered(pool_fn!(pool_square), 0..20, 4).unwrap().collect::<Result<Vec<u64>, _>>();
+            if let Ok(values) = &mut unordered {
+                values.sort();
+            }
+            println!("imap_unordered_sorted={}", shown(unordered));
+            println!("apply={:?}", pool.apply(pool_fn!(pool_add), (20, 22)));
+            let pending: Vec<_> = (0..20).map(|i| pool.apply_async(pool_fn!(pool_square), (i,)).unwrap()).collect();
+            println!("apply_async={}", shown(pending.iter().map(|r| r.get(None)).collect()));
+            let async_map = pool.map_async(pool_fn!(pool_square), 0..20).unwrap();
+            println!("map_async={}", shown(async_map.get(Some(Duration::from_secs(30)))));
+            println!("successful={:?}", async_map.successful());
+            let unknown: Result<Vec<u64>, _> = pool.map(wmp_guest::PoolFn::<(u64,), u64>::named("nowhere"), [1]);
+            println!("unknown={}", shown(unknown));
+            pool.close();
+            println!("join={:?}", pool.join());
+        }
+        "maxtasks" => {
+            let pool = Pool::with_options(PoolOptions::new().processes(2).maxtasksperchild(2)).unwrap();
+            let pids = pool.map_chunked(pool_fn!(pool_pid), 0..20, 1).unwrap();
+            let mut per_worker = std::collections::BTreeMap::<u32, usize>::new();
+            pids.iter().for_each(|pid| *per_worker.entry(*pid).or_default() += 1);
+            println!("tasks={}", pids.len());
+            println!("workers={}", per_worker.len());
+            println!("most_tasks_of_a_worker={}", per_worker.values().max().unwrap());
+        }
+        "initializer" => {
+            let options = PoolOptions::new().processes(2).maxtasksperchild(3).initializer(pool_fn!(pool_init), (7,));
+            let pool = Pool::with_options(options).unwrap();
+            let seen = pool.map_chunked(pool_fn!(pool_inits), 0..12, 1).unwrap();
+            let workers: std::collections::BTreeSet<u32> = seen.iter().map(|(pid, _, _)| *pid).collect();
+            let runs: std::collections::BTreeSet<(u32, u32)> = seen.iter().map(|(_, runs, arg)| (*runs, *arg)).collect();
+            println!("workers={}", workers.len());
+            println!("init_runs_and_args={runs:?}");
+        }
+        "death" => {
+            let pool = Pool::new(2).unwrap();
+            println!("exit={}", shown(pool.map_chunked(pool_fn!(pool_exit_at), 0..6, 1)));
+            println!("after_exit={}", shown(pool.map(pool_fn!(pool_square), 0..5)));
+            println!("panic={}", shown(pool.map_chunked(pool_fn!(pool_panic_at), 0..6, 1)));
+            println!("after_panic={}", shown(pool.map(pool_fn!(pool_square), 0..5)));
+            let apply = pool.apply_async(pool_fn!(pool_exit_at), (3,)).unwrap();
+            println!("apply_exit={:?}", apply.get(None).map_err(|e| e.to_string()));
+            println!("workers_alive={}", active_children().len());
+        }
+        "terminate" => {
+            let pool = Pool::new(2).unwrap();
+            let slow = pool.apply_async(pool_fn!(pool_sleep), (60_000,)).unwrap();
+            println!("ready={} timeout={:?}", slow.ready(), slow.get(Some(Duration::from_millis(50))).map_err(|e| e.to_string()));
+            let started = Instant::now();
+            pool.terminate();
+            println!("slow={:?}", slow.get(None).map_err(|e| e.to_string()));
+            println!("children={} quick={}", active_children().len(), started.elapsed() < Duration::from_secs(20));
+            println!("map_after={}", shown(pool.map(pool_fn!(pool_square), 0..3)));
+            println!("join={:?}", pool.join());
+        }
+        "closed" => {
+            let pool = Pool::new(1).unwrap();
+            println!("join_running={:?}", pool.join().map_err(|e| e.to_string()));
+            let queued = pool.map_async(pool_fn!(pool_square), 0..4).unwrap();
+            pool.close();
+            println!("map_closed={}", shown(pool.map(pool_fn!(pool_square), 0..3)));
+            println!("apply_closed={:?}", pool.apply_async(pool_fn!(pool_add), (1, 2)).err().map(|e| e.to_string()));
+            println!("join={:?} queued={}", pool.join(), shown(queued.get(None)));
+            println!("zero={:?}", Pool::new(0).err().map(|e| e.to_string()));
+            println!("no_tasks={:?}", Pool::with_options(PoolOptions::new().maxtasksperchild(0)).err().map(|e| e.to_string()));
+        }
+        other => panic!("unknown pool mode {other:?}"),
+    }
+}
+
+fn pool_square(x: u64) -> u64 {
+    x * x
+}
+
+fn pool_add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn pool_pid(_: u64) -> u32 {
+    current_process().pid().unwrap().unwrap()
+}
+
+/// How many times this worker ran [`pool_init`], and with what.
+static POOL_INIT: std::sync::Mutex<(u32, u32)> = std::sync::Mutex::new((0, 0));
+
+fn pool_init(arg: u32) {
+    let mut init = POOL_INIT.lock().unwrap();
+    *init = (init.0 + 1, arg);
+}
+
+/// (this worker's pid, its initializer runs, the initializer's argument).
+fn pool_inits(_: u64) -> (u32, u32, u32) {
+    let (runs, arg) = *POOL_INIT.lock().unwrap();
+    (pool_pid(0), runs, arg)
+}
+
+fn pool_exit_at(x: u64) -> u64 {
+    if x == 3 {
+        exit(7);
+    }
+    x
+}
+
+fn pool_panic_at(x: u64) -> u64 {
+    if x == 3 {
+        panic!("pool_panic_at got 3");
+    }
+    x
+}
+
+fn pool_sleep(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 wmp_guest::main!(
     main_process,
     place_child,
@@ -796,4 +928,6 @@ wmp_guest::main!(
     queue_to_child,
     queue_drain,
     queue_peer,
+    pool;
+    pool: pool_square, pool_add, pool_pid, pool_init, pool_inits, pool_exit_at, pool_panic_at, pool_sleep,
 );
