@@ -70,6 +70,21 @@
 //! sees the process that calls it ([`ComponentState::process`]) and may
 //! hold resources for it, charged to it ([`ComponentState::hold_resource`]).
 //!
+//! A [`Pool`] (`multiprocessing.Pool`: `map`, `starmap`, `imap`,
+//! `imap_unordered`, `apply_async`, `close`/`join`/`terminate`, with
+//! [`PoolOptions`]) runs the pool functions a guest program registered,
+//! by name, in workers that are children of the main process; a worker
+//! that dies fails its task ([`PoolError::WorkerDied`]) and is replaced:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = wmp_host::Runtime::new()?;
+//! let program = rt.load("squares.wasm")?; // wmp_guest::main!(start; pool: square)
+//! let pool = rt.pool(&program, wmp_host::PoolOptions::new().processes(2))?;
+//! let squares: Vec<u64> = pool.map("square", 0..10u64)?;
+//! # Ok(()) }
+//! ```
+//!
 //! The same API runs native programs ([`Runtime::native_process`]): real
 //! OS child processes with the same state machine, whose pid is the OS
 //! pid, whose sentinel is a pidfd, and which a guest may start only when
@@ -116,6 +131,7 @@ mod backend;
 mod base;
 mod ipc;
 mod model;
+mod pool;
 mod runtime;
 
 pub mod inspect;
@@ -149,7 +165,9 @@ pub use model::builder::{Capabilities, Placement, Preopen, ProcessBuilder, Targe
 pub use model::handoff::Handoff;
 pub use model::process::Process;
 pub use model::registry::{FIRST_WASM_PID, Pid};
+pub use pool::{AsyncResult, IMap, Pool, ProgramWorker, ProgramWorkers};
 pub use runtime::{ProcessInfo, Runtime, RuntimeBuilder};
+pub use wmp_core::pool::{PoolError, PoolFn, PoolOptions};
 pub use wmp_core::{AuthKey, ConnectionError, naming};
 
 /// The `wmp:process` WIT package, as `wmp wit` prints it: the process
