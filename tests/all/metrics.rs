@@ -188,3 +188,33 @@ fn each_process_logs_its_metrics_at_its_end_inside_the_span_of_its_joiner() {
     assert!(in_span_of(end_of("Process-1"), "MainProcess"), "{stderr}");
     assert!(!end_of("MainProcess").contains("process{"), "the main process ends outside any poll: {stderr}");
 }
+
+#[test]
+fn a_native_guest_counts_the_bytes_that_cross_its_sockets() {
+    let f = crate::Fixture::new(crate::Backend::Native);
+    let (builder, out) = f.probe_builder("echo", "");
+    let echo = builder.build();
+    let (ours, theirs) = f.rt.pipe(true);
+    echo.pass_connection(theirs).unwrap();
+    echo.start().unwrap();
+    for size in [100, 200, 300] {
+        ours.send_bytes(&vec![1u8; size]).unwrap();
+        assert_eq!(ours.recv_bytes().unwrap().len(), size);
+    }
+    ours.close();
+    echo.join(Some(PATIENCE)).unwrap();
+    assert!(out.stdout().contains("echoed=3"), "{}{}", out.stdout(), out.stderr());
+    let used = echo.metrics().unwrap().unwrap();
+    assert_eq!((used.ipc_bytes_received, used.ipc_bytes_sent), (600, 600), "{used:?}");
+
+    let (builder, out) = f.probe_builder("queue_drain", "4");
+    let drain = builder.build();
+    let queue = f.rt.queue(0);
+    drain.pass_queue(&queue).unwrap();
+    drain.start().unwrap();
+    (0..4).for_each(|_| queue.put_bytes(vec![2u8; 50], None).unwrap());
+    drain.join(Some(PATIENCE)).unwrap();
+    assert_eq!(drain.exitcode(), Ok(Some(0)), "{}", out.stderr());
+    let used = drain.metrics().unwrap().unwrap();
+    assert_eq!((used.ipc_bytes_received, used.ipc_bytes_sent), (200, 0), "{used:?}");
+}

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 /// as [`ProcessInfo::metrics`](crate::ProcessInfo::metrics) and
 /// [`Process::metrics`](crate::Process::metrics) report it.
 ///
+/// Measured are wasm guests (a main process run by
+/// [`Runtime::run_main`](crate::Runtime::run_main) too) and native
+/// children; the embedding host's own main process uses the host's API
+/// unmeasured, and a process placed on a cluster node reports nothing yet.
+///
 /// ```no_run
 /// # fn main() -> wmp_host::Result<()> {
 /// let rt = wmp_host::Runtime::builder().fuel_metering(true).build()?;
@@ -46,7 +51,8 @@ pub struct ProcessMetrics {
     /// held on its behalf; [`ProcessInfo::host_memory`](crate::ProcessInfo::host_memory)
     /// is what it holds now).
     pub host_memory_peak: usize,
-    /// Bytes of the messages it sent into pipes and put into queues.
+    /// Bytes of the messages it sent into pipes and put into queues (for a
+    /// native child, those that crossed its sockets to this runtime).
     pub ipc_bytes_sent: u64,
     /// Bytes of the messages it received from pipes and took from queues.
     pub ipc_bytes_received: u64,

@@ -11,7 +11,8 @@
 //!
 //! What a bridge reads from a native child is charged to that child
 //! ([`Payer`]) before it is read, so a forged length cannot make the host
-//! allocate past the child's host-memory budget.
+//! allocate past the child's host-memory budget; the bytes that cross are
+//! counted in the child's metrics.
 
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
@@ -23,16 +24,18 @@ use tokio::sync::watch;
 
 use crate::ipc::connection::Connection;
 use crate::base::ledger::{Charge, Charged, Held, Ledger, MESSAGE_COST, OverBudget};
+use crate::base::metrics::Meter;
 
 /// Who pays for what a bridge reads from the other OS process until it is
 /// delivered: nobody when that is this process's parent (trusted, as the
-/// embedding host is), the native child otherwise.
+/// embedding host is), the native child otherwise; and whose metrics count
+/// the bytes that cross.
 #[derive(Clone)]
 pub(crate) enum Payer {
     Parent,
-    /// A native child's ledger, and what ends the child when a message
-    /// passes its budget.
-    Child { ledger: Arc<Ledger>, over_budget: Arc<dyn Fn(&OverBudget) + Send + Sync> },
+    /// A native child's ledger and metrics, and what ends the child when a
+    /// message passes its budget.
+    Child { ledger: Arc<Ledger>, meter: Arc<Meter>, over_budget: Arc<dyn Fn(&OverBudget) + Send + Sync> },
 }
 
 impl Payer {
@@ -40,7 +43,21 @@ impl Payer {
     pub(crate) fn charge(&self, what: Held, bytes: usize) -> Result<Charge, OverBudget> {
         match self {
             Payer::Parent => Ok(Charge::none()),
-            Payer::Child { ledger, over_budget } => ledger.charge(what, bytes).inspect_err(|over| over_budget(over)),
+            Payer::Child { ledger, over_budget, .. } => ledger.charge(what, bytes).inspect_err(|over| over_budget(over)),
+        }
+    }
+
+    /// Counts `bytes` the other process sent (it is the child).
+    pub(crate) fn sent(&self, bytes: usize) {
+        if let Payer::Child { meter, .. } = self {
+            meter.sent(bytes);
+        }
+    }
+
+    /// Counts `bytes` the other process was given (it is the child).
+    pub(crate) fn received(&self, bytes: usize) {
+        if let Payer::Child { meter, .. } = self {
+            meter.received(bytes);
         }
     }
 }
@@ -80,7 +97,7 @@ impl Bridges {
         list.retain(|o| o.connection.strong_count() > 0);
         list.push(Outgoing { connection: Arc::downgrade(&connection), done });
         drop(list);
-        let outgoing = handle.spawn(outgoing(connection.clone(), to_socket, done_tx));
+        let outgoing = handle.spawn(outgoing(connection.clone(), to_socket, done_tx, payer.clone()));
         handle.spawn(async move {
             incoming(&connection, from_socket, &payer).await;
             // The other side is gone: nothing more comes, nothing more
@@ -109,17 +126,23 @@ impl Bridges {
 
 /// Connection → socket, until the connection's EOF (then "no more"), or
 /// until the socket takes no more (then the connection's writers see a
-/// broken pipe).
-async fn outgoing(connection: Arc<Connection>, mut socket: OwnedWriteHalf, done: watch::Sender<bool>) {
+/// broken pipe). What it writes is counted as received by `payer` (the
+/// other side).
+async fn outgoing(connection: Arc<Connection>, mut socket: OwnedWriteHalf, done: watch::Sender<bool>, payer: Payer) {
     let mut frames = Vec::new();
     loop {
         frames.clear();
+        let mut bytes = 0;
         match connection.recv_many_async(CHUNK).await {
-            Ok(messages) => messages.iter().for_each(|message| put_frame(&mut frames, message)),
+            Ok(messages) => messages.iter().for_each(|message| {
+                bytes += message.len();
+                put_frame(&mut frames, message);
+            }),
             // EOF, or a write-only end: nothing (more) to send.
             Err(_) => frames.extend_from_slice(&WRITER_CLOSED.to_le_bytes()),
         }
         let last = frames.len() == 8 && frames[..] == WRITER_CLOSED.to_le_bytes();
+        payer.received(bytes);
         if socket.write_all(&frames).await.is_err() {
             connection.close();
             done.send_replace(true);
@@ -139,6 +162,7 @@ async fn incoming(connection: &Connection, mut socket: OwnedReadHalf, payer: &Pa
     loop {
         match read_frame(&mut socket, payer, Held::PipeMessages).await {
             Ok(Some(message)) => {
+                payer.sent(message.value.len());
                 let _ = connection.send_charged_async(vec![message]).await;
             }
             Ok(None) => connection.stop_writing(),

@@ -7,7 +7,8 @@
 //! server's handle closes when the socket ends (the child closed it or
 //! died), so the queue counts the child's handle exactly while it lives.
 //! One process's requests go one at a time. A message the child puts is
-//! charged to it until a consumer takes it, as a guest's is.
+//! charged to it until a consumer takes it, as a guest's is, and the bytes
+//! it puts and gets are counted in its metrics.
 
 use std::io;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub(crate) fn serve(
     handle.spawn(async move {
         while let Ok(Some(request)) = read_frame(&mut requests, &payer, Held::QueueMessages).await {
             let answer = tokio::select! {
-                answer = run(&queue, request) => answer,
+                answer = run(&queue, request, &payer) => answer,
                 // The client sends nothing while it waits: anything read
                 // here is its end (a message taken now would be lost).
                 _ = requests.read_u8() => return,
@@ -69,10 +70,10 @@ pub(crate) fn serve(
 /// The bytes before a request's message: its operation and its timeout.
 const REQUEST_HEADER: usize = 1 + 8;
 
-/// Runs one request and makes its answer. The charge of a put's request
-/// stays with its message until a consumer takes it; that of any other
-/// request is given back at once (a get may wait long).
-async fn run(queue: &Queue, request: Charged<Vec<u8>>) -> Vec<u8> {
+/// Runs one request of `payer`'s and makes its answer. The charge of a
+/// put's request stays with its message until a consumer takes it; that of
+/// any other request is given back at once (a get may wait long).
+async fn run(queue: &Queue, request: Charged<Vec<u8>>, payer: &Payer) -> Vec<u8> {
     let Some((&op, rest)) = request.value.split_first() else { return vec![CLOSED] };
     let Some(&timeout) = rest.first_chunk::<8>() else { return vec![CLOSED] };
     let timeout = decode_timeout(u64::from_le_bytes(timeout));
@@ -83,11 +84,15 @@ async fn run(queue: &Queue, request: Charged<Vec<u8>>) -> Vec<u8> {
                 frame.drain(..REQUEST_HEADER);
                 frame
             });
-            queue.put_charged_async(message, timeout).await.map(|()| Vec::new())
+            let bytes = message.value.len();
+            queue.put_charged_async(message, timeout).await.map(|()| {
+                payer.sent(bytes);
+                Vec::new()
+            })
         }
         GET => {
             drop(request);
-            queue.get_bytes_async(timeout).await
+            queue.get_bytes_async(timeout).await.inspect(|message| payer.received(message.len()))
         }
         QSIZE => {
             drop(request);

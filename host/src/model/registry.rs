@@ -189,7 +189,7 @@ impl Node {
             tracing::debug!(pid = node.pid, %over, "a process in another OS process sent past its budget");
             node.stop(ExitReason::Limit(Limit::HostMemory));
         });
-        Payer::Child { ledger: self.ledger.clone(), over_budget }
+        Payer::Child { ledger: self.ledger.clone(), meter: self.meter.clone(), over_budget }
     }
 
     /// Ends when the process has run for its `Limits::timeout`; never
@@ -340,12 +340,6 @@ pub(crate) struct Record {
     pub(crate) ledger: Arc<Ledger>,
 }
 
-/// The records of the last ended processes, at most `capacity` of them.
-struct EndedRecords {
-    capacity: usize,
-    records: VecDeque<Record>,
-}
-
 /// Runtime-wide bookkeeping: pids, the live process table, the
 /// dangling-object set and the ended processes' records.
 pub(crate) struct Registry {
@@ -353,7 +347,9 @@ pub(crate) struct Registry {
     live: Mutex<HashMap<Pid, Weak<Node>>>,
     next_object: AtomicU64,
     objects: Mutex<HashMap<u64, Weak<ProcessObject>>>,
-    ended: Mutex<EndedRecords>,
+    /// How many ended processes' records to keep, and the last of them.
+    keep_ended: usize,
+    ended: Mutex<VecDeque<Record>>,
 }
 
 impl Registry {
@@ -366,35 +362,35 @@ impl Registry {
             live: Mutex::new(HashMap::new()),
             next_object: AtomicU64::new(1),
             objects: Mutex::new(HashMap::new()),
-            ended: Mutex::new(EndedRecords { capacity: 0, records: VecDeque::new() }),
+            keep_ended: 0,
+            ended: Mutex::new(VecDeque::new()),
         }
     }
 
     /// Keeps the records of the last `capacity` processes that end (none
     /// by default), oldest dropped first.
     pub(crate) fn keeping_ended(self, capacity: usize) -> Self {
-        self.ended.lock().unwrap().capacity = capacity;
-        self
+        Self { keep_ended: capacity, ..self }
     }
 
     /// Publishes `node`'s end (see [`Node::publish_end`]), recorded first
     /// if ended processes are kept, so that whoever sees the end finds its
     /// record.
     pub(crate) fn end(&self, node: &Node, reason: ExitReason) {
-        let mut ended = self.ended.lock().unwrap();
-        if ended.capacity > 0 {
-            if ended.records.len() == ended.capacity {
-                ended.records.pop_front();
+        if self.keep_ended > 0 {
+            let record = node.record(Some(reason.clone()));
+            let mut ended = self.ended.lock().unwrap();
+            if ended.len() == self.keep_ended {
+                ended.pop_front();
             }
-            ended.records.push_back(node.record(Some(reason.clone())));
+            ended.push_back(record);
         }
-        drop(ended);
         node.publish_end(reason);
     }
 
     /// The records kept of ended processes, oldest end first.
     pub(crate) fn ended_records(&self) -> Vec<Record> {
-        self.ended.lock().unwrap().records.iter().cloned().collect()
+        self.ended.lock().unwrap().iter().cloned().collect()
     }
 
     /// A new wasm pid (native processes have their OS pid).
