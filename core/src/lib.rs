@@ -4,8 +4,9 @@
 //! authentication key that refuses to leave the process ([`AuthKey`]),
 //! process ids ([`Pid`]), the naming rules for processes and exit codes
 //! ([`naming`]), the framing of many messages in one call ([`frames`]),
-//! and `multiprocessing.Pool`, over a seam each side fills with its own
-//! processes and pipes ([`pool`]).
+//! `multiprocessing.Pool`, over a seam each side fills with its own
+//! processes and pipes ([`pool`]), and the locks, conditions, events and
+//! barriers built over the host's semaphore locks ([`synchronize`]).
 //!
 //! It has no runtime and no I/O; `wmp-host` and `wmp-guest` build on it.
 
@@ -15,6 +16,7 @@ mod error;
 pub mod frames;
 pub mod main_args;
 pub mod naming;
+pub mod synchronize;
 pub mod pool;
 
 pub use authkey::{AUTHKEY_LEN, AuthKey};

@@ -13,6 +13,7 @@ mod bindings {
 use bindings::wmp::process::process as wit;
 
 pub(crate) mod connection;
+pub(crate) mod synchronize;
 
 use wmp_core::Pid;
 

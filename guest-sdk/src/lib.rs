@@ -71,6 +71,31 @@
 //! wmp_guest::main!(start; pool: square);
 //! ```
 //!
+//! Locks, semaphores, conditions, events, barriers and shared values are
+//! in [`synchronize`] (`multiprocessing.synchronize` over host-held
+//! semaphore locks):
+//!
+//! ```ignore
+//! use wmp_guest::synchronize::{Inherited, SemLockOps};
+//! fn count(times: u32) {
+//!     let total: wmp_guest::Value<i64> = Inherited::take().next().unwrap();
+//!     for _ in 0..times {
+//!         total.get_lock().acquire(None).unwrap();
+//!         total.set(total.get().unwrap() + 1).unwrap();
+//!         total.get_lock().release().unwrap();
+//!     }
+//! }
+//! fn start() {
+//!     let total = wmp_guest::Value::new(0i64);
+//!     let p = wmp_guest::Process::new("count", &100u32);
+//!     p.pass_sync(&total).unwrap();
+//!     p.start().unwrap();
+//!     p.join(None).unwrap();
+//!     assert_eq!(total.get().unwrap(), 100);
+//! }
+//! wmp_guest::main!(start, count);
+//! ```
+//!
 //! On `wasm32` the calls go to the host through the WIT imports. Built
 //! natively, the same API runs the program as a native process: a wmp
 //! runtime that started it hands it its identity, and its children are
@@ -101,6 +126,8 @@ mod connection;
 pub use connection::*;
 mod process;
 pub use process::*;
+pub mod synchronize;
+pub use synchronize::{Array, Barrier, Condition, Event, SemLock, SemLockOps, SharedMemory, Value};
 
 mod messages;
 mod pool;

@@ -23,6 +23,7 @@ use wmp_core::Pid;
 use crate::process::{NewChild, Placement};
 
 pub(crate) mod connection;
+pub(crate) mod synchronize;
 mod handoff_at_load;
 
 /// The runtime of this process, the target it was started to run, and

@@ -63,6 +63,29 @@
 //! ([`Runtime::listen`], [`Runtime::connect`]); [`Runtime::wait_for`] waits
 //! on connections beside sentinels. Their errors are [`ConnectionError`].
 //!
+//! Locks, semaphores, conditions, events and barriers are
+//! `multiprocessing.synchronize`'s, built over one host-held primitive, the
+//! semaphore lock ([`SemLock`]: [`Runtime::lock`], [`Runtime::rlock`],
+//! [`Runtime::semaphore`], [`Runtime::condition`], [`Runtime::event`],
+//! [`Runtime::barrier`]), passed to a child with
+//! [`Process::pass_semlock`]; [`SharedMemory`] holds what `Value` and
+//! `Array` share ([`Process::pass_shared_memory`]). Each host thread uses
+//! its own clone of a lock, as a handle is one holder.
+//!
+//! ```no_run
+//! use wmp_host::SemLockOps;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = wmp_host::Runtime::new()?;
+//! let lock = rt.lock();
+//! let p = rt.process(&rt.load("worker.wasm")?).build();
+//! p.pass_semlock(&lock)?;           // the child's inherited_semlocks()[0]
+//! p.start()?;
+//! if lock.acquire(Some(std::time::Duration::from_secs(1)))? {
+//!     lock.release()?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! An embedder gives guests host functions of its own
 //! ([`RuntimeBuilder::component_functions`],
 //! [`RuntimeBuilder::module_functions`]): wasmtime's typed registration on
@@ -159,6 +182,8 @@ pub use base::stdio::{
 pub use ipc::connection::{Connection, PIPE_CAPACITY};
 pub use ipc::listener::Listener;
 pub use ipc::queue::Queue;
+pub use ipc::semlock::SemLock;
+pub use ipc::shared_memory::SharedMemory;
 pub use ipc::sentinel::Sentinel;
 pub use ipc::wait::Waitable;
 pub use model::builder::{Capabilities, Placement, Preopen, ProcessBuilder, Target};
@@ -166,10 +191,17 @@ pub use model::handoff::Handoff;
 pub use model::process::Process;
 pub use model::registry::{FIRST_WASM_PID, Pid};
 pub use pool::{AsyncResult, IMap, Pool, ProgramWorker, ProgramWorkers};
-pub use runtime::{ProcessInfo, Runtime, RuntimeBuilder};
+pub use runtime::{Barrier, Condition, Event, ProcessInfo, Runtime, RuntimeBuilder};
+pub use wmp_core::synchronize::{SEM_VALUE_MAX, SemLockKind, SemLockOps, SharedBytes, SyncError};
 pub use wmp_core::pool::{PoolError, PoolFn, PoolOptions};
 pub use wmp_core::{AuthKey, ConnectionError, naming};
 
 /// The `wmp:process` WIT package, as `wmp wit` prints it: the process
-/// interface and the world, then the connection interface.
-pub const WIT: &str = concat!(include_str!("../../wit/process.wit"), "\n", include_str!("../../wit/connection.wit"));
+/// interface and the world, then the connection and synchronize interfaces.
+pub const WIT: &str = concat!(
+    include_str!("../../wit/process.wit"),
+    "\n",
+    include_str!("../../wit/connection.wit"),
+    "\n",
+    include_str!("../../wit/synchronize.wit")
+);

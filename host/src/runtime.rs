@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine};
+use wmp_core::synchronize::{SEM_VALUE_MAX, SemLockKind};
 use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError, ProcessError};
 
 use crate::backend::native::{NativeBackend, NativeProgram};
@@ -18,7 +19,7 @@ use crate::backend::wasm::entry::Entry;
 use crate::backend::wasm::invocation::{Invocation, Invoked};
 use crate::base::error::{Error, Result};
 use crate::base::exit::{ExitReason, Signal};
-use crate::base::ledger::HostMemory;
+use crate::base::ledger::{Charge, HostMemory};
 use crate::base::limits::Limits;
 use crate::base::metrics::ProcessMetrics;
 use crate::base::program_file;
@@ -28,6 +29,8 @@ use crate::model::handoff::Handoff;
 use crate::ipc::connection::{Connection, PIPE_CAPACITY};
 use crate::ipc::listener::{Addresses, Listener};
 use crate::ipc::queue::Queue;
+use crate::ipc::semlock::SemLock;
+use crate::ipc::shared_memory::SharedMemory;
 use crate::ipc::sentinel::{Sentinel, wait_any, wait_blocking};
 use crate::ipc::wait::{Waitable, wait_ready};
 use crate::model::launch::{ProcessHost, Runnable};
@@ -94,6 +97,13 @@ impl Shared {
         self.programs_for_guests.lock().unwrap().insert(name.to_owned(), program);
     }
 }
+
+/// `multiprocessing.Condition` over the host's semaphore locks.
+pub type Condition = wmp_core::synchronize::Condition<SemLock>;
+/// `multiprocessing.Event` over the host's semaphore locks.
+pub type Event = wmp_core::synchronize::Event<SemLock>;
+/// `multiprocessing.Barrier` over the host's semaphore locks and shared memory.
+pub type Barrier = wmp_core::synchronize::Barrier<SemLock, SharedMemory>;
 
 /// One process, as [`Runtime::process_tree`] lists a running one and
 /// [`Runtime::ended_processes`] an ended one.
@@ -813,6 +823,59 @@ impl Runtime {
     /// Pass it to a child with [`Process::pass_queue`].
     pub fn queue(&self, maxsize: usize) -> Queue {
         Queue::new(&self.shared.handle, maxsize)
+    }
+
+    /// A semaphore lock of `kind` (CPython's `SemLock`) starting at `value`,
+    /// released at most up to `maxvalue`; the main process's handle. Pass it
+    /// to a child with [`Process::pass_semlock`].
+    pub fn semlock(&self, kind: SemLockKind, value: u32, maxvalue: u32) -> SemLock {
+        SemLock::new(&self.shared.handle, kind, value, maxvalue)
+    }
+
+    /// `multiprocessing.Lock()`: acquired once at a time, by anyone.
+    pub fn lock(&self) -> SemLock {
+        self.semlock(SemLockKind::Semaphore, 1, 1)
+    }
+
+    /// `multiprocessing.RLock()`: held by one process, any number of times.
+    /// The host's threads are all the main process, so they share it.
+    pub fn rlock(&self) -> SemLock {
+        self.semlock(SemLockKind::RecursiveMutex, 1, 1)
+    }
+
+    /// `multiprocessing.Semaphore(value)`.
+    pub fn semaphore(&self, value: u32) -> SemLock {
+        self.semlock(SemLockKind::Semaphore, value, SEM_VALUE_MAX)
+    }
+
+    /// `multiprocessing.BoundedSemaphore(value)`: released no higher than `value`.
+    pub fn bounded_semaphore(&self, value: u32) -> SemLock {
+        self.semlock(SemLockKind::Semaphore, value, value)
+    }
+
+    /// `multiprocessing.Condition(lock)`, over an [`rlock`](Self::rlock) if
+    /// no lock is given. A child is given it as its
+    /// [`parts`](Condition::parts), each passed in order.
+    pub fn condition(&self, lock: Option<SemLock>) -> Condition {
+        let lock = lock.unwrap_or_else(|| self.rlock());
+        Condition::from_parts(lock, self.semaphore(0), self.semaphore(0), self.semaphore(0))
+    }
+
+    /// `multiprocessing.Event()`.
+    pub fn event(&self) -> Event {
+        Event::from_parts(self.condition(Some(self.lock())), self.semaphore(0))
+    }
+
+    /// `multiprocessing.Barrier(parties, timeout=timeout)`.
+    pub fn barrier(&self, parties: u32, timeout: Option<Duration>) -> Barrier {
+        Barrier::from_parts(parties, timeout, self.condition(None), self.shared_memory(8))
+    }
+
+    /// `size` zeroed bytes shared with the children it is passed to
+    /// ([`Process::pass_shared_memory`]): what `Value` and `Array` keep
+    /// their data in.
+    pub fn shared_memory(&self, size: u32) -> SharedMemory {
+        SharedMemory::new(size, Charge::none())
     }
 
     /// Listens at `address`, a name in this runtime that any of its

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use wmp_test_guests::{PLAIN_P1, PLAIN_P2, PROBE};
 
-fn wmp(args: &[&str]) -> Output {
+pub(crate) fn wmp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wmp")).args(args).env_remove("RUST_BACKTRACE").output().expect("running wmp")
 }
 
@@ -318,6 +318,7 @@ fn wit_prints_the_guest_interface() {
     let text = stdout(&out);
     assert!(text.contains("package wmp:process@0.1.0;"));
     assert!(text.contains("world guest"));
+    assert!(text.contains("interface synchronize"), "the locks and shared memory too");
 }
 
 #[test]

@@ -30,8 +30,9 @@ mod repr;
 mod scenarios;
 mod sentinels;
 mod state_machine;
-mod trees;
+mod synchronize;
 mod stdin;
+mod trees;
 mod wasmtime_differential;
 
 use std::path::PathBuf;

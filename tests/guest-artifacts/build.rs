@@ -11,6 +11,7 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("PROBE", "wmp-test-guest-programs", "probe", "wasm32-wasip2"),
     ("MINIMAL", "wmp-test-guest-programs", "minimal", "wasm32-wasip2"),
     ("POLYGLOT", "wmp-test-guest-programs", "polyglot", "wasm32-wasip2"),
+    ("SYNC", "wmp-test-guest-programs", "sync", "wasm32-wasip2"),
     ("PLAIN_P2", "wmp-test-guest-programs", "plain", "wasm32-wasip2"),
     ("PLAIN_P1", "wmp-test-guest-programs", "plain", "wasm32-wasip1"),
     ("HELLO", "wmp-example-hello", "hello", "wasm32-wasip2"),

@@ -171,7 +171,11 @@ fn launch(
         Stdin::Pipe(reader) => Some(reader.take().map_err(failed)?),
         Stdin::Null | Stdin::Inherit => None,
     };
-    let Handles { connections, queues } = spec.inherited.take();
+    let handles = spec.inherited.take();
+    if handles.has_synchronization() {
+        return Err(failed("semaphore locks and shared memory cannot be passed to a native child".into()));
+    }
+    let Handles { connections, queues, .. } = handles;
     let env = environment(native, &spec.caps);
     let executable =
         spawn::resolve(&native.path, &env).map_err(|e| failed(format!("{}: {e}", native.path.display())))?;

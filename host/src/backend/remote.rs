@@ -214,8 +214,12 @@ impl RemoteRunnable {
         handle: &tokio::runtime::Handle,
         agent: &Agent,
         node: &Arc<Node>,
-        Handles { connections, queues }: Handles,
+        handles: Handles,
     ) -> std::io::Result<(Vec<u64>, Vec<u64>)> {
+        if handles.has_synchronization() {
+            return Err(std::io::Error::other("semaphore locks and shared memory cannot be passed to a process on the cluster"));
+        }
+        let Handles { connections, queues, .. } = handles;
         let payer = node.payer();
         let mut connection_channels = Vec::new();
         for connection in connections {

@@ -17,6 +17,7 @@ pub(crate) mod invocation;
 mod held_run;
 pub(crate) mod process_imports;
 pub(crate) mod program;
+mod synchronize_imports;
 pub(crate) mod turns;
 
 use std::collections::HashMap;

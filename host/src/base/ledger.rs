@@ -53,10 +53,13 @@ pub enum Held {
     /// Resources the embedder's host functions handed the process
     /// ([`ComponentState::hold_resource`](crate::ComponentState::hold_resource)).
     HostFunctionObjects,
+    /// Handles to semaphore locks and shared memory, and the bytes of
+    /// shared memory it made.
+    SyncObjects,
 }
 
 impl Held {
-    const ALL: [Held; 9] = [
+    const ALL: [Held; 10] = [
         Held::QueueMessages,
         Held::PipeMessages,
         Held::ProcessObjects,
@@ -66,6 +69,7 @@ impl Held {
         Held::Sentinels,
         Held::OwnName,
         Held::HostFunctionObjects,
+        Held::SyncObjects,
     ];
 
     fn index(self) -> usize {
@@ -85,6 +89,7 @@ impl fmt::Display for Held {
             Held::Sentinels => "sentinels",
             Held::OwnName => "its own name and arguments",
             Held::HostFunctionObjects => "host function objects",
+            Held::SyncObjects => "locks and shared memory",
         })
     }
 }

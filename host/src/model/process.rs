@@ -22,6 +22,8 @@ use crate::ipc::connection::Connection;
 use crate::base::ledger::{Charge, Held, Ledger, OBJECT_COST, OverBudget};
 use crate::base::metrics::ProcessMetrics;
 use crate::ipc::queue::Queue;
+use crate::ipc::semlock::SemLock;
+use crate::ipc::shared_memory::SharedMemory;
 use crate::model::registry::{Node, NodeSpec, Pid};
 use crate::ipc::sentinel::{Sentinel, wait_any};
 use crate::model::builder::LaunchSpec;
@@ -268,6 +270,20 @@ impl Process {
     /// this process keeps its own.
     pub fn pass_queue(&self, queue: &Queue) -> Result<(), ProcessError> {
         self.before_start(|spec| spec.inherited.add_queue(queue.clone()))
+    }
+
+    /// Gives the child a handle to the semaphore lock (a wasm child's
+    /// `inherited-semlocks`), holding it no times; this process keeps its
+    /// own. A native child cannot be given one: its start fails.
+    pub fn pass_semlock(&self, lock: &SemLock) -> Result<(), ProcessError> {
+        self.before_start(|spec| spec.inherited.add_semlock(lock.clone()))
+    }
+
+    /// Gives the child a handle to the shared memory (a wasm child's
+    /// `inherited-shared-memory`); this process keeps its own. A native
+    /// child cannot be given one: its start fails.
+    pub fn pass_shared_memory(&self, memory: &SharedMemory) -> Result<(), ProcessError> {
+        self.before_start(|spec| spec.inherited.add_shared_memory(memory.clone()))
     }
 
     fn before_start(&self, give: impl FnOnce(&LaunchSpec)) -> Result<(), ProcessError> {

@@ -24,6 +24,8 @@ pub(crate) mod bindings {
             "wmp:process/connection.connection": crate::ipc::connection::Connection,
             "wmp:process/connection.queue": crate::ipc::queue::Queue,
             "wmp:process/connection.listener": crate::ipc::listener::Listener,
+            "wmp:process/synchronize.semlock": crate::ipc::semlock::SemLock,
+            "wmp:process/synchronize.shared-memory": crate::ipc::shared_memory::SharedMemory,
         },
     });
 }
