@@ -93,6 +93,23 @@
 //! sees the process that calls it ([`ComponentState::process`]) and may
 //! hold resources for it, charged to it ([`ComponentState::hold_resource`]).
 //!
+//! ```no_run
+//! use wasmtime::StoreContextMut;
+//! use wmp_host::ComponentState;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = wmp_host::Runtime::builder()
+//!     .component_functions(|linker| {
+//!         let mut host = linker.instance("example:plugin/host")?;
+//!         host.func_wrap("log", |store: StoreContextMut<'_, ComponentState>, (line,): (String,)| {
+//!             println!("[{}] {line}", store.data().process().name());
+//!             Ok(())
+//!         })
+//!     })
+//!     .build()?;
+//! let plugin = rt.load("plugin.wasm")?;   // refused if it imports more than the host defines
+//! # Ok(()) }
+//! ```
+//!
 //! A [`Pool`] (`multiprocessing.Pool`: `map`, `starmap`, `imap`,
 //! `imap_unordered`, `apply_async`, `close`/`join`/`terminate`, with
 //! [`PoolOptions`]) runs the pool functions a guest program registered,
