@@ -687,3 +687,18 @@ fn classify(result: wasmtime::Result<()>, node: &Node) -> (ExitReason, Option<St
         None => (ExitReason::Error(err.root_cause().to_string()), Some(crate::base::error::report(&err))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Allowance;
+
+    #[test]
+    fn a_growth_taken_back_takes_its_peak_back_too() {
+        let mut memory = Allowance::default();
+        assert_eq!(memory.allow(64, 64), 64, "the memory as it is created");
+        assert_eq!(memory.allow(128, 64), 128);
+        assert_eq!(memory.take_back_last_growth(), 64, "the failed growth never held its memory");
+        assert_eq!(memory.used, 64);
+        assert_eq!(memory.allow(96, 32), 96);
+    }
+}

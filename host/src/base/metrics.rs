@@ -37,8 +37,10 @@ pub struct ProcessMetrics {
     /// Fuel its wasm code consumed, when the runtime meters fuel
     /// ([`RuntimeBuilder::fuel_metering`](crate::RuntimeBuilder::fuel_metering));
     /// None without metering, and for a native process. Read at each epoch
-    /// tick (10 ms) of a running guest and at the end of its run, so a live
-    /// reading may lag by a tick.
+    /// tick (10 ms) of a running guest and at the end of its run (a return,
+    /// an exit, a trap, or a stop while it runs), so a live reading may lag
+    /// by a tick, and a guest stopped while it waits (in a join, a sleep, a
+    /// receive) keeps the reading of its last tick.
     pub fuel_consumed: Option<u64>,
     /// The most bytes of linear memory it held at once, all its memories
     /// together; for a native process, its peak resident set size as the
