@@ -292,3 +292,44 @@ fn a_bindgen_implementation_serves_the_plugin_from_the_embedders_host_data() {
     p.join(Some(PATIENCE)).unwrap();
     assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Limit(Limit::HostMemory))));
 }
+
+#[test]
+fn a_core_module_awaits_an_async_host_function_and_a_kill_cancels_it() {
+    let rt = RuntimeBuilder::default()
+        .module_functions(|linker| {
+            linker.func_wrap_async("host", "pause", |_caller: wasmtime::Caller<'_, ModuleState>, (ms,): (u64,)| {
+                Box::new(async move {
+                    if ms == u64::MAX {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(ms as i32)
+                })
+            })?;
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let pauses = |ms: i64| {
+        let wat = format!(
+            r#"(module
+                 (import "host" "pause" (func $pause (param i64) (result i32)))
+                 (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start") (call $exit (call $pause (i64.const {ms})))))"#
+        );
+        let module = rt.load_bytes("pauses.wat", wat.as_bytes()).unwrap();
+        rt.process(&module).build()
+    };
+    let p = pauses(7);
+    p.start().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exitcode(), Ok(Some(7)), "the awaited result came back");
+    let p = pauses(-1);
+    p.start().unwrap();
+    p.join(Some(Duration::from_millis(30))).unwrap();
+    assert_eq!(p.is_alive(), Ok(true), "parked in pause");
+    p.kill().unwrap();
+    p.join(Some(PATIENCE)).unwrap();
+    assert_eq!(p.exit_reason(), Ok(Some(ExitReason::Killed)));
+}
