@@ -22,6 +22,7 @@ for_both_backends!(
     a_killed_peer_gives_eof_not_a_hang,
     a_48_mib_message_goes_through_whole,
     many_small_messages_all_arrive,
+    messages_read_ahead_go_with_an_end_passed_on,
     wait_returns_connections_with_data_beside_ended_sentinels,
     workers_return_results_over_a_queue,
     the_host_gets_from_a_queue_its_guest_children_put_on,
@@ -322,6 +323,21 @@ fn many_small_messages_all_arrive(backend: Backend) {
     mine.close();
     child.join(Some(PATIENCE)).unwrap();
     assert!(out.stdout().contains("received=201000 bytes=804000 end=EOF"), "{}", out.stdout());
+}
+
+fn messages_read_ahead_go_with_an_end_passed_on(backend: Backend) {
+    // The wasm SDK's receive takes all ten at once; the nine it keeps are
+    // handed back before the end goes to the grandchild.
+    let fx = Fixture::new(backend);
+    let (theirs, mine) = fx.rt.pipe(false);
+    for i in 0..10 {
+        mine.send_bytes(format!("m{i}").as_bytes()).unwrap();
+    }
+    mine.close();
+    let (child, out) = started_with_connection(&fx, "recv_one_then_pass", "", theirs);
+    child.join(Some(PATIENCE)).unwrap();
+    assert_eq!(child.exitcode().unwrap(), Some(0), "{}", out.stderr());
+    assert!(out.stdout().starts_with("first=m0\nreceived=9 bytes=18 end=EOF"), "{}", out.stdout());
 }
 
 #[test]

@@ -246,6 +246,22 @@ impl Connection {
         crate::base::run_slot::block_on(&self.handle, self.send_bytes_async(message))
     }
 
+    /// Puts messages back at the front of what this end receives, in
+    /// order (a guest SDK that read ahead hands back what it did not use
+    /// before it passes the end on); they may take the pipe past its
+    /// capacity, and stay charged as given.
+    pub(crate) fn unread_charged(&self, messages: Vec<Message>) -> Result<(), ConnectionError> {
+        let channel = self.reader()?;
+        let mut state = channel.state.lock().unwrap();
+        for message in messages.into_iter().rev() {
+            state.used += message.value.len() + MESSAGE_COST;
+            state.messages.push_front(message);
+        }
+        drop(state);
+        channel.readable.notify_waiters();
+        Ok(())
+    }
+
     /// Receives one message, waiting for it; EOF once the other end is
     /// gone and everything it sent has been read.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, ConnectionError> {

@@ -174,6 +174,14 @@ impl wit::HostConnection for ComponentState {
         self.count_sent(bytes, sent)
     }
 
+    async fn unread(&mut self, connection: Resource<Connection>, frames: Vec<u8>) -> ConnResult<()> {
+        let messages = unframe(&frames)?
+            .into_iter()
+            .map(|message| self.charged(Held::PipeMessages, message))
+            .collect::<wasmtime::Result<Vec<_>>>()?;
+        conn_result(self.table.get(&connection)?.unread_charged(messages))
+    }
+
     async fn recv_bytes(&mut self, connection: Resource<Connection>) -> ConnResult<Vec<u8>> {
         let received = self.table.get(&connection)?.recv_bytes_async().await;
         self.count_received(Vec::len, received)

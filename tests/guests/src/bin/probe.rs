@@ -342,6 +342,18 @@ fn drain(how: String) {
     println!("received={messages} bytes={bytes} end={end}");
 }
 
+/// Receives one message from the passed end (the wasm SDK reads ahead
+/// whatever else has arrived), then passes the end to a `drain single`
+/// child, which must get everything after that one.
+fn recv_one_then_pass(_: String) {
+    let conn = passed_connection();
+    println!("first={}", String::from_utf8(conn.recv_bytes().unwrap()).unwrap());
+    let sink = Process::new("drain", "single");
+    sink.pass_connection(conn).unwrap();
+    sink.start().unwrap();
+    sink.join(None).unwrap();
+}
+
 /// Sends "N SIZE BATCH" on `conn`: N messages of SIZE bytes, BATCH per
 /// call (one `send_bytes` each if BATCH is 1).
 fn send_all(conn: &Connection, args: &str) {
@@ -877,6 +889,7 @@ fn pool_sleep(ms: u64) -> u64 {
 
 wmp_guest::main!(
     main_process,
+    recv_one_then_pass,
     place_child,
     place_daemon,
     hoard,
