@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::{ConnectionError, ProcessError};
 
@@ -35,6 +34,7 @@ mod scheduler;
 pub mod wire;
 
 use scheduler::Scheduler;
+use wire::RawValue;
 
 /// What a pool call failed with; the messages are CPython's where it has
 /// one.
@@ -344,7 +344,7 @@ impl<W: Workers> Pool<W> {
         f: PoolFn<A, impl Sized>,
         items: Vec<A>,
         chunksize: Option<usize>,
-        decode: fn(&[Vec<Value>]) -> Result<V, PoolError>,
+        decode: fn(&[Box<RawValue>]) -> Result<V, PoolError>,
     ) -> Result<AsyncResult<'_, W, V>, PoolError> {
         let chunksize = match chunksize {
             Some(0) => return Err(PoolError::Chunksize(0)),
@@ -395,19 +395,22 @@ impl<W: Workers> Pool<W> {
     }
 }
 
-fn decode<R: DeserializeOwned>(value: &Value) -> Result<R, PoolError> {
-    R::deserialize(value).map_err(|e| PoolError::Decode(e.to_string()))
+/// The results of one chunk, a JSON array.
+fn decode_chunk<R: DeserializeOwned>(chunk: &RawValue) -> Result<Vec<R>, PoolError> {
+    serde_json::from_str(chunk.get()).map_err(|e| PoolError::Decode(e.to_string()))
 }
 
-fn decode_all<R: DeserializeOwned>(chunks: &[Vec<Value>]) -> Result<Vec<R>, PoolError> {
-    chunks.iter().flatten().map(decode).collect()
-}
-
-fn decode_first<R: DeserializeOwned>(chunks: &[Vec<Value>]) -> Result<R, PoolError> {
-    match chunks.first().and_then(|chunk| chunk.first()) {
-        Some(value) => decode(value),
-        None => Err(PoolError::Decode("a task that returned no result".to_owned())),
+fn decode_all<R: DeserializeOwned>(chunks: &[Box<RawValue>]) -> Result<Vec<R>, PoolError> {
+    let mut all = Vec::new();
+    for chunk in chunks {
+        all.append(&mut decode_chunk(chunk)?);
     }
+    Ok(all)
+}
+
+fn decode_first<R: DeserializeOwned>(chunks: &[Box<RawValue>]) -> Result<R, PoolError> {
+    let first = chunks.first().map(|chunk| decode_chunk(chunk)).transpose()?.and_then(|values| values.into_iter().next());
+    first.ok_or_else(|| PoolError::Decode("a task that returned no result".to_owned()))
 }
 
 /// The pending result of `apply_async`, `map_async` or `starmap_async`
@@ -417,8 +420,8 @@ pub struct AsyncResult<'p, W: Workers, V> {
     pool: &'p Pool<W>,
     ids: Vec<u64>,
     /// The results of every task, or the first failure, once all ended.
-    outcome: RefCell<Option<Result<Vec<Vec<Value>>, PoolError>>>,
-    decode: fn(&[Vec<Value>]) -> Result<V, PoolError>,
+    outcome: RefCell<Option<Result<Vec<Box<RawValue>>, PoolError>>>,
+    decode: fn(&[Box<RawValue>]) -> Result<V, PoolError>,
 }
 
 impl<W: Workers, V> AsyncResult<'_, W, V> {
@@ -506,7 +509,10 @@ impl<W: Workers, R: DeserializeOwned> Iterator for IMap<'_, W, R> {
             let index = self.ids.iter().position(|id| scheduler.is_done(*id)).filter(|i| !self.ordered || *i == 0);
             let id = self.ids.remove(index.unwrap_or(0)).expect("a task not taken");
             match scheduler.take(id) {
-                Some(Ok(values)) => self.ready.extend(values.iter().map(decode)),
+                Some(Ok(chunk)) => match decode_chunk(&chunk) {
+                    Ok(values) => self.ready.extend(values.into_iter().map(Ok)),
+                    Err(err) => self.ready.push_back(Err(err)),
+                },
                 Some(Err(err)) => self.ready.push_back(Err(err)),
                 None => self.ready.push_back(Err(PoolError::Terminated(id))),
             }

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
-use wmp_core::pool::wire::{Reply, Task, WORKER_TARGET, WorkerSpec};
+use wmp_core::pool::wire::{RawValue, Reply, Task, WORKER_TARGET, WorkerSpec};
 use wmp_core::pool::{Worker, Workers};
 
 pub use wmp_core::pool::{PoolError, PoolFn, PoolOptions};
@@ -147,26 +146,23 @@ macro_rules! pool_fn {
 }
 
 /// A pool function as [`main!`](crate::main) registers it: its name, and
-/// how a worker runs a chunk of calls of it (argument tuples as JSON).
-pub type PoolFunction = (&'static str, fn(Vec<Value>) -> Result<Vec<Value>, String>);
+/// how a worker runs a chunk of calls of it (a JSON array of argument
+/// tuples in, a JSON array of results out).
+pub type PoolFunction = (&'static str, fn(&str) -> Result<Box<RawValue>, String>);
 
 /// Runs `function` once per argument tuple in `calls`; the results, or
-/// why a call's arguments or result did not fit its types.
+/// why the arguments or results did not fit its types.
 #[doc(hidden)]
 pub fn run_calls<A: DeserializeOwned, R: Serialize>(
     function: impl PoolCallable<A, R>,
-    calls: Vec<Value>,
-) -> Result<Vec<Value>, String> {
-    calls
-        .into_iter()
-        .map(|args| {
-            let args = serde_json::from_value(args).map_err(|e| format!("cannot decode the arguments: {e}"))?;
-            serde_json::to_value(function.call(args)).map_err(|e| format!("cannot encode the result: {e}"))
-        })
-        .collect()
+    calls: &str,
+) -> Result<Box<RawValue>, String> {
+    let calls: Vec<A> = serde_json::from_str(calls).map_err(|e| format!("cannot decode the arguments: {e}"))?;
+    let results: Vec<R> = calls.into_iter().map(|args| function.call(args)).collect();
+    serde_json::value::to_raw_value(&results).map_err(|e| format!("cannot encode the result: {e}"))
 }
 
-fn call(functions: &[PoolFunction], name: &str, calls: Vec<Value>) -> Result<Vec<Value>, String> {
+fn call(functions: &[PoolFunction], name: &str, calls: &str) -> Result<Box<RawValue>, String> {
     match functions.iter().find(|(registered, _)| *registered == name) {
         Some((_, run)) => run(calls).map_err(|why| format!("pool function {name:?}: {why}")),
         None => {
@@ -189,7 +185,7 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
         exit(1)
     };
     if let Some(initializer) = spec.initializer
-        && let Err(why) = call(functions, &initializer.function, vec![initializer.args])
+        && let Err(why) = call(functions, &initializer.function, &format!("[{}]", initializer.args))
     {
         eprintln!("the pool initializer failed: {why}");
         exit(1);
@@ -197,11 +193,11 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
     let mut completed = 0;
     while spec.maxtasks.is_none_or(|max| completed < max) {
         let Ok(message) = pipe.recv_bytes() else { break };
-        let task: Task<Value> = serde_json::from_slice(&message).unwrap_or_else(|e| {
+        let task: Task<Box<RawValue>> = serde_json::from_slice(&message).unwrap_or_else(|e| {
             eprintln!("a pool worker cannot decode its task: {e}");
             exit(1)
         });
-        let reply = Reply { id: task.id, result: call(functions, &task.function, task.args) };
+        let reply = Reply { id: task.id, result: call(functions, &task.function, task.args.get()) };
         if pipe.send(&reply).is_err() {
             break;
         }

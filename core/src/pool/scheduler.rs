@@ -9,9 +9,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 
-use super::wire::{Reply, Task, WorkerSpec};
+use super::wire::{RawValue, Reply, Task, WorkerSpec};
 use super::{PoolError, Worker, Workers};
 
 /// CPython's pool states: RUN until `close` or `terminate`.
@@ -39,8 +38,8 @@ pub(crate) struct Scheduler<W: Workers> {
     slots: Vec<Slot<W::Worker>>,
     /// Encoded tasks not handed out yet, by id.
     pending: VecDeque<(u64, Vec<u8>)>,
-    /// Results not taken yet: one value per call of the task's chunk.
-    done: HashMap<u64, Result<Vec<Value>, PoolError>>,
+    /// Results not taken yet: a JSON array, one per call of the chunk.
+    done: HashMap<u64, Result<Box<RawValue>, PoolError>>,
     /// Tasks whose results nobody will take (their handle was dropped).
     abandoned: HashSet<u64>,
     next_id: u64,
@@ -84,7 +83,7 @@ impl<W: Workers> Scheduler<W> {
     pub(crate) fn submit<A: Serialize>(&mut self, function: &str, args: Vec<A>) -> Result<u64, PoolError> {
         self.check_running()?;
         let id = self.next_id;
-        let task = Task { id, function: function.to_owned(), args };
+        let task = Task { id, function: function.to_owned(), args: &args };
         let message = serde_json::to_vec(&task).map_err(|e| PoolError::Encode(e.to_string()))?;
         self.next_id += 1;
         self.pending.push_back((id, message));
@@ -92,7 +91,7 @@ impl<W: Workers> Scheduler<W> {
     }
 
     /// Takes the result of task `id` if it has one.
-    pub(crate) fn take(&mut self, id: u64) -> Option<Result<Vec<Value>, PoolError>> {
+    pub(crate) fn take(&mut self, id: u64) -> Option<Result<Box<RawValue>, PoolError>> {
         self.done.remove(&id)
     }
 
@@ -114,7 +113,7 @@ impl<W: Workers> Scheduler<W> {
         }
     }
 
-    fn finish(&mut self, id: u64, result: Result<Vec<Value>, PoolError>) {
+    fn finish(&mut self, id: u64, result: Result<Box<RawValue>, PoolError>) {
         if !self.abandoned.remove(&id) {
             self.done.insert(id, result);
         }
@@ -181,7 +180,7 @@ impl<W: Workers> Scheduler<W> {
         let slot = &mut self.slots[i];
         let Some(running) = slot.task.take() else { return };
         slot.completed += 1;
-        let result = match serde_json::from_slice::<Reply<Value>>(message) {
+        let result = match serde_json::from_slice::<Reply<Box<RawValue>>>(message) {
             Ok(reply) if reply.id == running => reply.result.map_err(PoolError::Failed),
             Ok(reply) => Err(PoolError::Decode(format!("a reply to task {} from a worker running task {running}", reply.id))),
             Err(err) => Err(PoolError::Decode(err.to_string())),

@@ -8,6 +8,7 @@
 //! [`Reply`] carrying the same id, and ends at EOF or after `maxtasks`.
 
 use serde::{Deserialize, Serialize};
+pub use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The name of the worker target as a literal, for `concat!` in
@@ -40,19 +41,22 @@ pub struct Call {
     pub args: Value,
 }
 
-/// A chunk of calls of one function: `args` holds one argument tuple per
-/// call (a JSON array: `[3]` for `f(3)`, `[1, 2]` for `f(1, 2)`).
+/// A chunk of calls of one function: `args` is a JSON array of argument
+/// tuples, one per call (`[[3], [4]]` for `f(3)` and `f(4)`, `[[1, 2]]`
+/// for `f(1, 2)`); the pool sends a slice of tuples, the worker reads it
+/// as [`RawValue`] text to decode as the function's types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task<A> {
     pub id: u64,
     pub function: String,
-    pub args: Vec<A>,
+    pub args: A,
 }
 
-/// A task's results, one per call in order, or why the chunk failed in
-/// the worker (an unknown function, arguments that do not decode).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A task's results, a JSON array with one per call in order (as
+/// [`RawValue`] text), or why the chunk failed in the worker (an unknown
+/// function, arguments that do not decode).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Reply<R> {
     pub id: u64,
-    pub result: Result<Vec<R>, String>,
+    pub result: Result<R, String>,
 }
