@@ -33,8 +33,7 @@ use crate::{ConnectionError, ProcessError};
 mod scheduler;
 pub mod wire;
 
-use scheduler::Scheduler;
-use wire::RawValue;
+use scheduler::{Chunk, Scheduler};
 
 /// What a pool call failed with; the messages are CPython's where it has
 /// one.
@@ -344,7 +343,7 @@ impl<W: Workers> Pool<W> {
         f: PoolFn<A, impl Sized>,
         items: Vec<A>,
         chunksize: Option<usize>,
-        decode: fn(&[Box<RawValue>]) -> Result<V, PoolError>,
+        decode: fn(&[Chunk]) -> Result<V, PoolError>,
     ) -> Result<AsyncResult<'_, W, V>, PoolError> {
         let chunksize = match chunksize {
             Some(0) => return Err(PoolError::Chunksize(0)),
@@ -382,7 +381,12 @@ impl<W: Workers> Pool<W> {
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             match scheduler.submit(function, items.by_ref().take(chunksize).collect()) {
-                Ok(id) => ids.push(id),
+                Ok(id) => {
+                    ids.push(id);
+                    // Idle workers start on the first chunks while the
+                    // rest are encoded.
+                    scheduler.dispatch();
+                }
                 Err(err) => {
                     scheduler.abandon(ids);
                     return Err(err);
@@ -396,11 +400,11 @@ impl<W: Workers> Pool<W> {
 }
 
 /// The results of one chunk, a JSON array.
-fn decode_chunk<R: DeserializeOwned>(chunk: &RawValue) -> Result<Vec<R>, PoolError> {
-    serde_json::from_str(chunk.get()).map_err(|e| PoolError::Decode(e.to_string()))
+fn decode_chunk<R: DeserializeOwned>(chunk: &Chunk) -> Result<Vec<R>, PoolError> {
+    serde_json::from_slice(chunk.json()).map_err(|e| PoolError::Decode(e.to_string()))
 }
 
-fn decode_all<R: DeserializeOwned>(chunks: &[Box<RawValue>]) -> Result<Vec<R>, PoolError> {
+fn decode_all<R: DeserializeOwned>(chunks: &[Chunk]) -> Result<Vec<R>, PoolError> {
     let mut all = Vec::new();
     for chunk in chunks {
         all.append(&mut decode_chunk(chunk)?);
@@ -408,7 +412,7 @@ fn decode_all<R: DeserializeOwned>(chunks: &[Box<RawValue>]) -> Result<Vec<R>, P
     Ok(all)
 }
 
-fn decode_first<R: DeserializeOwned>(chunks: &[Box<RawValue>]) -> Result<R, PoolError> {
+fn decode_first<R: DeserializeOwned>(chunks: &[Chunk]) -> Result<R, PoolError> {
     let first = chunks.first().map(|chunk| decode_chunk(chunk)).transpose()?.and_then(|values| values.into_iter().next());
     first.ok_or_else(|| PoolError::Decode("a task that returned no result".to_owned()))
 }
@@ -420,8 +424,8 @@ pub struct AsyncResult<'p, W: Workers, V> {
     pool: &'p Pool<W>,
     ids: Vec<u64>,
     /// The results of every task, or the first failure, once all ended.
-    outcome: RefCell<Option<Result<Vec<Box<RawValue>>, PoolError>>>,
-    decode: fn(&[Box<RawValue>]) -> Result<V, PoolError>,
+    outcome: RefCell<Option<Result<Vec<Chunk>, PoolError>>>,
+    decode: fn(&[Chunk]) -> Result<V, PoolError>,
 }
 
 impl<W: Workers, V> AsyncResult<'_, W, V> {

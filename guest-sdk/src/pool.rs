@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wmp_core::pool::wire::{RawValue, Reply, Task, WORKER_TARGET, WorkerSpec};
+use wmp_core::pool::wire::{self, Reply, Task, WORKER_TARGET, WorkerSpec};
 use wmp_core::pool::{Worker, Workers};
 
 pub use wmp_core::pool::{PoolError, PoolFn, PoolOptions};
@@ -148,21 +148,21 @@ macro_rules! pool_fn {
 /// A pool function as [`main!`](crate::main) registers it: its name, and
 /// how a worker runs a chunk of calls of it (a JSON array of argument
 /// tuples in, a JSON array of results out).
-pub type PoolFunction = (&'static str, fn(&str) -> Result<Box<RawValue>, String>);
+pub type PoolFunction = (&'static str, fn(&[u8]) -> Result<Vec<u8>, String>);
 
 /// Runs `function` once per argument tuple in `calls`; the results, or
 /// why the arguments or results did not fit its types.
 #[doc(hidden)]
 pub fn run_calls<A: DeserializeOwned, R: Serialize>(
     function: impl PoolCallable<A, R>,
-    calls: &str,
-) -> Result<Box<RawValue>, String> {
-    let calls: Vec<A> = serde_json::from_str(calls).map_err(|e| format!("cannot decode the arguments: {e}"))?;
+    calls: &[u8],
+) -> Result<Vec<u8>, String> {
+    let calls: Vec<A> = serde_json::from_slice(calls).map_err(|e| format!("cannot decode the arguments: {e}"))?;
     let results: Vec<R> = calls.into_iter().map(|args| function.call(args)).collect();
-    serde_json::value::to_raw_value(&results).map_err(|e| format!("cannot encode the result: {e}"))
+    serde_json::to_vec(&results).map_err(|e| format!("cannot encode the result: {e}"))
 }
 
-fn call(functions: &[PoolFunction], name: &str, calls: &str) -> Result<Box<RawValue>, String> {
+fn call(functions: &[PoolFunction], name: &str, calls: &[u8]) -> Result<Vec<u8>, String> {
     match functions.iter().find(|(registered, _)| *registered == name) {
         Some((_, run)) => run(calls).map_err(|why| format!("pool function {name:?}: {why}")),
         None => {
@@ -185,7 +185,7 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
         exit(1)
     };
     if let Some(initializer) = spec.initializer
-        && let Err(why) = call(functions, &initializer.function, &format!("[{}]", initializer.args))
+        && let Err(why) = call(functions, &initializer.function, format!("[{}]", initializer.args).as_bytes())
     {
         eprintln!("the pool initializer failed: {why}");
         exit(1);
@@ -193,12 +193,16 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
     let mut completed = 0;
     while spec.maxtasks.is_none_or(|max| completed < max) {
         let Ok(message) = pipe.recv_bytes() else { break };
-        let task: Task<Box<RawValue>> = serde_json::from_slice(&message).unwrap_or_else(|e| {
+        let (task, start) = wire::decode::<Task>(&message).unwrap_or_else(|e| {
             eprintln!("a pool worker cannot decode its task: {e}");
             exit(1)
         });
-        let reply = Reply { id: task.id, result: call(functions, &task.function, task.args.get()) };
-        if pipe.send(&reply).is_err() {
+        let reply = match call(functions, &task.function, &message[start..]) {
+            Ok(results) => wire::encode_encoded(&Reply { id: task.id, error: None }, &results),
+            Err(why) => wire::encode(&Reply { id: task.id, error: Some(why) }, &()),
+        };
+        let reply = reply.expect("a reply header encodes");
+        if pipe.send_bytes(&reply).is_err() {
             break;
         }
         completed += 1;

@@ -1,16 +1,19 @@
 //! The pool's bookkeeping, with no I/O of its own: which worker runs which
 //! task, the tasks not handed out yet, and the results not taken yet. Work
 //! advances only inside its calls (there are no pool threads): each
-//! [`step`](Scheduler::step) hands idle workers a task, waits on every
-//! worker's pipe beside its sentinel, and takes in replies and ends. A
-//! worker that ends fails the task it was running and is replaced.
+//! [`step`](Scheduler::step) hands workers tasks, waits on every worker's
+//! pipe beside its sentinel, and takes in replies and ends. A worker holds
+//! up to [`IN_FLIGHT`] tasks, so that it has the next at hand while the
+//! pool takes in its last reply; it runs them in order, so the first it
+//! holds is the one it runs. A worker that ends fails that task, gives the
+//! ones it had not started back to the queue, and is replaced.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::wire::{RawValue, Reply, Task, WorkerSpec};
+use super::wire::{self, Reply, Task, WorkerSpec};
 use super::{PoolError, Worker, Workers};
 
 /// CPython's pool states: RUN until `close` or `terminate`.
@@ -21,11 +24,38 @@ enum State {
     Terminate,
 }
 
-/// A worker and the task it runs.
+/// How many tasks a worker holds at once: the one it runs and the next.
+const IN_FLIGHT: usize = 2;
+
+/// A worker and the tasks sent to it that it has not replied to, the one
+/// it runs first (kept encoded, to go back to the queue if it dies).
 struct Slot<H> {
     worker: H,
-    task: Option<u64>,
+    sent: VecDeque<(u64, Vec<u8>)>,
     completed: u64,
+}
+
+impl<H> Slot<H> {
+    fn new(worker: H) -> Self {
+        Slot { worker, sent: VecDeque::new(), completed: 0 }
+    }
+
+    fn idle(&self) -> bool {
+        self.sent.is_empty()
+    }
+}
+
+/// A task's results as its reply carries them: a JSON array, decoded
+/// into the caller's types when taken.
+pub(crate) struct Chunk {
+    message: Vec<u8>,
+    start: usize,
+}
+
+impl Chunk {
+    pub(crate) fn json(&self) -> &[u8] {
+        &self.message[self.start..]
+    }
 }
 
 pub(crate) struct Scheduler<W: Workers> {
@@ -38,8 +68,8 @@ pub(crate) struct Scheduler<W: Workers> {
     slots: Vec<Slot<W::Worker>>,
     /// Encoded tasks not handed out yet, by id.
     pending: VecDeque<(u64, Vec<u8>)>,
-    /// Results not taken yet: a JSON array, one per call of the chunk.
-    done: HashMap<u64, Result<Box<RawValue>, PoolError>>,
+    /// Results not taken yet.
+    done: HashMap<u64, Result<Chunk, PoolError>>,
     /// Tasks whose results nobody will take (their handle was dropped).
     abandoned: HashSet<u64>,
     next_id: u64,
@@ -64,7 +94,7 @@ impl<W: Workers> Scheduler<W> {
         };
         for _ in 0..processes {
             let worker = scheduler.workers.start(&scheduler.spec)?;
-            scheduler.slots.push(Slot { worker, task: None, completed: 0 });
+            scheduler.slots.push(Slot::new(worker));
         }
         Ok(scheduler)
     }
@@ -83,15 +113,15 @@ impl<W: Workers> Scheduler<W> {
     pub(crate) fn submit<A: Serialize>(&mut self, function: &str, args: Vec<A>) -> Result<u64, PoolError> {
         self.check_running()?;
         let id = self.next_id;
-        let task = Task { id, function: function.to_owned(), args: &args };
-        let message = serde_json::to_vec(&task).map_err(|e| PoolError::Encode(e.to_string()))?;
+        let task = Task { id, function: function.to_owned() };
+        let message = wire::encode(&task, &args).map_err(|e| PoolError::Encode(e.to_string()))?;
         self.next_id += 1;
         self.pending.push_back((id, message));
         Ok(id)
     }
 
     /// Takes the result of task `id` if it has one.
-    pub(crate) fn take(&mut self, id: u64) -> Option<Result<Box<RawValue>, PoolError>> {
+    pub(crate) fn take(&mut self, id: u64) -> Option<Result<Chunk, PoolError>> {
         self.done.remove(&id)
     }
 
@@ -113,7 +143,7 @@ impl<W: Workers> Scheduler<W> {
         }
     }
 
-    fn finish(&mut self, id: u64, result: Result<Box<RawValue>, PoolError>) {
+    fn finish(&mut self, id: u64, result: Result<Chunk, PoolError>) {
         if !self.abandoned.remove(&id) {
             self.done.insert(id, result);
         }
@@ -124,26 +154,41 @@ impl<W: Workers> Scheduler<W> {
         self.maxtasks.is_some_and(|max| slot.completed >= max)
     }
 
-    /// Hands pending tasks to idle workers that will take another.
-    fn dispatch(&mut self) {
-        let mut i = 0;
-        while i < self.slots.len() && !self.pending.is_empty() {
-            let slot = &self.slots[i];
-            if slot.task.is_some() || self.retiring(slot) {
-                i += 1;
-                continue;
-            }
-            let (id, message) = self.pending.pop_front().expect("a pending task");
-            match self.slots[i].worker.send(&message) {
-                Ok(()) => {
-                    self.slots[i].task = Some(id);
+    /// Whether the worker takes another task now: it holds fewer than
+    /// [`IN_FLIGHT`], and not as many as it has left to run.
+    fn takes_another(&self, slot: &Slot<W::Worker>) -> bool {
+        let held = slot.sent.len() as u64;
+        slot.sent.len() < IN_FLIGHT && self.maxtasks.is_none_or(|max| slot.completed + held < max)
+    }
+
+    /// Hands pending tasks to the workers that take another, the least
+    /// busy first.
+    pub(crate) fn dispatch(&mut self) {
+        for held in 0..IN_FLIGHT {
+            let mut i = 0;
+            while i < self.slots.len() && !self.pending.is_empty() {
+                let takes = self.slots[i].sent.len() == held && self.takes_another(&self.slots[i]);
+                // A worker found gone leaves its slot to the next one.
+                if !takes || self.send_next(i) {
                     i += 1;
                 }
-                Err(_) => {
-                    // The worker is gone: the task waits for another.
-                    self.pending.push_front((id, message));
-                    self.lose(i);
-                }
+            }
+        }
+    }
+
+    /// Sends the next pending task to the worker in slot `i`; false if
+    /// the worker was gone (the task waits for another).
+    fn send_next(&mut self, i: usize) -> bool {
+        let (id, message) = self.pending.pop_front().expect("a pending task");
+        match self.slots[i].worker.send(&message) {
+            Ok(()) => {
+                self.slots[i].sent.push_back((id, message));
+                true
+            }
+            Err(_) => {
+                self.pending.push_front((id, message));
+                self.lose(i);
+                false
             }
         }
     }
@@ -152,18 +197,21 @@ impl<W: Workers> Scheduler<W> {
     /// worker's end and takes it in.
     pub(crate) fn step(&mut self, timeout: Option<Duration>) {
         self.dispatch();
-        if !self.slots.iter().any(|slot| slot.task.is_some() || self.retiring(slot)) {
+        if self.slots.iter().all(|slot| slot.idle() && !self.retiring(slot)) {
             return;
         }
         let workers: Vec<&W::Worker> = self.slots.iter().map(|slot| &slot.worker).collect();
         self.workers.wait(&workers, timeout);
         let mut i = 0;
         while i < self.slots.len() {
-            if self.slots[i].worker.poll() {
+            while self.slots[i].worker.poll() {
                 match self.slots[i].worker.recv() {
-                    Ok(message) => self.take_reply(i, &message),
-                    // Ending without a reply: its end is near.
-                    Err(_) => self.slots[i].worker.join(),
+                    Ok(message) => self.take_reply(i, message),
+                    Err(_) => {
+                        // Ending without a reply: its end is near.
+                        self.slots[i].worker.join();
+                        break;
+                    }
                 }
             }
             if self.slots[i].worker.exitcode().is_some() {
@@ -176,34 +224,42 @@ impl<W: Workers> Scheduler<W> {
     }
 
     /// A reply from the worker in slot `i`.
-    fn take_reply(&mut self, i: usize, message: &[u8]) {
+    fn take_reply(&mut self, i: usize, message: Vec<u8>) {
         let slot = &mut self.slots[i];
-        let Some(running) = slot.task.take() else { return };
+        let Some((running, _)) = slot.sent.pop_front() else { return };
         slot.completed += 1;
-        let result = match serde_json::from_slice::<Reply<Box<RawValue>>>(message) {
-            Ok(reply) if reply.id == running => reply.result.map_err(PoolError::Failed),
-            Ok(reply) => Err(PoolError::Decode(format!("a reply to task {} from a worker running task {running}", reply.id))),
+        let result = match wire::decode::<Reply>(&message) {
+            Ok((Reply { id, .. }, _)) if id != running => {
+                Err(PoolError::Decode(format!("a reply to task {id} from a worker running task {running}")))
+            }
+            Ok((Reply { error: Some(why), .. }, _)) => Err(PoolError::Failed(why)),
+            Ok((Reply { error: None, .. }, start)) => Ok(Chunk { message, start }),
             Err(err) => Err(PoolError::Decode(err.to_string())),
         };
         self.finish(running, result);
     }
 
     /// The worker in slot `i` has ended: what it still sent is taken in,
-    /// its task (if it had one left) fails, and another takes its place.
+    /// the task it ran (if it had one left) fails, those it had not
+    /// started go back to the front of the queue, and another takes its
+    /// place.
     fn lose(&mut self, i: usize) {
         while let Ok(message) = self.slots[i].worker.recv() {
-            self.take_reply(i, &message);
+            self.take_reply(i, message);
         }
-        let slot = self.slots.remove(i);
+        let mut slot = self.slots.remove(i);
         slot.worker.join();
         slot.worker.hang_up();
-        if let Some(task) = slot.task {
+        if let Some((task, _)) = slot.sent.pop_front() {
             let exitcode = slot.worker.exitcode();
             self.finish(task, Err(PoolError::WorkerDied { worker: slot.worker.name(), exitcode, task }));
         }
+        while let Some(unstarted) = slot.sent.pop_back() {
+            self.pending.push_front(unstarted);
+        }
         if self.state != State::Terminate {
             match self.workers.start(&self.spec) {
-                Ok(worker) => self.slots.push(Slot { worker, task: None, completed: 0 }),
+                Ok(worker) => self.slots.push(Slot::new(worker)),
                 Err(err) => self.start_error = Some(err),
             }
         }
@@ -225,7 +281,7 @@ impl<W: Workers> Scheduler<W> {
                 }
                 continue;
             }
-            if self.pending.is_empty() && self.slots.iter().all(|slot| slot.task.is_none()) {
+            if self.pending.is_empty() && self.slots.iter().all(Slot::idle) {
                 return done(self);
             }
             self.step(remaining);
@@ -251,7 +307,7 @@ impl<W: Workers> Scheduler<W> {
         for slot in std::mem::take(&mut self.slots) {
             slot.worker.join();
             slot.worker.hang_up();
-            if let Some(id) = slot.task {
+            for (id, _) in slot.sent {
                 self.finish(id, Err(PoolError::Terminated(id)));
             }
         }
@@ -264,7 +320,7 @@ impl<W: Workers> Scheduler<W> {
             return Err(PoolError::StillRunning);
         }
         if self.state == State::Close {
-            self.wait_until(|s| s.pending.is_empty() && s.slots.iter().all(|slot| slot.task.is_none()), None);
+            self.wait_until(|s| s.pending.is_empty() && s.slots.iter().all(Slot::idle), None);
         }
         for slot in std::mem::take(&mut self.slots) {
             slot.worker.hang_up();

@@ -6,9 +6,12 @@
 //! A worker is started at the target [`WORKER_TARGET`] with a
 //! [`WorkerSpec`] as its arguments. It then answers each [`Task`] with a
 //! [`Reply`] carrying the same id, and ends at EOF or after `maxtasks`.
+//! Tasks and replies are a small JSON header, a newline, then the chunk
+//! as JSON ([`encode`], [`decode`]): the pool and the worker read the
+//! header alone, and the chunk straight into its types, once.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-pub use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The name of the worker target as a literal, for `concat!` in
@@ -41,22 +44,48 @@ pub struct Call {
     pub args: Value,
 }
 
-/// A chunk of calls of one function: `args` is a JSON array of argument
-/// tuples, one per call (`[[3], [4]]` for `f(3)` and `f(4)`, `[[1, 2]]`
-/// for `f(1, 2)`); the pool sends a slice of tuples, the worker reads it
-/// as [`RawValue`] text to decode as the function's types.
+/// The header of a chunk of calls of one function; the chunk after it is
+/// a JSON array of argument tuples, one per call (`[[3],[4]]` for `f(3)`
+/// and `f(4)`, `[[1,2]]` for `f(1, 2)`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task<A> {
+pub struct Task {
     pub id: u64,
     pub function: String,
-    pub args: A,
 }
 
-/// A task's results, a JSON array with one per call in order (as
-/// [`RawValue`] text), or why the chunk failed in the worker (an unknown
-/// function, arguments that do not decode).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Reply<R> {
+/// The header of a task's results; the chunk after it is a JSON array
+/// with one result per call, in order, unless `error` says why the task
+/// failed in the worker (an unknown function, arguments that do not
+/// decode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
     pub id: u64,
-    pub result: Result<R, String>,
+    pub error: Option<String>,
+}
+
+/// A message: `header` as JSON, a newline, then `chunk` as JSON.
+pub fn encode<H: Serialize, C: Serialize + ?Sized>(header: &H, chunk: &C) -> serde_json::Result<Vec<u8>> {
+    let mut message = header_line(header)?;
+    serde_json::to_writer(&mut message, chunk)?;
+    Ok(message)
+}
+
+/// [`encode`] of a chunk already encoded as JSON.
+pub fn encode_encoded<H: Serialize>(header: &H, chunk: &[u8]) -> serde_json::Result<Vec<u8>> {
+    let mut message = header_line(header)?;
+    message.extend_from_slice(chunk);
+    Ok(message)
+}
+
+fn header_line<H: Serialize>(header: &H) -> serde_json::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(header)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The header of a message made by [`encode`], and where its chunk
+/// starts. Compact JSON has no raw newline, so the first ends the header.
+pub fn decode<H: DeserializeOwned>(message: &[u8]) -> serde_json::Result<(H, usize)> {
+    let end = message.iter().position(|byte| *byte == b'\n').unwrap_or(message.len());
+    Ok((serde_json::from_slice(&message[..end])?, (end + 1).min(message.len())))
 }
