@@ -60,10 +60,13 @@ fn a_guest_pool_fails_the_task_of_a_dying_worker_and_serves_on(backend: Backend)
     let exit = out.value("exit");
     assert!(exit.starts_with("error: worker Process-1:"), "{exit}");
     assert!(exit.ends_with(" died with exitcode 7 running task 4"), "{exit}");
+    let each = out.value("imap_exit");
+    assert!(each.starts_with("[\"0\", \"1\", \"2\", \"worker Process-1:"), "{each}");
+    assert!(each.ends_with(" died with exitcode 7\", \"4\", \"5\"]"), "only the task that ran fails: {each}");
     assert_eq!(out.value("after_exit"), squares(5));
     let panic = out.value("panic");
     assert!(panic.starts_with("error: worker Process-1:"), "{panic}");
-    assert!(panic.ends_with(" died with exitcode 1 running task 15"), "{panic}");
+    assert!(panic.ends_with(" died with exitcode 1 running task 21"), "{panic}");
     assert_eq!(out.value("after_panic"), squares(5));
     assert!(out.value("apply_exit").contains("died with exitcode 7 running task"), "{}", out.stdout());
     assert_eq!(out.value("workers_alive"), "2", "each dead worker was replaced");

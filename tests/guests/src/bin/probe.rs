@@ -809,6 +809,13 @@ fn pool(mode: String) {
         "death" => {
             let pool = Pool::new(2).unwrap();
             println!("exit={}", shown(pool.map_chunked(pool_fn!(pool_exit_at), 0..6, 1)));
+            // Only the task the worker ran fails; the next it held runs elsewhere.
+            let each: Vec<String> = pool
+                .imap(pool_fn!(pool_exit_at), 0..6, 1)
+                .unwrap()
+                .map(|r| r.map_or_else(|e| e.to_string().split(" running").next().unwrap().to_owned(), |v| v.to_string()))
+                .collect();
+            println!("imap_exit={each:?}");
             println!("after_exit={}", shown(pool.map(pool_fn!(pool_square), 0..5)));
             println!("panic={}", shown(pool.map_chunked(pool_fn!(pool_panic_at), 0..6, 1)));
             println!("after_panic={}", shown(pool.map(pool_fn!(pool_square), 0..5)));
