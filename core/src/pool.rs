@@ -34,6 +34,7 @@ mod scheduler;
 pub mod wire;
 
 use scheduler::{Chunk, Scheduler};
+use wire::Arguments;
 
 /// What a pool call failed with; the messages are CPython's where it has
 /// one.
@@ -250,8 +251,7 @@ impl<W: Workers> Pool<W> {
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        self.results(f.into(), items, Some(chunksize), decode_all)?.get(None)
+        self.results(f.into().name(), items.into_iter().collect(), Arguments::Single, Some(chunksize), decode_all)?.get(None)
     }
 
     /// [`map`](Pool::map) without waiting: its handle (`Pool.map_async`).
@@ -260,8 +260,7 @@ impl<W: Workers> Pool<W> {
         f: impl Into<PoolFn<(T,), R>>,
         items: impl IntoIterator<Item = T>,
     ) -> Result<AsyncResult<'_, W, Vec<R>>, PoolError> {
-        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        self.results(f.into(), items, None, decode_all)
+        self.results(f.into().name(), items.into_iter().collect(), Arguments::Single, None, decode_all)
     }
 
     /// `f` applied to each argument tuple, in order (`Pool.starmap`):
@@ -279,7 +278,7 @@ impl<W: Workers> Pool<W> {
         f: impl Into<PoolFn<A, R>>,
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<'_, W, Vec<R>>, PoolError> {
-        self.results(f.into(), items.into_iter().collect(), None, decode_all)
+        self.results(f.into().name(), items.into_iter().collect(), Arguments::Tuples, None, decode_all)
     }
 
     /// `f(args...)` in a worker (`Pool.apply`).
@@ -293,7 +292,7 @@ impl<W: Workers> Pool<W> {
         f: impl Into<PoolFn<A, R>>,
         args: A,
     ) -> Result<AsyncResult<'_, W, R>, PoolError> {
-        self.results(f.into(), vec![args], Some(1), decode_first)
+        self.results(f.into().name(), vec![args], Arguments::Tuples, Some(1), decode_first)
     }
 
     /// The results of `f` over the items, in order, as they come
@@ -336,12 +335,13 @@ impl<W: Workers> Pool<W> {
         self.scheduler.borrow_mut().join()
     }
 
-    /// Queues `items` (argument tuples) as tasks of `chunksize` calls
-    /// (CPython's for `map` if None); their handle.
+    /// Queues `items` (arguments as `arguments` says) as tasks of
+    /// `chunksize` calls (CPython's for `map` if None); their handle.
     fn results<A: Serialize, V>(
         &self,
-        f: PoolFn<A, impl Sized>,
+        function: &str,
         items: Vec<A>,
+        arguments: Arguments,
         chunksize: Option<usize>,
         decode: fn(&[Chunk]) -> Result<V, PoolError>,
     ) -> Result<AsyncResult<'_, W, V>, PoolError> {
@@ -350,7 +350,7 @@ impl<W: Workers> Pool<W> {
             Some(size) => size,
             None => self.map_chunksize(items.len()),
         };
-        let ids = self.submit(f.name(), items, chunksize)?;
+        let ids = self.submit(function, items, arguments, chunksize)?;
         Ok(AsyncResult { pool: self, ids, outcome: RefCell::new(None), decode })
     }
 
@@ -364,8 +364,7 @@ impl<W: Workers> Pool<W> {
         if chunksize == 0 {
             return Err(PoolError::Chunksize(0));
         }
-        let items: Vec<(T,)> = items.into_iter().map(|item| (item,)).collect();
-        let ids = self.submit(f.name(), items, chunksize)?;
+        let ids = self.submit(f.name(), items.into_iter().collect(), Arguments::Single, chunksize)?;
         Ok(IMap { pool: self, ids: ids.into(), ordered, ready: VecDeque::new(), types: PhantomData })
     }
 
@@ -374,13 +373,19 @@ impl<W: Workers> Pool<W> {
         items.div_ceil(self.processes() * 4).max(1)
     }
 
-    fn submit<A: Serialize>(&self, function: &str, items: Vec<A>, chunksize: usize) -> Result<Vec<u64>, PoolError> {
+    fn submit<A: Serialize>(
+        &self,
+        function: &str,
+        items: Vec<A>,
+        arguments: Arguments,
+        chunksize: usize,
+    ) -> Result<Vec<u64>, PoolError> {
         let mut scheduler = self.scheduler.borrow_mut();
         scheduler.check_running()?;
         let mut ids = Vec::with_capacity(items.len().div_ceil(chunksize));
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
-            match scheduler.submit(function, items.by_ref().take(chunksize).collect()) {
+            match scheduler.submit(function, arguments, items.by_ref().take(chunksize).collect()) {
                 Ok(id) => {
                     ids.push(id);
                     // Idle workers start on the first chunks while the

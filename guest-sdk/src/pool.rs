@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wmp_core::pool::wire::{self, Reply, Task, WORKER_TARGET, WorkerSpec};
+use wmp_core::pool::wire::{self, Arguments, Reply, Task, WORKER_TARGET, WorkerSpec};
 use wmp_core::pool::{Worker, Workers};
 
 pub use wmp_core::pool::{PoolError, PoolFn, PoolOptions};
@@ -105,13 +105,22 @@ impl Worker for ChildWorker {
 
 /// A function a pool worker can call with an argument tuple `A`: every
 /// `fn(A1, ..., An) -> R` for n up to 4 is one, with `A = (A1, ..., An)`.
-pub trait PoolCallable<A, R> {
+pub trait PoolCallable<A: DeserializeOwned, R> {
     fn call(&self, args: A) -> R;
+
+    /// The calls of a chunk: argument tuples, or single arguments for a
+    /// one-argument function.
+    fn decode_calls(calls: &[u8], arguments: Arguments) -> Result<Vec<A>, String> {
+        match arguments {
+            Arguments::Tuples => serde_json::from_slice(calls).map_err(|e| e.to_string()),
+            Arguments::Single => Err("it takes other than one argument".to_owned()),
+        }
+    }
 }
 
 macro_rules! pool_callable {
     ($($arg:ident),*) => {
-        impl<F, R, $($arg),*> PoolCallable<($($arg,)*), R> for F
+        impl<F, R, $($arg: DeserializeOwned),*> PoolCallable<($($arg,)*), R> for F
         where
             F: Fn($($arg),*) -> R,
         {
@@ -123,14 +132,29 @@ macro_rules! pool_callable {
     };
 }
 pool_callable!();
-pool_callable!(A1);
 pool_callable!(A1, A2);
 pool_callable!(A1, A2, A3);
 pool_callable!(A1, A2, A3, A4);
 
+impl<F: Fn(A1) -> R, R, A1: DeserializeOwned> PoolCallable<(A1,), R> for F {
+    fn call(&self, (arg,): (A1,)) -> R {
+        self(arg)
+    }
+
+    fn decode_calls(calls: &[u8], arguments: Arguments) -> Result<Vec<(A1,)>, String> {
+        match arguments {
+            Arguments::Tuples => serde_json::from_slice(calls).map_err(|e| e.to_string()),
+            Arguments::Single => {
+                let calls: Vec<A1> = serde_json::from_slice(calls).map_err(|e| e.to_string())?;
+                Ok(calls.into_iter().map(|arg| (arg,)).collect())
+            }
+        }
+    }
+}
+
 /// The handle of the pool function `function` registered as `name`, with
 /// its types (what [`pool_fn!`](crate::pool_fn) expands to).
-pub fn pool_fn_of<A, R, F: PoolCallable<A, R>>(name: &'static str, function: F) -> PoolFn<A, R> {
+pub fn pool_fn_of<A: DeserializeOwned, R, F: PoolCallable<A, R>>(name: &'static str, function: F) -> PoolFn<A, R> {
     let _ = function;
     PoolFn::named(name)
 }
@@ -148,23 +172,24 @@ macro_rules! pool_fn {
 /// A pool function as [`main!`](crate::main) registers it: its name, and
 /// how a worker runs a chunk of calls of it (a JSON array of argument
 /// tuples in, a JSON array of results out).
-pub type PoolFunction = (&'static str, fn(&[u8]) -> Result<Vec<u8>, String>);
+pub type PoolFunction = (&'static str, fn(&[u8], Arguments) -> Result<Vec<u8>, String>);
 
 /// Runs `function` once per argument tuple in `calls`; the results, or
 /// why the arguments or results did not fit its types.
 #[doc(hidden)]
-pub fn run_calls<A: DeserializeOwned, R: Serialize>(
-    function: impl PoolCallable<A, R>,
+pub fn run_calls<A: DeserializeOwned, R: Serialize, F: PoolCallable<A, R>>(
+    function: F,
     calls: &[u8],
+    arguments: Arguments,
 ) -> Result<Vec<u8>, String> {
-    let calls: Vec<A> = serde_json::from_slice(calls).map_err(|e| format!("cannot decode the arguments: {e}"))?;
+    let calls = F::decode_calls(calls, arguments).map_err(|e| format!("cannot decode the arguments: {e}"))?;
     let results: Vec<R> = calls.into_iter().map(|args| function.call(args)).collect();
     serde_json::to_vec(&results).map_err(|e| format!("cannot encode the result: {e}"))
 }
 
-fn call(functions: &[PoolFunction], name: &str, calls: &[u8]) -> Result<Vec<u8>, String> {
+fn call(functions: &[PoolFunction], name: &str, calls: &[u8], arguments: Arguments) -> Result<Vec<u8>, String> {
     match functions.iter().find(|(registered, _)| *registered == name) {
-        Some((_, run)) => run(calls).map_err(|why| format!("pool function {name:?}: {why}")),
+        Some((_, run)) => run(calls, arguments).map_err(|why| format!("pool function {name:?}: {why}")),
         None => {
             let known: Vec<&str> = functions.iter().map(|(name, _)| *name).collect();
             Err(format!("no pool function {name:?}: this program registered {known:?}"))
@@ -185,7 +210,7 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
         exit(1)
     };
     if let Some(initializer) = spec.initializer
-        && let Err(why) = call(functions, &initializer.function, format!("[{}]", initializer.args).as_bytes())
+        && let Err(why) = call(functions, &initializer.function, format!("[{}]", initializer.args).as_bytes(), Arguments::Tuples)
     {
         eprintln!("the pool initializer failed: {why}");
         exit(1);
@@ -197,7 +222,7 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
             eprintln!("a pool worker cannot decode its task: {e}");
             exit(1)
         });
-        let reply = match call(functions, &task.function, &message[start..]) {
+        let reply = match call(functions, &task.function, &message[start..], task.arguments) {
             Ok(results) => wire::encode_encoded(&Reply { id: task.id, error: None }, &results),
             Err(why) => wire::encode(&Reply { id: task.id, error: Some(why) }, &()),
         };

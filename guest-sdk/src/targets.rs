@@ -128,7 +128,7 @@ macro_rules! main {
         #[used]
         static __WMP_TARGETS: [u8; __WMP_TARGET_LIST.len()] = $crate::target_section(__WMP_TARGET_LIST);
         static __WMP_POOL_FUNCTIONS: &[$crate::PoolFunction] =
-            &[$($((stringify!($function), |calls| $crate::run_calls($function, calls))),*)?];
+            &[$($((stringify!($function), |calls, arguments| $crate::run_calls($function, calls, arguments))),*)?];
         pub fn main() {
             $crate::entry(
                 &[

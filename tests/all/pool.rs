@@ -146,6 +146,7 @@ fn a_host_pool_fails_the_task_of_a_killed_or_exiting_worker_and_serves_on() {
     let workers = rt.active_children();
     assert_eq!(workers.len(), 2);
     workers.iter().for_each(|w| w.kill().unwrap());
+    workers.iter().for_each(|w| w.join(Some(PATIENCE)).unwrap());
     let err = slow.get(Some(PATIENCE)).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("worker Process-") && text.ends_with(" died with exitcode -9 running task 12"), "{text}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::wire::{self, Reply, Task, WorkerSpec};
+use super::wire::{self, Arguments, Reply, Task, WorkerSpec};
 use super::{PoolError, Worker, Workers};
 
 /// CPython's pool states: RUN until `close` or `terminate`.
@@ -108,12 +108,12 @@ impl<W: Workers> Scheduler<W> {
         self.processes
     }
 
-    /// Queues a task calling `function` once per argument tuple in `args`;
-    /// its id.
-    pub(crate) fn submit<A: Serialize>(&mut self, function: &str, args: Vec<A>) -> Result<u64, PoolError> {
+    /// Queues a task calling `function` once per item of `args` (as
+    /// `arguments` says); its id.
+    pub(crate) fn submit<A: Serialize>(&mut self, function: &str, arguments: Arguments, args: Vec<A>) -> Result<u64, PoolError> {
         self.check_running()?;
         let id = self.next_id;
-        let task = Task { id, function: function.to_owned() };
+        let task = Task { id, function: function.to_owned(), arguments };
         let message = wire::encode(&task, &args).map_err(|e| PoolError::Encode(e.to_string()))?;
         self.next_id += 1;
         self.pending.push_back((id, message));
@@ -179,6 +179,12 @@ impl<W: Workers> Scheduler<W> {
     /// Sends the next pending task to the worker in slot `i`; false if
     /// the worker was gone (the task waits for another).
     fn send_next(&mut self, i: usize) -> bool {
+        if self.slots[i].worker.exitcode().is_some() {
+            // Ended while idle: it is replaced before it is given a task
+            // it would fail without running.
+            self.lose(i);
+            return false;
+        }
         let (id, message) = self.pending.pop_front().expect("a pending task");
         match self.slots[i].worker.send(&message) {
             Ok(()) => {

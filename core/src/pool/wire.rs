@@ -45,12 +45,22 @@ pub struct Call {
 }
 
 /// The header of a chunk of calls of one function; the chunk after it is
-/// a JSON array of argument tuples, one per call (`[[3],[4]]` for `f(3)`
-/// and `f(4)`, `[[1,2]]` for `f(1, 2)`).
+/// a JSON array with one item per call, as `arguments` says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: u64,
     pub function: String,
+    pub arguments: Arguments,
+}
+
+/// What each item of a task's chunk is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arguments {
+    /// The one argument of a one-argument function (`map`): `[3,4]` for
+    /// `f(3)` and `f(4)`.
+    Single,
+    /// An argument tuple (`starmap`, `apply`): `[[1,2]]` for `f(1, 2)`.
+    Tuples,
 }
 
 /// The header of a task's results; the chunk after it is a JSON array
