@@ -178,3 +178,14 @@ fn a_host_pool_says_which_function_it_lacks_and_which_types_do_not_fit() {
     assert!(mistyped.to_string().starts_with("pool function \"pool_square\": cannot decode the arguments: "), "{mistyped}");
     assert_eq!(pool.apply::<(u64,), u64>("pool_square", (7,)), Ok(49), "a failed task leaves the worker serving");
 }
+
+#[test]
+fn a_dropped_host_pool_terminates_its_workers() {
+    let rt = runtime();
+    let pool = rt.pool(&probe(&rt), PoolOptions::new().processes(3)).unwrap();
+    let running = pool.apply_async::<(u64,), u64>("pool_sleep", (60_000,)).unwrap();
+    assert_eq!(rt.active_children().len(), 3);
+    drop(running);
+    drop(pool);
+    assert!(rt.active_children().is_empty(), "dropping the pool ended its workers");
+}
