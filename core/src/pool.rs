@@ -31,6 +31,8 @@ use serde::de::DeserializeOwned;
 use crate::{ConnectionError, ProcessError};
 
 mod scheduler;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 use scheduler::{Chunk, Scheduler};
