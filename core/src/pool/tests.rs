@@ -66,7 +66,10 @@ impl Worker for Squarer {
     fn send(&self, message: &[u8]) -> Result<(), ConnectionError> {
         match self.exitcode.get() {
             Some(_) => Err(ConnectionError::BrokenPipe),
-            None => Ok(self.inbox.borrow_mut().push_back(message.to_vec())),
+            None => {
+                self.inbox.borrow_mut().push_back(message.to_vec());
+                Ok(())
+            }
         }
     }
 
