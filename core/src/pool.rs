@@ -237,13 +237,16 @@ impl<W: Workers> Pool<W> {
 
     /// `f` applied to each item, in order (`Pool.map`), in chunks of the
     /// size CPython picks: the items over four times the workers, rounded
-    /// up. The first failed chunk's error, once all have ended.
+    /// up. The error of the first chunk, in order, that failed (the chunks
+    /// after it are discarded).
     pub fn map<T: Serialize, R: DeserializeOwned>(
         &self,
         f: impl Into<PoolFn<(T,), R>>,
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items)?.get(None)
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = self.map_chunksize(items.len());
+        self.iterate(f.into().name(), items, Arguments::Single, chunksize, true)?.collect()
     }
 
     /// [`map`](Pool::map) in chunks of `chunksize` items.
@@ -253,7 +256,7 @@ impl<W: Workers> Pool<W> {
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        self.results(f.into().name(), items.into_iter().collect(), Arguments::Single, Some(chunksize), decode_all)?.get(None)
+        self.iterate(f.into().name(), items.into_iter().collect(), Arguments::Single, chunksize, true)?.collect()
     }
 
     /// [`map`](Pool::map) without waiting: its handle (`Pool.map_async`).
@@ -272,7 +275,9 @@ impl<W: Workers> Pool<W> {
         f: impl Into<PoolFn<A, R>>,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, PoolError> {
-        self.starmap_async(f, items)?.get(None)
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize = self.map_chunksize(items.len());
+        self.iterate(f.into().name(), items, Arguments::Tuples, chunksize, true)?.collect()
     }
 
     pub fn starmap_async<A: Serialize, R: DeserializeOwned>(
@@ -306,7 +311,7 @@ impl<W: Workers> Pool<W> {
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
     ) -> Result<IMap<'_, W, R>, PoolError> {
-        self.iterate(f.into(), items, chunksize, true)
+        self.iterate(f.into().name(), items.into_iter().collect(), Arguments::Single, chunksize, true)
     }
 
     /// [`imap`](Pool::imap) in the order the chunks finish
@@ -317,7 +322,7 @@ impl<W: Workers> Pool<W> {
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
     ) -> Result<IMap<'_, W, R>, PoolError> {
-        self.iterate(f.into(), items, chunksize, false)
+        self.iterate(f.into().name(), items.into_iter().collect(), Arguments::Single, chunksize, false)
     }
 
     /// No more tasks are accepted; the queued ones still run.
@@ -356,17 +361,21 @@ impl<W: Workers> Pool<W> {
         Ok(AsyncResult { pool: self, ids, outcome: RefCell::new(None), decode })
     }
 
-    fn iterate<T: Serialize, R: DeserializeOwned>(
+    /// Queues `items` as tasks of `chunksize` calls; their results as they
+    /// come, each chunk decoded as it is reached (while the workers run
+    /// the next ones).
+    fn iterate<A: Serialize, R: DeserializeOwned>(
         &self,
-        f: PoolFn<(T,), R>,
-        items: impl IntoIterator<Item = T>,
+        function: &str,
+        items: Vec<A>,
+        arguments: Arguments,
         chunksize: usize,
         ordered: bool,
     ) -> Result<IMap<'_, W, R>, PoolError> {
         if chunksize == 0 {
             return Err(PoolError::Chunksize(0));
         }
-        let ids = self.submit(f.name(), items.into_iter().collect(), Arguments::Single, chunksize)?;
+        let ids = self.submit(function, items, arguments, chunksize)?;
         Ok(IMap { pool: self, ids: ids.into(), ordered, ready: VecDeque::new(), types: PhantomData })
     }
 
