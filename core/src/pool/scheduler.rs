@@ -328,10 +328,10 @@ impl<W: Workers> Scheduler<W> {
         if self.state == State::Close {
             self.wait_until(|s| s.pending.is_empty() && s.slots.iter().all(Slot::idle), None);
         }
-        for slot in std::mem::take(&mut self.slots) {
-            slot.worker.hang_up();
-            slot.worker.join();
-        }
+        // All hear EOF first, so they end together.
+        let slots = std::mem::take(&mut self.slots);
+        slots.iter().for_each(|slot| slot.worker.hang_up());
+        slots.iter().for_each(|slot| slot.worker.join());
         Ok(())
     }
 }
