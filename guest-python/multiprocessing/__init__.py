@@ -20,4 +20,4 @@ __all__ = [
 globals().update((name, getattr(context._default_context, name)) for name in __all__)
 
 # Imported now, at build time: a guest has no files to import from when it runs.
-from . import connection, pool, queues, reduction, spawn, util  # noqa: E402,F401
+from . import connection, pool, queues, reduction, sharedctypes, spawn, synchronize, util  # noqa: E402,F401

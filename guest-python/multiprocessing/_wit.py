@@ -5,9 +5,9 @@ same mistake (with the message the host carries, which is CPython's)."""
 import queue
 
 from componentize_py_types import Err
-from wit_world.imports import connection, process
+from wit_world.imports import connection, process, synchronize
 
-__all__ = ["connection", "process", "call", "nanos"]
+__all__ = ["connection", "process", "synchronize", "call", "nanos"]
 
 
 # The errnos CPython shows on Linux (WASI numbers them differently).
@@ -42,6 +42,12 @@ def _translated(error):
         return ConnectionRefusedError(_LINUX_ECONNREFUSED, "Connection refused")
     if isinstance(error, connection.Error_AddressInUse):
         return OSError(_LINUX_EADDRINUSE, "Address already in use")
+    if isinstance(error, synchronize.Error_ReleasedTooManyTimes):
+        return ValueError(message)
+    if isinstance(error, synchronize.Error_NotOwner):
+        return AssertionError(message)
+    if isinstance(error, synchronize.Error_OutOfRange):
+        return IndexError(message)
     if isinstance(error, (process.Error_SpawnFailed, process.Error_LimitReached, process.Error_UnknownTarget)):
         return OSError(message)
     return _process_errors.get(type(error), AssertionError)(message)

@@ -1,17 +1,12 @@
 """multiprocessing.context for wmp guests: the exceptions, the `Process`
 class, and the contexts, of which there is one: spawn, the only start
-method a sandbox has (each child is a fresh instance). What needs memory
-or semaphores shared between processes is refused as CPython refuses it
-on a platform that lacks them."""
+method a sandbox has (each child is a fresh instance)."""
 
 import os
 
 from . import process
 
 __all__ = ()
-
-_SEM_OPEN = ("This platform lacks a functioning sem_open implementation, therefore, the required synchronization "
-             "primitives needed will not function, see issue 3770.")
 
 
 class ProcessError(Exception):
@@ -28,14 +23,6 @@ class TimeoutError(ProcessError):
 
 class AuthenticationError(ProcessError):
     pass
-
-
-def _no_semaphores(*args, **kwargs):
-    raise ImportError(_SEM_OPEN)
-
-
-def _no_shared_memory(*args, **kwargs):
-    raise ModuleNotFoundError("No module named 'mmap'", name="mmap")
 
 
 class BaseContext:
@@ -75,15 +62,65 @@ class BaseContext:
         from .queues import SimpleQueue
         return SimpleQueue(ctx=self.get_context())
 
-    # Semaphores shared between processes: a sandboxed guest has none.
-    Lock = RLock = Condition = Semaphore = BoundedSemaphore = Event = Barrier = staticmethod(_no_semaphores)
+    def Lock(self):
+        """Returns a non-recursive lock object"""
+        from .synchronize import Lock
+        return Lock(ctx=self.get_context())
+
+    def RLock(self):
+        """Returns a recursive lock object"""
+        from .synchronize import RLock
+        return RLock(ctx=self.get_context())
+
+    def Condition(self, lock=None):
+        """Returns a condition object"""
+        from .synchronize import Condition
+        return Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value=1):
+        """Returns a semaphore object"""
+        from .synchronize import Semaphore
+        return Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value=1):
+        """Returns a bounded semaphore object"""
+        from .synchronize import BoundedSemaphore
+        return BoundedSemaphore(value, ctx=self.get_context())
+
+    def Event(self):
+        """Returns an event object"""
+        from .synchronize import Event
+        return Event(ctx=self.get_context())
+
+    def Barrier(self, parties, action=None, timeout=None):
+        """Returns a barrier object"""
+        from .synchronize import Barrier
+        return Barrier(parties, action, timeout, ctx=self.get_context())
+
     def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
         """Returns a process pool object"""
         from .pool import Pool
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
-    # Memory shared between processes: each guest has its own.
-    RawValue = RawArray = Value = Array = staticmethod(_no_shared_memory)
+    def RawValue(self, typecode_or_type, *args):
+        """Returns a shared object"""
+        from .sharedctypes import RawValue
+        return RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        """Returns a shared array"""
+        from .sharedctypes import RawArray
+        return RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        """Returns a synchronized shared object"""
+        from .sharedctypes import Value
+        return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        """Returns a synchronized shared array"""
+        from .sharedctypes import Array
+        return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
 
     def Manager(self):
         raise NotImplementedError("wmp's multiprocessing has no Manager: share data through a Queue or a Pipe")
@@ -161,6 +198,14 @@ class DefaultContext(BaseContext):
                 return None
             self._actual_context = self._default_context
         return self._actual_context._name
+
+
+def assert_spawning(obj):
+    """Refuses to pickle `obj` except for a child's start, as CPython does."""
+    from .spawn import spawning
+    if not spawning():
+        raise RuntimeError("%s objects should only be shared between processes through inheritance"
+                           % type(obj).__name__)
 
 
 _concrete_contexts = {"spawn": SpawnContext()}

@@ -6,7 +6,7 @@ thread, so a put has reached the queue when it returns."""
 import time
 from queue import Empty, Full
 
-from . import _wit, reduction
+from . import _wit, context, reduction
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
 
@@ -32,10 +32,7 @@ class Queue:
         self._closed = False
 
     def __getstate__(self):
-        from .spawn import spawning
-        if not spawning():
-            raise RuntimeError(f"{type(self).__name__} objects should only be shared between processes "
-                               "through inheritance")
+        context.assert_spawning(self)
         return self.__dict__
 
     def _check_open(self):

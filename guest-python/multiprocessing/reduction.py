@@ -1,11 +1,13 @@
 """Pickling between Python guests, as CPython's ForkingPickler under spawn:
 a child's process object and its arguments travel pickled, and the
-connection ends and queues inside them are handed to the child by the
-host (`pass-connection` moves an end, `pass-queue` shares a queue) and
-stand in the pickle as persistent ids, which the child resolves against
-what it inherited. A message sent on a connection or put on a queue is
-pickled the same way but cannot carry a handle: wmp hands ends over only
-at a child's start."""
+connection ends, queues, semaphore locks and shared memory inside them
+(in its connections, queues, locks, conditions, events, barriers, values
+and arrays) are handed to the child by the host (`pass-connection` moves
+an end, `pass-queue`, `pass-semlock` and `pass-shared-memory` share the
+object) and stand in the pickle as persistent ids, which the child
+resolves against what it inherited. A message sent on a connection or put
+on a queue is pickled the same way but cannot carry a handle: wmp hands
+them over only at a child's start."""
 
 import io
 import json
@@ -14,7 +16,12 @@ import pickle
 from . import _wit
 
 _unpicklable = (_wit.connection.Connection, _wit.connection.Queue, _wit.connection.Listener,
-                _wit.process.Process, _wit.process.Sentinel)
+                _wit.process.Process, _wit.process.Sentinel, _wit.synchronize.Semlock, _wit.synchronize.SharedMemory)
+
+#: The host objects shared with a child (the parent keeps its own handle), by persistent-id kind.
+_shared = {"queue": (_wit.connection.Queue, _wit.connection.pass_queue),
+           "semlock": (_wit.synchronize.Semlock, _wit.synchronize.pass_semlock),
+           "shared-memory": (_wit.synchronize.SharedMemory, _wit.synchronize.pass_shared_memory)}
 
 
 class _Pickler(pickle.Pickler):
@@ -51,15 +58,20 @@ class HandingPickler(_Pickler):
     def __init__(self, file, child, queues_passed):
         super().__init__(file)
         self._child = child
-        self._passed = {"connection": 0, "queue": queues_passed}
+        self._passed = {"connection": 0, "queue": queues_passed, "semlock": 0, "shared-memory": 0}
+        #: id of a shared host object -> its persistent id, so that one met twice is handed over once.
+        self._shared_ids = {}
 
     def persistent_id(self, obj):
         from .connection import Connection
         if isinstance(obj, Connection):
             readable, writable = obj.readable, obj.writable
             return self._hand("connection", _wit.connection.pass_connection, _take(obj)) + (readable, writable)
-        if isinstance(obj, _wit.connection.Queue):
-            return self._hand("queue", _wit.connection.pass_queue, obj)
+        for kind, (resource, pass_it) in _shared.items():
+            if isinstance(obj, resource):
+                if id(obj) not in self._shared_ids:
+                    self._shared_ids[id(obj)] = self._hand(kind, pass_it, obj)
+                return self._shared_ids[id(obj)]
         return super().persistent_id(obj)
 
     def _hand(self, kind, pass_it, handle):
@@ -73,11 +85,14 @@ _inherited = None
 
 
 def inherited():
-    """The connection ends and queues this process's parent handed it."""
+    """The connection ends, queues, semaphore locks and shared memory this
+    process's parent handed it."""
     global _inherited
     if _inherited is None:
         _inherited = {"connection": _wit.connection.inherited_connections(),
-                      "queue": _wit.connection.inherited_queues()}
+                      "queue": _wit.connection.inherited_queues(),
+                      "semlock": _wit.synchronize.inherited_semlocks(),
+                      "shared-memory": _wit.synchronize.inherited_shared_memory()}
     return _inherited
 
 

@@ -244,6 +244,11 @@ mod python {
         matches_cpython("python-scenarios", "py_pool");
     }
 
+    #[test]
+    fn py_synchronize() {
+        matches_cpython("python-scenarios", "py_synchronize");
+    }
+
     /// Where CPython has no answer (its Pool waits forever for the task of
     /// a worker that died), wmp's fails the task and goes on.
     #[test]
