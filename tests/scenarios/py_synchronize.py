@@ -1,10 +1,10 @@
 """Synchronization between Python processes, as multiprocessing.synchronize
 and sharedctypes have it: the reprs and errors of Lock, RLock, Semaphore,
 BoundedSemaphore and Condition; a Value counter that children increment
-under its lock; an Array that children write (one held by a Process
-subclass); an Event, a Condition (notify, then notify_all) and a Barrier
-that children wait on; and a lock held by a child that is killed, which
-stays held."""
+under its lock (and Pool workers given it by their initializer); an Array
+that children write (one held by a Process subclass); an Event, a
+Condition (notify, then notify_all) and a Barrier that children wait on;
+and a lock held by a child that is killed, which stays held."""
 
 import multiprocessing as mp
 import time
@@ -16,6 +16,17 @@ def add(counter, times):
     for _ in range(times):
         with counter.get_lock():
             counter.value += 1
+
+
+def remember(counter):
+    global pool_counter
+    pool_counter = counter
+
+
+def bump(n):
+    with pool_counter.get_lock():
+        pool_counter.value += n
+    return n
 
 
 class Squarer(mp.Process):
@@ -105,6 +116,9 @@ def shared_memory():
     counter = mp.Value("i", 0)
     show("exitcodes", run_all([mp.Process(target=add, args=(counter, 50)) for _ in range(4)]))
     show("counter", counter.value, repr(counter))
+    with mp.Pool(2, initializer=remember, initargs=(counter,)) as pool:
+        show("pool", pool.map(bump, range(5)))
+    show("counter after the pool", counter.value)
 
     squares = mp.Array("i", 5)
     show("exitcodes", run_all([Squarer(squares, index) for index in range(5)]))
