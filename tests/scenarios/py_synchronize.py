@@ -8,6 +8,7 @@ and a lock held by a child that is killed, which stays held."""
 
 import multiprocessing as mp
 import time
+from multiprocessing.sharedctypes import copy, synchronized
 
 from scenario_output import attempt, show
 
@@ -98,6 +99,7 @@ def locks():
     bounded = mp.BoundedSemaphore(1)
     show(repr(bounded))
     attempt("release full BoundedSemaphore", bounded.release)
+    attempt("Semaphore(-1)", lambda: mp.Semaphore(-1))
 
     cond = mp.Condition()
     show(repr(cond))
@@ -130,6 +132,9 @@ def shared_memory():
     locked = mp.Value("d", 1.5, lock=mp.Lock())
     show("own lock", repr(locked), repr(locked.get_lock()), "no lock", repr(mp.Value("d", 1.5, lock=False)))
     attempt("lock='x'", lambda: mp.Value("i", lock="x"))
+    duplicate = copy(squares.get_obj())
+    duplicate[0] = 99
+    show("copy", duplicate[:], squares[0], repr(synchronized(mp.RawValue("u", "x"))), mp.RawArray("u", "hé")[:])
     attempt("Value('z')", lambda: mp.Value("z"))
     attempt("index 5", lambda: squares[5])
     attempt("assign a short slice", lambda: squares.__setitem__(slice(0, 2), [1]))
