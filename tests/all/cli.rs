@@ -394,8 +394,9 @@ fn limits_are_set_with_wasmtime_flags() {
     let out = wmp(&["run", "-W", "bogus=1", spin]);
     assert_eq!(out.status.code(), Some(2), "clap rejects it: {}", stderr(&out));
     assert!(stderr(&out).contains("unknown -W / --wasm option: bogus"), "{}", stderr(&out));
-    // wasmtime's spellings: comma lists, `-Wkey=value`, `_` in numbers.
-    let out = wmp(&["run", "-Wtimeout=50ms,fuel=100_000_000", spin]);
+    // wasmtime's spellings: comma lists, `-Wkey=value`, `_` in numbers (fuel
+    // for far longer than the timeout, which must be what stops it).
+    let out = wmp(&["run", "-Wtimeout=50ms,fuel=100_000_000_000", spin]);
     assert_eq!(out.status.code(), Some(134), "{}", stderr(&out));
     assert!(stderr(&out).contains("was stopped by its timeout"), "{}", stderr(&out));
     // One wmp cannot honour is refused by name, with the reason.
