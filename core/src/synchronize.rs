@@ -98,8 +98,22 @@ impl<L: SemLockOps> Condition<L> {
         [&self.lock, &self.sleeping_count, &self.woken_count, &self.wait_semaphore]
     }
 
+    /// A condition over `lock`, its three semaphores (of value 0) made by
+    /// `zero_semaphore`.
+    pub fn new(lock: L, mut zero_semaphore: impl FnMut() -> L) -> Condition<L> {
+        Condition::from_parts(lock, zero_semaphore(), zero_semaphore(), zero_semaphore())
+    }
+
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
         self.lock.acquire(timeout)
+    }
+
+    /// Runs `body` holding the lock (`with cond:`).
+    pub fn locked<T>(&self, body: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+        self.lock.acquire(None)?;
+        let result = body();
+        self.lock.release()?;
+        result
     }
 
     pub fn release(&self) -> Result<(), SyncError> {
@@ -190,17 +204,16 @@ impl<L: SemLockOps> Event<L> {
         Event { cond, flag }
     }
 
+    /// An event over a plain `lock`, its semaphores (of value 0) made by
+    /// `zero_semaphore`.
+    pub fn new(lock: L, mut zero_semaphore: impl FnMut() -> L) -> Event<L> {
+        Event::from_parts(Condition::new(lock, &mut zero_semaphore), zero_semaphore())
+    }
+
     /// Its five semaphore locks: the condition's, then the flag.
     pub fn parts(&self) -> [&L; 5] {
         let [a, b, c, d] = self.cond.parts();
         [a, b, c, d, &self.flag]
-    }
-
-    fn locked<T>(&self, body: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
-        self.cond.acquire(None)?;
-        let result = body();
-        self.cond.release()?;
-        result
     }
 
     /// Whether the flag is up, leaving it as it is.
@@ -213,11 +226,11 @@ impl<L: SemLockOps> Event<L> {
     }
 
     pub fn is_set(&self) -> Result<bool, SyncError> {
-        self.locked(|| self.peek())
+        self.cond.locked(|| self.peek())
     }
 
     pub fn set(&self) -> Result<(), SyncError> {
-        self.locked(|| {
+        self.cond.locked(|| {
             self.flag.acquire(NOW)?;
             self.flag.release()?;
             self.cond.notify_all()
@@ -225,12 +238,12 @@ impl<L: SemLockOps> Event<L> {
     }
 
     pub fn clear(&self) -> Result<(), SyncError> {
-        self.locked(|| self.flag.acquire(NOW).map(drop))
+        self.cond.locked(|| self.flag.acquire(NOW).map(drop))
     }
 
     /// Waits up to `timeout` for the flag; whether it is up.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
-        self.locked(|| {
+        self.cond.locked(|| {
             if !self.peek()? {
                 self.cond.wait(timeout)?;
             }
@@ -256,8 +269,12 @@ const RESETTING: i32 = -1;
 const BROKEN: i32 = -2;
 
 impl<L: SemLockOps, M: SharedBytes> Barrier<L, M> {
-    /// A barrier for `parties` over `cond` (an RLock's) and 8 zeroed bytes
-    /// of `shared`; `timeout` is the default of [`wait`](Self::wait).
+    /// The zeroed bytes of shared memory a barrier keeps its state in.
+    pub const SHARED_BYTES: u32 = 8;
+
+    /// A barrier for `parties` over `cond` (an RLock's) and
+    /// [`SHARED_BYTES`](Self::SHARED_BYTES) zeroed bytes of `shared`;
+    /// `timeout` is the default of [`wait`](Self::wait).
     pub fn from_parts(parties: u32, timeout: Option<Duration>, cond: Condition<L>, shared: M) -> Barrier<L, M> {
         Barrier { parties, timeout, cond, shared }
     }
@@ -289,18 +306,11 @@ impl<L: SemLockOps, M: SharedBytes> Barrier<L, M> {
 
     /// Processes waiting now (`n_waiting`).
     pub fn n_waiting(&self) -> Result<u32, SyncError> {
-        self.locked(|| Ok(if self.state()? == FILLING { self.cell(1)? as u32 } else { 0 }))
+        self.cond.locked(|| Ok(if self.state()? == FILLING { self.cell(1)? as u32 } else { 0 }))
     }
 
     pub fn broken(&self) -> Result<bool, SyncError> {
-        self.locked(|| Ok(self.state()? == BROKEN))
-    }
-
-    fn locked<T>(&self, body: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
-        self.cond.acquire(None)?;
-        let result = body();
-        self.cond.release()?;
-        result
+        self.cond.locked(|| Ok(self.state()? == BROKEN))
     }
 
     /// Waits until all parties wait (up to `timeout`, else the barrier's);
@@ -308,7 +318,7 @@ impl<L: SemLockOps, M: SharedBytes> Barrier<L, M> {
     /// if the barrier breaks or the wait times out (which breaks it).
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32, SyncError> {
         let timeout = timeout.or(self.timeout);
-        self.locked(|| {
+        self.cond.locked(|| {
             self.enter()?;
             let index = self.cell(1)?;
             self.set_cell(1, index + 1)?;
@@ -372,12 +382,12 @@ impl<L: SemLockOps, M: SharedBytes> Barrier<L, M> {
 
     /// Breaks the barrier: waiting and future waits fail.
     pub fn abort(&self) -> Result<(), SyncError> {
-        self.locked(|| self.break_barrier())
+        self.cond.locked(|| self.break_barrier())
     }
 
     /// Puts the barrier back to its first state; those waiting fail.
     pub fn reset(&self) -> Result<(), SyncError> {
-        self.locked(|| {
+        self.cond.locked(|| {
             if self.cell(1)? > 0 {
                 // Those waiting wake and fail; the last one out fills it.
                 if matches!(self.state()?, FILLING | BROKEN) {

@@ -101,18 +101,17 @@ pub type Barrier = wmp_core::synchronize::Barrier<SemLock, SharedMemory>;
 
 /// `multiprocessing.Condition(lock)`, over an RLock if no lock is given.
 pub fn condition(lock: Option<SemLock>) -> Condition {
-    let lock = lock.unwrap_or_else(SemLock::rlock);
-    Condition::from_parts(lock, SemLock::semaphore(0), SemLock::semaphore(0), SemLock::semaphore(0))
+    Condition::new(lock.unwrap_or_else(SemLock::rlock), || SemLock::semaphore(0))
 }
 
 /// `multiprocessing.Event()`.
 pub fn event() -> Event {
-    Event::from_parts(condition(Some(SemLock::lock())), SemLock::semaphore(0))
+    Event::new(SemLock::lock(), || SemLock::semaphore(0))
 }
 
 /// `multiprocessing.Barrier(parties, timeout=timeout)`.
 pub fn barrier(parties: u32, timeout: Option<Duration>) -> Barrier {
-    Barrier::from_parts(parties, timeout, condition(None), SharedMemory::new(8))
+    Barrier::from_parts(parties, timeout, condition(None), SharedMemory::new(Barrier::SHARED_BYTES))
 }
 
 /// A number that [`Value`] and [`Array`] keep in shared memory, as its

@@ -857,18 +857,17 @@ impl Runtime {
     /// no lock is given. A child is given it as its
     /// [`parts`](Condition::parts), each passed in order.
     pub fn condition(&self, lock: Option<SemLock>) -> Condition {
-        let lock = lock.unwrap_or_else(|| self.rlock());
-        Condition::from_parts(lock, self.semaphore(0), self.semaphore(0), self.semaphore(0))
+        Condition::new(lock.unwrap_or_else(|| self.rlock()), || self.semaphore(0))
     }
 
     /// `multiprocessing.Event()`.
     pub fn event(&self) -> Event {
-        Event::from_parts(self.condition(Some(self.lock())), self.semaphore(0))
+        Event::new(self.lock(), || self.semaphore(0))
     }
 
     /// `multiprocessing.Barrier(parties, timeout=timeout)`.
     pub fn barrier(&self, parties: u32, timeout: Option<Duration>) -> Barrier {
-        Barrier::from_parts(parties, timeout, self.condition(None), self.shared_memory(8))
+        Barrier::from_parts(parties, timeout, self.condition(None), self.shared_memory(Barrier::SHARED_BYTES))
     }
 
     /// `size` zeroed bytes shared with the children it is passed to

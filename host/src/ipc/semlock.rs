@@ -82,10 +82,25 @@ impl SemLock {
         }
         taken
     }
+}
+
+/// Another handle to the same semaphore, holding it no times: the one a
+/// child is given, and the one each host thread needs, since a handle is
+/// one holder (an RLock's owner, CPython's process and thread).
+impl Clone for SemLock {
+    fn clone(&self) -> SemLock {
+        SemLock { semaphore: self.semaphore.clone(), count: AtomicU32::new(0), handle: self.handle.clone() }
+    }
+}
+
+impl SemLockOps for SemLock {
+    fn acquire(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
+        Ok(crate::base::run_slot::block_on(&self.handle, self.acquire_async(timeout)))
+    }
 
     /// Releases it once; a recursive mutex only by the process that holds
     /// it, and no semaphore past its maximum.
-    pub fn release_once(&self) -> Result<(), SyncError> {
+    fn release(&self) -> Result<(), SyncError> {
         let semaphore = &*self.semaphore;
         if semaphore.kind == SemLockKind::RecursiveMutex {
             let count = self.count.load(Ordering::Acquire);
@@ -107,25 +122,6 @@ impl SemLock {
         let _ = self.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| count.checked_sub(1));
         semaphore.released.notify_one();
         Ok(())
-    }
-}
-
-/// Another handle to the same semaphore, holding it no times: the one a
-/// child is given, and the one each host thread needs, since a handle is
-/// one holder (an RLock's owner, CPython's process and thread).
-impl Clone for SemLock {
-    fn clone(&self) -> SemLock {
-        SemLock { semaphore: self.semaphore.clone(), count: AtomicU32::new(0), handle: self.handle.clone() }
-    }
-}
-
-impl SemLockOps for SemLock {
-    fn acquire(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
-        Ok(crate::base::run_slot::block_on(&self.handle, self.acquire_async(timeout)))
-    }
-
-    fn release(&self) -> Result<(), SyncError> {
-        self.release_once()
     }
 
     fn count(&self) -> u32 {

@@ -79,7 +79,7 @@ impl wit::HostSemlock for ComponentState {
     }
 
     async fn release(&mut self, lock: Resource<SemLock>) -> SyncResult<()> {
-        sync_result(self.table.get(&lock)?.release_once())
+        sync_result(self.table.get(&lock)?.release())
     }
 
     async fn count(&mut self, lock: Resource<SemLock>) -> wasmtime::Result<u32> {
