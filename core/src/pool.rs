@@ -16,7 +16,7 @@
 //!
 //! Functions are referred to by the name their program registered them
 //! under, through a [`PoolFn`] that carries their argument and result
-//! types; arguments and results travel as JSON.
+//! types; arguments and results travel as MessagePack (see [`wire`]).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -63,7 +63,7 @@ pub enum PoolError {
     /// there, or its arguments or result did not fit its types.
     #[error("{0}")]
     Failed(String),
-    /// Arguments (or an initializer's) that cannot be encoded as JSON.
+    /// Arguments (or an initializer's) that cannot be encoded.
     #[error("cannot encode the task: {0}")]
     Encode(String),
     /// A result that does not decode as the expected type.
@@ -189,9 +189,9 @@ impl PoolOptions {
     /// A registered function each worker runs once with `initargs` before
     /// its first task.
     pub fn initializer<A: Serialize>(mut self, function: impl Into<PoolFn<A, ()>>, initargs: A) -> Self {
-        let call = serde_json::to_value(&initargs)
-            .map(|args| wire::Call { function: function.into().name().to_owned(), args })
-            .map_err(|e| PoolError::Encode(e.to_string()));
+        let call = wire::encode_chunk(&[initargs])
+            .map(|chunk| wire::Call { function: function.into().name().to_owned(), chunk })
+            .map_err(PoolError::Encode);
         self.initializer = Some(call);
         self
     }
@@ -246,7 +246,7 @@ impl<W: Workers> Pool<W> {
     ) -> Result<Vec<R>, PoolError> {
         let items: Vec<T> = items.into_iter().collect();
         let chunksize = self.map_chunksize(items.len());
-        self.iterate(f.into().name(), items, Arguments::Single, chunksize, true)?.collect()
+        self.iterate(f.into().name(), items, Arguments::Single, chunksize, true)?.gather()
     }
 
     /// [`map`](Pool::map) in chunks of `chunksize` items.
@@ -256,7 +256,7 @@ impl<W: Workers> Pool<W> {
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        self.iterate(f.into().name(), items.into_iter().collect(), Arguments::Single, chunksize, true)?.collect()
+        self.iterate(f.into().name(), items.into_iter().collect(), Arguments::Single, chunksize, true)?.gather()
     }
 
     /// [`map`](Pool::map) without waiting: its handle (`Pool.map_async`).
@@ -277,7 +277,7 @@ impl<W: Workers> Pool<W> {
     ) -> Result<Vec<R>, PoolError> {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = self.map_chunksize(items.len());
-        self.iterate(f.into().name(), items, Arguments::Tuples, chunksize, true)?.collect()
+        self.iterate(f.into().name(), items, Arguments::Tuples, chunksize, true)?.gather()
     }
 
     pub fn starmap_async<A: Serialize, R: DeserializeOwned>(
@@ -375,8 +375,9 @@ impl<W: Workers> Pool<W> {
         if chunksize == 0 {
             return Err(PoolError::Chunksize(0));
         }
+        let calls = items.len();
         let ids = self.submit(function, items, arguments, chunksize)?;
-        Ok(IMap { pool: self, ids: ids.into(), ordered, ready: VecDeque::new(), types: PhantomData })
+        Ok(IMap { pool: self, ids: ids.into(), calls, ordered, ready: VecDeque::new(), types: PhantomData })
     }
 
     /// CPython's chunksize for `map`: `ceil(len / (4 * workers))`.
@@ -415,9 +416,9 @@ impl<W: Workers> Pool<W> {
     }
 }
 
-/// The results of one chunk, a JSON array.
+/// The results of one chunk.
 fn decode_chunk<R: DeserializeOwned>(chunk: &Chunk) -> Result<Vec<R>, PoolError> {
-    serde_json::from_slice(chunk.json()).map_err(|e| PoolError::Decode(e.to_string()))
+    wire::decode_chunk(chunk.results()).map_err(PoolError::Decode)
 }
 
 fn decode_all<R: DeserializeOwned>(chunks: &[Chunk]) -> Result<Vec<R>, PoolError> {
@@ -505,6 +506,8 @@ pub struct IMap<'p, W: Workers, R> {
     pool: &'p Pool<W>,
     /// The tasks whose results are not taken, in order.
     ids: VecDeque<u64>,
+    /// How many calls the tasks make together.
+    calls: usize,
     ordered: bool,
     /// The taken results not yielded yet.
     ready: VecDeque<Result<R, PoolError>>,
@@ -538,6 +541,25 @@ impl<W: Workers, R: DeserializeOwned> Iterator for IMap<'_, W, R> {
             }
         }
         self.ready.pop_front()
+    }
+}
+
+impl<W: Workers, R: DeserializeOwned> IMap<'_, W, R> {
+    /// All the results, in order (what `map` returns): each chunk decoded
+    /// straight onto the others as it ends, while the workers run the
+    /// next; the error of the first chunk that failed.
+    fn gather(mut self) -> Result<Vec<R>, PoolError> {
+        let mut all = Vec::with_capacity(self.calls);
+        while let Some(id) = self.ids.pop_front() {
+            let mut scheduler = self.pool.scheduler.borrow_mut();
+            scheduler.wait_until(|s| s.is_done(id), None);
+            match scheduler.take(id) {
+                Some(Ok(chunk)) => all.append(&mut decode_chunk(&chunk)?),
+                Some(Err(err)) => return Err(err),
+                None => return Err(PoolError::Terminated(id)),
+            }
+        }
+        Ok(all)
     }
 }
 

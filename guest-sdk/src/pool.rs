@@ -112,7 +112,7 @@ pub trait PoolCallable<A: DeserializeOwned, R> {
     /// one-argument function.
     fn decode_calls(calls: &[u8], arguments: Arguments) -> Result<Vec<A>, String> {
         match arguments {
-            Arguments::Tuples => serde_json::from_slice(calls).map_err(|e| e.to_string()),
+            Arguments::Tuples => wire::decode_chunk(calls),
             Arguments::Single => Err("it takes other than one argument".to_owned()),
         }
     }
@@ -143,9 +143,9 @@ impl<F: Fn(A1) -> R, R, A1: DeserializeOwned> PoolCallable<(A1,), R> for F {
 
     fn decode_calls(calls: &[u8], arguments: Arguments) -> Result<Vec<(A1,)>, String> {
         match arguments {
-            Arguments::Tuples => serde_json::from_slice(calls).map_err(|e| e.to_string()),
+            Arguments::Tuples => wire::decode_chunk(calls),
             Arguments::Single => {
-                let calls: Vec<A1> = serde_json::from_slice(calls).map_err(|e| e.to_string())?;
+                let calls: Vec<A1> = wire::decode_chunk(calls)?;
                 Ok(calls.into_iter().map(|arg| (arg,)).collect())
             }
         }
@@ -170,8 +170,8 @@ macro_rules! pool_fn {
 }
 
 /// A pool function as [`main!`](crate::main) registers it: its name, and
-/// how a worker runs a chunk of calls of it (a JSON array of argument
-/// tuples in, a JSON array of results out).
+/// how a worker runs a chunk of calls of it (an encoded array of argument
+/// tuples in, one of results out: `wmp_core::pool::wire::encode_chunk`).
 pub type PoolFunction = (&'static str, fn(&[u8], Arguments) -> Result<Vec<u8>, String>);
 
 /// Runs `function` once per argument tuple in `calls`; the results, or
@@ -184,7 +184,7 @@ pub fn run_calls<A: DeserializeOwned, R: Serialize, F: PoolCallable<A, R>>(
 ) -> Result<Vec<u8>, String> {
     let calls = F::decode_calls(calls, arguments).map_err(|e| format!("cannot decode the arguments: {e}"))?;
     let results: Vec<R> = calls.into_iter().map(|args| function.call(args)).collect();
-    serde_json::to_vec(&results).map_err(|e| format!("cannot encode the result: {e}"))
+    wire::encode_chunk(&results).map_err(|e| format!("cannot encode the result: {e}"))
 }
 
 fn call(functions: &[PoolFunction], name: &str, calls: &[u8], arguments: Arguments) -> Result<Vec<u8>, String> {
@@ -210,7 +210,7 @@ pub fn run_worker(functions: &[PoolFunction], spec: &[u8]) {
         exit(1)
     };
     if let Some(initializer) = spec.initializer
-        && let Err(why) = call(functions, &initializer.function, format!("[{}]", initializer.args).as_bytes(), Arguments::Tuples)
+        && let Err(why) = call(functions, &initializer.function, &initializer.chunk, Arguments::Tuples)
     {
         eprintln!("the pool initializer failed: {why}");
         exit(1);

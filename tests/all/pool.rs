@@ -176,6 +176,10 @@ fn a_host_pool_says_which_function_it_lacks_and_which_types_do_not_fit() {
     assert!(missing.to_string().starts_with("no pool function \"nowhere\": this program registered [\"pool_square\""), "{missing}");
     let mistyped = pool.apply::<(&str,), u64>("pool_square", ("seven",)).unwrap_err();
     assert!(mistyped.to_string().starts_with("pool function \"pool_square\": cannot decode the arguments: "), "{mistyped}");
+    let negative = pool.apply::<(i64,), u64>("pool_square", (-7,)).unwrap_err();
+    assert!(negative.to_string().starts_with("pool function \"pool_square\": cannot decode the arguments: "), "{negative}");
+    let mistaken_result = pool.apply::<(u64,), String>("pool_square", (7,)).unwrap_err();
+    assert!(mistaken_result.to_string().starts_with("cannot decode the result: "), "{mistaken_result}");
     assert_eq!(pool.apply::<(u64,), u64>("pool_square", (7,)), Ok(49), "a failed task leaves the worker serving");
 }
 

@@ -45,15 +45,15 @@ impl<H> Slot<H> {
     }
 }
 
-/// A task's results as its reply carries them: a JSON array, decoded
-/// into the caller's types when taken.
+/// A task's results as its reply carries them, decoded into the
+/// caller's types when taken.
 pub(crate) struct Chunk {
     message: Vec<u8>,
     start: usize,
 }
 
 impl Chunk {
-    pub(crate) fn json(&self) -> &[u8] {
+    pub(crate) fn results(&self) -> &[u8] {
         &self.message[self.start..]
     }
 }
@@ -114,7 +114,7 @@ impl<W: Workers> Scheduler<W> {
         self.check_running()?;
         let id = self.next_id;
         let task = Task { id, function: function.to_owned(), arguments };
-        let message = wire::encode(&task, &args).map_err(|e| PoolError::Encode(e.to_string()))?;
+        let message = wire::encode(&task, &args).map_err(PoolError::Encode)?;
         self.next_id += 1;
         self.pending.push_back((id, message));
         Ok(id)

@@ -35,8 +35,8 @@ impl Squarer {
         }
         let chunk = &message[start..];
         let calls: Vec<u64> = match task.arguments {
-            wire::Arguments::Single => serde_json::from_slice(chunk).unwrap(),
-            wire::Arguments::Tuples => serde_json::from_slice::<Vec<(u64,)>>(chunk).unwrap().into_iter().map(|(x,)| x).collect(),
+            wire::Arguments::Single => wire::decode_chunk(chunk).unwrap(),
+            wire::Arguments::Tuples => wire::decode_chunk::<Vec<(u64,)>>(chunk).unwrap().into_iter().map(|(x,)| x).collect(),
         };
         let squares: Vec<u64> = calls.iter().map(|x| x * x).collect();
         self.outbox.borrow_mut().push_back(wire::encode(&Reply { id: task.id, error: None }, &squares).unwrap());
@@ -131,4 +131,40 @@ fn a_dropped_handle_discards_its_results() {
     assert_eq!(pool.apply::<(u64,), u64>("square", (4,)), Ok(16));
     let scheduler = pool.scheduler.borrow();
     assert!(!scheduler.is_done(1), "the dropped handle's result was not kept");
+}
+
+#[test]
+fn map_fails_with_the_first_failed_chunk_and_the_pool_serves_on() {
+    let pool = pool(1, Some(2));
+    let died = pool.map_chunked::<u64, u64>("square", 1..5u64, 1).unwrap_err();
+    assert_eq!(died, PoolError::WorkerDied { worker: "Worker-1".into(), exitcode: Some(-9), task: 2 });
+    assert_eq!(pool.map("square", 1..4u64), Ok(vec![1, 4, 9]));
+}
+
+#[test]
+fn a_chunk_says_what_its_values_are_so_another_type_fails_instead_of_misreading() {
+    #[derive(serde::Serialize)]
+    struct Sent {
+        x: u64,
+        y: String,
+    }
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct FieldsReordered {
+        y: String,
+        x: u64,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct OtherFields {
+        z: u64,
+    }
+    let negative = wire::encode_chunk(&[(-3i64,)]).unwrap();
+    assert!(wire::decode_chunk::<Vec<(u64,)>>(&negative).is_err(), "a negative number is no u64");
+    assert_eq!(wire::decode_chunk::<Vec<(i64,)>>(&negative), Ok(vec![(-3,)]));
+    let text = wire::encode_chunk(&["seven"]).unwrap();
+    assert!(wire::decode_chunk::<Vec<u64>>(&text).is_err(), "a string is no number");
+    let sent = wire::encode_chunk(&[Sent { x: 1, y: "one".into() }]).unwrap();
+    assert_eq!(wire::decode_chunk(&sent), Ok(vec![FieldsReordered { y: "one".into(), x: 1 }]), "fields go by name");
+    let missing = wire::decode_chunk::<Vec<OtherFields>>(&sent).unwrap_err();
+    assert!(missing.contains("missing field `z`"), "{missing}");
 }
