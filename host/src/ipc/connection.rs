@@ -24,11 +24,19 @@ use crate::ipc::wait::within;
 pub const PIPE_CAPACITY: usize = 4 << 20;
 
 /// One direction of a pipe.
+///
+/// A message in flight costs the writer and the reader one lock of the
+/// state each: a side that waits says so in the state (`read_wanted`,
+/// `write_wanted`) after it registers with the `Notify`, and the other side
+/// signals only then, so streaming between two busy ends touches no
+/// `Notify` at all (measured with `cargo bench --bench connections`).
 struct Channel {
     state: Mutex<ChannelState>,
-    /// Signalled when a message arrives or the writer goes away.
+    /// Signalled when a message arrives or the writer goes away, if a
+    /// reader asked for it.
     readable: Notify,
-    /// Signalled when room is made or the reader goes away.
+    /// Signalled when room is made or the reader goes away, if a writer
+    /// asked for it.
     writable: Notify,
     capacity: usize,
 }
@@ -43,6 +51,11 @@ struct ChannelState {
     used: usize,
     writer_gone: bool,
     reader_gone: bool,
+    /// A reader (a receive, or a wait for readiness) is registered with
+    /// `readable` and waits for a message or the writer's end.
+    read_wanted: bool,
+    /// A writer is registered with `writable` and waits for room.
+    write_wanted: bool,
 }
 
 impl Channel {
@@ -60,19 +73,22 @@ impl Channel {
     async fn send(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), ConnectionError> {
         let mut messages = messages.into_iter().peekable();
         while messages.peek().is_some() {
+            if self.push_while_room(&mut messages, false)? {
+                continue;
+            }
             let mut room = pin!(self.writable.notified());
             room.as_mut().enable();
-            if self.push_while_room(&mut messages)? {
-                self.readable.notify_waiters();
-            } else {
+            if !self.push_while_room(&mut messages, true)? {
                 room.await;
             }
         }
         Ok(())
     }
 
-    /// Queues messages while the budget lasts; true if it queued any.
-    fn push_while_room(&self, messages: &mut impl Iterator<Item = Message>) -> Result<bool, ConnectionError> {
+    /// Queues messages while the budget lasts, waking a waiting reader;
+    /// true if it queued any. If it queued none and `wait` is set, the
+    /// caller is registered with `writable` and is to be woken by room.
+    fn push_while_room(&self, messages: &mut impl Iterator<Item = Message>, wait: bool) -> Result<bool, ConnectionError> {
         let mut state = self.state.lock().unwrap();
         if state.reader_gone {
             return Err(ConnectionError::BrokenPipe);
@@ -85,45 +101,70 @@ impl Channel {
             state.messages.push_back(message);
             pushed = true;
         }
+        state.write_wanted |= wait && !pushed;
+        let wake_reader = pushed && std::mem::take(&mut state.read_wanted);
+        drop(state);
+        if wake_reader {
+            self.readable.notify_waiters();
+        }
         Ok(pushed)
     }
 
     /// Waits for at least one message and takes what `take` pops; EOF once
     /// the queue is empty and the writer is gone.
     async fn recv<T>(&self, mut take: impl FnMut(&mut ChannelState) -> T) -> Result<T, ConnectionError> {
+        if let Some(taken) = self.try_take(&mut take, false) {
+            return taken;
+        }
         loop {
             let mut arrived = pin!(self.readable.notified());
             arrived.as_mut().enable();
-            if let Some(taken) = self.try_take(&mut take) {
+            if let Some(taken) = self.try_take(&mut take, true) {
                 return taken;
             }
             arrived.await;
         }
     }
 
-    /// What `take` pops if a message is there, EOF if none can come, None
-    /// if one may still come.
-    fn try_take<T>(&self, take: &mut impl FnMut(&mut ChannelState) -> T) -> Option<Result<T, ConnectionError>> {
+    /// What `take` pops if a message is there (waking a writer that waits
+    /// for room), EOF if none can come, None if one may still come; then,
+    /// if `wait` is set, the caller is registered with `readable` and is to
+    /// be woken by the next message.
+    fn try_take<T>(&self, take: &mut impl FnMut(&mut ChannelState) -> T, wait: bool) -> Option<Result<T, ConnectionError>> {
         let mut state = self.state.lock().unwrap();
         if !state.messages.is_empty() {
             let taken = take(&mut state);
+            let wake_writer = std::mem::take(&mut state.write_wanted);
             drop(state);
-            self.writable.notify_waiters();
+            if wake_writer {
+                self.writable.notify_waiters();
+            }
             return Some(Ok(taken));
         }
-        state.writer_gone.then_some(Err(ConnectionError::Eof))
+        if state.writer_gone {
+            return Some(Err(ConnectionError::Eof));
+        }
+        state.read_wanted |= wait;
+        None
     }
 
-    fn is_readable(&self) -> bool {
-        let state = self.state.lock().unwrap();
-        !state.messages.is_empty() || state.writer_gone
+    /// Whether a message or EOF is there; if not and `wait` is set, the
+    /// caller is registered with `readable` and is to be woken by one.
+    fn is_readable(&self, wait: bool) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let readable = !state.messages.is_empty() || state.writer_gone;
+        state.read_wanted |= wait && !readable;
+        readable
     }
 
     async fn readable(&self) {
+        if self.is_readable(false) {
+            return;
+        }
         loop {
             let mut arrived = pin!(self.readable.notified());
             arrived.as_mut().enable();
-            if self.is_readable() {
+            if self.is_readable(true) {
                 return;
             }
             arrived.await;
@@ -257,6 +298,7 @@ impl Connection {
             state.used += message.value.len() + MESSAGE_COST;
             state.messages.push_front(message);
         }
+        state.read_wanted = false;
         drop(state);
         channel.readable.notify_waiters();
         Ok(())
@@ -314,7 +356,7 @@ impl Connection {
     /// Ready for [`wait`](crate::Runtime::wait_for): something (or EOF) to
     /// receive, or this end closed (so that a wait never hangs on it).
     pub(crate) fn is_ready(&self) -> bool {
-        self.closed() || self.reader.as_ref().is_some_and(|r| r.is_readable())
+        self.closed() || self.reader.as_ref().is_some_and(|r| r.is_readable(false))
     }
 
     pub(crate) async fn ready(&self) {
@@ -374,5 +416,85 @@ impl std::fmt::Debug for Connection {
             .field("writable", &self.writable())
             .field("closed", &self.closed())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The channel's wake-ups, which only a side that said it waits gets.
+
+    use std::time::Duration;
+
+    use super::*;
+
+    fn message(bytes: &[u8]) -> Message {
+        Charged::uncharged(bytes.to_vec())
+    }
+
+    const LONG_ENOUGH: Duration = Duration::from_secs(10);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_message_wakes_every_waiter_for_readiness_and_then_a_receiver() {
+        let channel = Channel::new(1 << 20);
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let channel = channel.clone();
+                tokio::spawn(async move { channel.readable().await })
+            })
+            .collect();
+        let receiver = tokio::spawn({
+            let channel = channel.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(40)).await; // after the waiters have seen it
+                channel.recv(ChannelState::pop).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await; // the waiters are parked by now
+        channel.send([message(b"one")]).await.unwrap();
+        for waiter in waiters {
+            tokio::time::timeout(LONG_ENOUGH, waiter).await.expect("a waiter woke").unwrap();
+        }
+        let received = tokio::time::timeout(LONG_ENOUGH, receiver).await.expect("the receiver got it").unwrap();
+        assert_eq!(received, Ok(b"one".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_out_of_room_waits_and_resumes_when_the_reader_takes() {
+        let channel = Channel::new(8);
+        channel.send([message(b"fills it")]).await.unwrap();
+        let writer = tokio::spawn({
+            let channel = channel.clone();
+            async move { channel.send([message(b"next")]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!writer.is_finished(), "the writer waits for room");
+        assert_eq!(channel.recv(ChannelState::pop).await, Ok(b"fills it".to_vec()));
+        tokio::time::timeout(LONG_ENOUGH, writer).await.expect("the writer woke").unwrap().unwrap();
+        assert_eq!(channel.recv(ChannelState::pop).await, Ok(b"next".to_vec()));
+    }
+
+    /// Two tasks bounce a message back and forth many times, so that a
+    /// send often lands while the other side is between its check and its
+    /// wait: a lost wake-up would hang a round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_wake_up_is_lost_between_a_check_and_a_wait() {
+        let (ping, pong) = (Channel::new(64), Channel::new(64));
+        let echo = tokio::spawn({
+            let (ping, pong) = (ping.clone(), pong.clone());
+            async move {
+                for _ in 0..20_000 {
+                    let got = ping.recv(ChannelState::pop).await.unwrap();
+                    pong.send([message(&got)]).await.unwrap();
+                }
+            }
+        });
+        let rounds = async {
+            for round in 0..20_000u32 {
+                ping.send([message(&round.to_le_bytes())]).await.unwrap();
+                assert_eq!(pong.recv(ChannelState::pop).await, Ok(round.to_le_bytes().to_vec()));
+            }
+        };
+        tokio::time::timeout(LONG_ENOUGH, rounds).await.expect("every round came back");
+        echo.await.unwrap();
     }
 }
