@@ -14,8 +14,8 @@
 //! Run: `cargo bench --bench connections` (add `-- quick` for the table
 //! only, with fewer messages).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -55,23 +55,15 @@ const CASES: [Case; 8] = [
 
 /// Runs a case once and returns how long it took.
 fn run(rt: &Runtime, probe: &Program, case: Case) -> Duration {
+    match case.route {
+        Route::GuestToGuest => return common::ipc::guest_to_guest(rt, probe, "pipe_to_child", case.n, case.size, case.batch),
+        Route::GuestQueue => return common::ipc::guest_to_guest(rt, probe, "queue_to_child", case.n, case.size, 1),
+        Route::HostToGuest => {}
+    }
     let (stdout, captured) = Stdio::capture();
     let caps = Capabilities::new().args(["probe"]).stdout(stdout).stderr(Stdio::Inherit);
-    let (target, args) = match case.route {
-        Route::HostToGuest => ("drain", if case.batch > 1 { "batched" } else { "single" }.to_owned()),
-        Route::GuestToGuest => ("pipe_to_child", format!("{} {} {}", case.n, case.size, case.batch)),
-        Route::GuestQueue => ("queue_to_child", format!("{} {}", case.n, case.size)),
-    };
-    let process = rt.process(probe).capabilities(caps).target(target, serde_json::to_vec(&args).unwrap()).build();
-    if case.route != Route::HostToGuest {
-        let sender = process;
-        sender.start().unwrap();
-        sender.join(None).unwrap();
-        assert_eq!(sender.exitcode().unwrap(), Some(0));
-        let text = captured.text();
-        let nanos = text.lines().find_map(|l| l.strip_prefix("elapsed_ns=")).expect("the sender reports its time");
-        return Duration::from_nanos(nanos.parse().unwrap());
-    }
+    let target = if case.batch > 1 { "batched" } else { "single" };
+    let process = rt.process(probe).capabilities(caps).target("drain", serde_json::to_vec(target).unwrap()).build();
     let (theirs, mine) = rt.pipe(false);
     let sink = process;
     sink.pass_connection(theirs).unwrap();
@@ -108,22 +100,9 @@ fn criterion_benches(rt: &Runtime, probe: &Program) {
     c.final_summary();
 }
 
-/// Python's rows: (case, messages per second).
-fn python_rows(scale: f64) -> Vec<(String, f64)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_connections_baseline.py");
-    let Ok(out) = Command::new("python3").arg(&script).arg(scale.to_string()).output() else { return Vec::new() };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let field = |key: &str| line.split(' ').find_map(|f| f.strip_prefix(key)).map(str::to_owned);
-            Some((field("case=")?, field("msgs_per_s=")?.parse().ok()?))
-        })
-        .collect()
-}
-
 fn comparison(rt: &Runtime, probe: &Program, quick: bool) {
     let scale = if quick { 0.2 } else { 1.0 };
-    let python = python_rows(scale);
+    let python = common::ipc::python_rates(scale);
     let python_rate = |case: &str| python.iter().find(|(name, _)| name == case).map(|(_, rate)| *rate);
     println!("\n{:<42} {:>14} {:>12} {:>10}", "case", "msgs/s", "MiB/s", "× Python");
     for case in CASES {

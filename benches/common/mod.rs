@@ -4,6 +4,7 @@
 // Each bench compiles this module for itself and uses part of it.
 #![allow(dead_code)]
 
+pub mod ipc;
 pub mod timing;
 
 use wasmtime::component::{Component, ResourceTable, Val};
