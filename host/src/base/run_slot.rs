@@ -18,6 +18,9 @@
 //! - one the host starts, at the host's next blocking wait of any kind or
 //!   next start, or at the next epoch tick if it never waits.
 //!
+//! Wake-ups of readers by a guest's sends wait for the end of its poll
+//! the same way ([`wake_after_poll`]).
+//!
 //! A `join` without a timeout that comes first takes the run and polls it
 //! itself (on the joining thread, or inside the joining guest's task), so
 //! start→join of a short process involves no other thread. A join with a
@@ -186,6 +189,8 @@ thread_local! {
 struct GuestPoll {
     guest: Pid,
     started: Vec<Arc<RunSlot>>,
+    /// Readers this poll's sends woke, woken when it returns.
+    wakes: Vec<Box<dyn FnOnce()>>,
     clock: PollClock,
 }
 
@@ -200,7 +205,9 @@ pub(crate) fn poll_guest<F: Future + ?Sized>(
     run: Pin<&mut F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
-    POLLING.with_borrow_mut(|polls| polls.push(GuestPoll { guest, started: Vec::new(), clock: PollClock::start() }));
+    POLLING.with_borrow_mut(|polls| {
+        polls.push(GuestPoll { guest, started: Vec::new(), wakes: Vec::new(), clock: PollClock::start() })
+    });
     let _end = EndOfPoll { handle, meter };
     run.poll(cx)
 }
@@ -224,5 +231,55 @@ impl Drop for EndOfPoll<'_> {
         for child in poll.started {
             child.schedule(self.handle);
         }
+        for wake in poll.wakes {
+            wake();
+        }
+    }
+}
+
+/// Runs `wake` (the wake-up of a reader that waits for what a process
+/// sent) when the poll of the guest being polled on this thread returns,
+/// or now if none is: a guest streaming messages to a waiting reader then
+/// wakes it once per poll instead of once per message (each wake-up costs
+/// the reader's thread a sleep and a wake, tens of microseconds on this
+/// kind of machine). The reader still gets what was sent at the sender's
+/// next blocking call, yield at an epoch tick (at most a tick later, for a
+/// sender that computes on) or end, as a started child gets its run.
+pub(crate) fn wake_after_poll(wake: Box<dyn FnOnce()>) {
+    let wake = POLLING.with_borrow_mut(|polls| match polls.last_mut() {
+        Some(poll) => {
+            poll.wakes.push(wake);
+            None
+        }
+        None => Some(wake),
+    });
+    if let Some(wake) = wake {
+        wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_wake_in_a_guests_poll_waits_for_the_poll_to_return_and_one_outside_runs_now() {
+        let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let woken = Arc::new(AtomicBool::new(false));
+        let run = std::pin::pin!(async {
+            let flag = woken.clone();
+            wake_after_poll(Box::new(move || flag.store(true, Ordering::SeqCst)));
+            assert!(!woken.load(Ordering::SeqCst), "not while the guest is polled");
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(poll_guest(7, &Meter::default(), tokio.handle(), run, &mut cx).is_ready());
+        assert!(woken.load(Ordering::SeqCst), "woken when the poll returned");
+
+        let outside = Arc::new(AtomicBool::new(false));
+        let flag = outside.clone();
+        wake_after_poll(Box::new(move || flag.store(true, Ordering::SeqCst)));
+        assert!(outside.load(Ordering::SeqCst), "outside a guest's poll, at once");
     }
 }

@@ -29,7 +29,10 @@ pub const PIPE_CAPACITY: usize = 4 << 20;
 /// state each: a side that waits says so in the state (`read_wanted`,
 /// `write_wanted`) after it registers with the `Notify`, and the other side
 /// signals only then, so streaming between two busy ends touches no
-/// `Notify` at all (measured with `cargo bench --bench connections`).
+/// `Notify` at all. A guest's send wakes a waiting reader when the guest's
+/// poll returns (`run_slot::wake_after_poll`), so a stream of messages
+/// wakes it once per poll (measured with `cargo bench --bench
+/// connections`).
 struct Channel {
     state: Mutex<ChannelState>,
     /// Signalled when a message arrives or the writer goes away, if a
@@ -70,7 +73,7 @@ impl Channel {
 
     /// Queues the messages in order, waiting for room whenever the budget
     /// is spent.
-    async fn send(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), ConnectionError> {
+    async fn send(self: &Arc<Self>, messages: impl IntoIterator<Item = Message>) -> Result<(), ConnectionError> {
         let mut messages = messages.into_iter().peekable();
         while messages.peek().is_some() {
             if self.push_while_room(&mut messages, false)? {
@@ -88,7 +91,7 @@ impl Channel {
     /// Queues messages while the budget lasts, waking a waiting reader;
     /// true if it queued any. If it queued none and `wait` is set, the
     /// caller is registered with `writable` and is to be woken by room.
-    fn push_while_room(&self, messages: &mut impl Iterator<Item = Message>, wait: bool) -> Result<bool, ConnectionError> {
+    fn push_while_room(self: &Arc<Self>, messages: &mut impl Iterator<Item = Message>, wait: bool) -> Result<bool, ConnectionError> {
         let mut state = self.state.lock().unwrap();
         if state.reader_gone {
             return Err(ConnectionError::BrokenPipe);
@@ -105,7 +108,8 @@ impl Channel {
         let wake_reader = pushed && std::mem::take(&mut state.read_wanted);
         drop(state);
         if wake_reader {
-            self.readable.notify_waiters();
+            let channel = self.clone();
+            crate::base::run_slot::wake_after_poll(Box::new(move || channel.readable.notify_waiters()));
         }
         Ok(pushed)
     }
@@ -233,9 +237,9 @@ impl Connection {
         self.reader.as_deref().ok_or(ConnectionError::WriteOnly)
     }
 
-    fn writer(&self) -> Result<&Channel, ConnectionError> {
+    fn writer(&self) -> Result<&Arc<Channel>, ConnectionError> {
         self.check_open()?;
-        self.writer.as_deref().ok_or(ConnectionError::ReadOnly)
+        self.writer.as_ref().ok_or(ConnectionError::ReadOnly)
     }
 
     fn check_open(&self) -> Result<(), ConnectionError> {
