@@ -17,6 +17,7 @@ use crate::{Backend, Fixture, Output, PATIENCE, child, for_both_backends, probe,
 for_both_backends!(
     a_guest_child_echoes_what_the_host_sends,
     the_host_receives_what_a_guest_child_sends_until_eof,
+    a_message_reaches_its_reader_while_the_sender_computes_on,
     parent_and_child_guests_talk_over_a_pipe,
     sibling_guests_talk_over_a_pipe_their_parent_made,
     a_killed_peer_gives_eof_not_a_hang,
@@ -103,6 +104,20 @@ fn the_host_receives_what_a_guest_child_sends_until_eof(backend: Backend) {
         }
     }
     assert_eq!(received, 5000);
+    child.join(Some(PATIENCE)).unwrap();
+}
+
+/// A guest's send wakes its reader when the guest's poll returns: one
+/// that computes on without another call still yields at its next epoch
+/// tick, and the message is there.
+fn a_message_reaches_its_reader_while_the_sender_computes_on(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let (mine, theirs) = fx.rt.pipe(false);
+    let (child, _out) = started_with_connection(&fx, "send_then_spin", "sent before computing", theirs);
+    assert!(mine.poll(Some(PATIENCE)).unwrap(), "the message came while its sender still computes");
+    assert_eq!(mine.recv_bytes().unwrap(), b"sent before computing");
+    assert!(child.is_alive().unwrap(), "the sender is still computing");
+    child.kill().unwrap();
     child.join(Some(PATIENCE)).unwrap();
 }
 

@@ -377,6 +377,13 @@ fn source(args: String) {
     send_all(&passed_connection(), &args);
 }
 
+/// Sends one message on its passed connection, then computes forever
+/// without another call.
+fn send_then_spin(message: String) {
+    passed_connection().send_bytes(message.as_bytes()).unwrap();
+    spin(String::new());
+}
+
 /// Guest↔guest: sends "N SIZE BATCH" to a `drain` child over a one-way
 /// pipe (which receives in batches too if BATCH > 1) and says how long
 /// until the child had them all.
@@ -931,6 +938,7 @@ wmp_guest::main!(
     echo,
     drain,
     source,
+    send_then_spin,
     pipe_to_child,
     hold,
     pipe_parent,
