@@ -1,7 +1,7 @@
 //! The side-by-side comparison: one run, one table of medians and ratios.
 //!
-//! Rows: raw wasmtime (the floor), wmp processes (host-started,
-//! guest-started, pooled), `std::process::Command` and a wmp native
+//! Rows: raw wasmtime (the floor), wmp processes (host-started with the
+//! default pool and on demand only, guest-started), `std::process::Command` and a wmp native
 //! process running the same program, Python
 //! `multiprocessing` (fork / forkserver / spawn, through
 //! `benches/python_mp_baseline.py` when python3 is there),
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wmp_host::{Capabilities, Limits, NativeProgram, Process, Program, Runtime, Stdio};
+use wmp_host::{Capabilities, CodeCache, Limits, NativeProgram, Process, Program, Runtime, Stdio};
 
 use common::{Floor, MINIMAL_MODULE, QUIET_EXIT};
 
@@ -60,6 +60,21 @@ impl Targets {
         self.rows.push((format!("{what} ≥ {bound}×"), format!("{ratio:.1}×"), ratio >= bound));
     }
 
+    /// `what` must take at most `bound` microseconds.
+    fn at_most_micros(&mut self, what: &str, micros: f64, bound: f64) {
+        self.rows.push((format!("{what} ≤ {bound} µs"), format!("{micros:.0} µs"), micros <= bound));
+    }
+
+    /// `what` must come to at least `bound` per second.
+    fn at_least_per_second(&mut self, what: &str, rate: f64, bound: f64) {
+        self.rows.push((format!("{what} ≥ {:.1} M/s", bound / 1e6), format!("{:.2} M/s", rate / 1e6), rate >= bound));
+    }
+
+    /// A yes-or-no target.
+    fn holds(&mut self, what: &str, measured: String, met: bool) {
+        self.rows.push((what.to_owned(), measured, met));
+    }
+
     fn print(&self) {
         println!("\n| target (with the defaults, in this run) | measured | verdict |");
         println!("|---|---:|---|");
@@ -81,7 +96,8 @@ impl Table {
         println!("|---|---:|---:|---:|");
         for (name, t, ratio) in &self.rows {
             let ratio = ratio.map_or("".to_owned(), |r| format!("{r:.2}"));
-            println!("| {name} | {:.1} | {:.1} | {ratio} |", t.p50, t.p99);
+            let p99 = if t.p99.is_nan() { "".to_owned() } else { format!("{:.1}", t.p99) };
+            println!("| {name} | {:.1} | {p99} | {ratio} |", t.p50);
         }
     }
 }
@@ -149,7 +165,7 @@ fn main() {
     let n = if quick { 200 } else { 2000 };
     let floor = Floor::new();
     let rt = Runtime::new().unwrap();
-    let pooled = Runtime::builder().pooling(1000).build().unwrap();
+    let on_demand = Runtime::builder().pooling(0).build().unwrap();
     let mut table = Table { rows: Vec::new() };
     let mut targets = Targets { rows: Vec::new() };
 
@@ -161,10 +177,10 @@ fn main() {
     let minimal_default = measure(n, || start_join(&rt, &minimal, quiet(), None));
     targets.at_most("minimal module start+join / its floor", minimal_default.p50 / f, 2.0);
     table.add("wmp start+join, minimal module", minimal_default, Some(f));
-    let minimal_pooled = pooled.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
+    let minimal_on_demand = on_demand.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
     table.add(
-        "wmp start+join, minimal module, pooling",
-        measure(n, || start_join(&pooled, &minimal_pooled, quiet(), None)),
+        "wmp start+join, minimal module, on demand (no pool)",
+        measure(n, || start_join(&on_demand, &minimal_on_demand, quiet(), None)),
         Some(f),
     );
 
@@ -178,10 +194,10 @@ fn main() {
         measure(n, || start_join(&rt, &plain, quiet().args(QUIET_EXIT), None)),
         Some(f),
     );
-    let plain_pooled = pooled.load(wmp_test_guests::PLAIN_P2).unwrap();
+    let plain_on_demand = on_demand.load(wmp_test_guests::PLAIN_P2).unwrap();
     table.add(
-        "wmp start+join, Rust p2 component, pooling",
-        measure(n, || start_join(&pooled, &plain_pooled, quiet().args(QUIET_EXIT), None)),
+        "wmp start+join, Rust p2 component, on demand (no pool)",
+        measure(n, || start_join(&on_demand, &plain_on_demand, quiet().args(QUIET_EXIT), None)),
         Some(f),
     );
     let probe = rt.load(wmp_test_guests::PROBE).unwrap();
@@ -192,10 +208,10 @@ fn main() {
     let sdk_default = measure(n, || start_join(&rt, &sdk, quiet(), Some("noop")));
     targets.at_most("Rust SDK start+join / its floor", sdk_default.p50 / f, 1.2);
     table.add("wmp start+join, Rust SDK component (minimal guest, target noop)", sdk_default, Some(f));
-    let sdk_pooled = pooled.load(wmp_test_guests::MINIMAL).unwrap();
+    let sdk_on_demand = on_demand.load(wmp_test_guests::MINIMAL).unwrap();
     table.add(
-        "wmp start+join, Rust SDK component (minimal guest), pooling",
-        measure(n, || start_join(&pooled, &sdk_pooled, quiet(), Some("noop"))),
+        "wmp start+join, Rust SDK component (minimal guest), on demand (no pool)",
+        measure(n, || start_join(&on_demand, &sdk_on_demand, quiet(), Some("noop"))),
         Some(f),
     );
     table.add(
@@ -240,6 +256,25 @@ fn main() {
             targets.at_least("Python fork start+join / Rust SDK start+join", p50 / sdk_default.p50, 40.0);
         }
         table.add(&format!("Python multiprocessing {method} start+join (p90 in the p99 column)"), Timing { p50, p99: p90 }, None);
+    }
+
+    // Big guests: a componentize-py and a componentize-js component (built
+    // by scripts/language-guests.sh), whose toolchains pre-initialize them
+    // at build time (the interpreter and the program's imports are in the
+    // image, which wasmtime maps copy-on-write), started and joined with
+    // the defaults and the code cache `wmp run` uses.
+    let cached = Runtime::builder().code_cache(CodeCache::System).build().unwrap();
+    for (language, guest) in [("Python (componentize-py)", "python-plain"), ("JavaScript (componentize-js)", "js-plain")] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/language-guests/{guest}.wasm"));
+        let Ok(program) = cached.load(&path) else {
+            println!("({guest}.wasm is not built: bash scripts/language-guests.sh)");
+            continue;
+        };
+        let timing = measure(if quick { 20 } else { 200 }, || start_join(&cached, &program, quiet().args([guest, "x"]), None));
+        if guest == "python-plain" {
+            targets.at_most_micros("componentize-py guest start+join", timing.p50, 1000.0);
+        }
+        table.add(&format!("wmp start+join, {language} guest"), timing, None);
     }
 
     // Kill latency of a guest spinning in a tight loop.
@@ -297,6 +332,25 @@ fn main() {
     table.add("sort 1M u64, raw wasmtime, epoch checks", raw_with_epochs, Some(f));
     table.add("sort 1M u64, in a wmp process", in_wmp, Some(f));
 
+    // IPC at one message per call: 64-byte messages from a guest to its
+    // child over a pipe (as `cargo bench --bench connections` times them),
+    // beside Python's Pipe in the same run.
+    let messages = if quick { 100_000 } else { 1_000_000 };
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| messages as f64 / common::ipc::guest_to_guest(&rt, &spin, "pipe_to_child", messages, 64, 1).as_secs_f64())
+        .collect();
+    let ipc = common::timing::quantile(&mut rates, 0.5);
+    targets.at_least_per_second("guest→guest pipe messages, 64 B one per call", ipc, 2e6);
+    let python_pipe = common::ipc::python_rates(if quick { 0.2 } else { 1.0 })
+        .into_iter()
+        .find_map(|(case, rate)| (case == "pipe_64B").then_some(rate));
+    let micros_each = |rate: f64| Timing { p50: 1e6 / rate, p99: f64::NAN };
+    if let Some(python) = python_pipe {
+        targets.at_least("guest→guest pipe messages / Python Pipe's, 64 B one per call", ipc / python, 5.0);
+        table.add("Python multiprocessing Pipe, 64 B one per call, µs per message (floor)", micros_each(python), Some(1e6 / python));
+    }
+    table.add("wmp guest→guest pipe, 64 B one per call, µs per message", micros_each(ipc), python_pipe.map(|p| 1e6 / p));
+
     // End to end: `wmp run` (the release binary, which `cargo bench` does
     // not build: `cargo build --release` first) and, when a `wasmtime`
     // binary is on PATH, `wasmtime run`, on the same plain Rust component
@@ -319,7 +373,6 @@ fn main() {
         table.add("wmp run, hello component (warm cache)", wmp_run, f);
     }
     table.print();
-    targets.print();
 
     // Many live guests at once, each parked in a host call: RSS per guest.
     let sleeping_module = r#"(module
@@ -352,6 +405,14 @@ fn main() {
             live.push(p);
         }
         let count = live.len();
+        if target.is_none() && !quick {
+            let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap_or_default();
+            targets.holds(
+                &format!("100,000 live minimal guests with this machine's vm.max_map_count ({})", max_map_count.trim()),
+                format!("{count} live"),
+                count >= 100_000,
+            );
+        }
         // Let every task instantiate and park.
         std::thread::sleep(Duration::from_secs(2));
         let alive = live.iter().filter(|p| p.is_alive().unwrap()).count();
@@ -368,4 +429,35 @@ fn main() {
         live.iter().for_each(|p| p.kill().unwrap());
         live.iter().for_each(|p| p.join(None).unwrap());
     }
+
+    // Start throughput with many starters at once.
+    println!("\n| concurrent starters | minimal modules started+joined per second | Rust SDK guests per second |");
+    println!("|---:|---:|---:|");
+    let span = Duration::from_millis(if quick { 300 } else { 2000 });
+    for starters in [1, 10, 100, 1000] {
+        let minimal_rate = start_throughput(&rt, &minimal, starters, span, None);
+        let sdk_rate = start_throughput(&rt, &sdk, starters, span, Some("noop"));
+        println!("| {starters} | {minimal_rate:.0} | {sdk_rate:.0} |");
+    }
+    targets.print();
+}
+
+/// Start throughput: `starters` threads each starting and joining a
+/// process of `program` (at `target`) one after another until `span` has
+/// passed; processes started and joined per second, all starters together.
+fn start_throughput(rt: &Runtime, program: &Program, starters: usize, span: Duration, target: Option<&str>) -> f64 {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let began = Instant::now();
+    let deadline = began + span;
+    std::thread::scope(|scope| {
+        for _ in 0..starters {
+            scope.spawn(|| {
+                while Instant::now() < deadline {
+                    start_join(rt, program, quiet(), target);
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    done.into_inner() as f64 / began.elapsed().as_secs_f64()
 }

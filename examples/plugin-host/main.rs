@@ -40,6 +40,9 @@ fn main() -> anyhow::Result<()> {
     let rt = Runtime::builder()
         .limits(Limits { max_host_memory: Some(HOST_MEMORY_BUDGET), ..Limits::new() })
         .component_functions(move |linker| {
+            // This runs once per engine of the runtime, so it shares what
+            // its functions capture.
+            let (logged, kv) = (logged.clone(), kv.clone());
             let mut host = linker.instance("wmp-example:plugin/host")?;
             // A sync function: it sees its caller, and stops it past the quota.
             host.func_wrap("log", move |store: StoreContextMut<'_, ComponentState>, (line,): (String,)| {

@@ -208,7 +208,7 @@ pub use model::handoff::Handoff;
 pub use model::process::Process;
 pub use model::registry::{FIRST_WASM_PID, Pid};
 pub use pool::{AsyncResult, IMap, Pool, ProgramWorker, ProgramWorkers};
-pub use runtime::{Barrier, Condition, Event, ProcessInfo, Runtime, RuntimeBuilder};
+pub use runtime::{Barrier, Condition, DEFAULT_POOL_SLOTS, Event, ProcessInfo, Runtime, RuntimeBuilder};
 pub use wmp_core::synchronize::{SEM_VALUE_MAX, SemLockKind, SemLockOps, SharedBytes, SyncError};
 pub use wmp_core::pool::{PoolError, PoolFn, PoolOptions};
 pub use wmp_core::{AuthKey, ConnectionError, naming};

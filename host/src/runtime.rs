@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::Config;
 use wmp_core::synchronize::{SEM_VALUE_MAX, SemLockKind};
 use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError, ProcessError};
 
 use crate::backend::native::{NativeBackend, NativeProgram};
 use crate::backend::wasm::WasmBackend;
+use crate::backend::wasm::engines::Engines;
 use crate::backend::wasm::host_functions::{ComponentLinker, HostFunctions, ModuleLinker};
 use crate::backend::wasm::entry::Entry;
 use crate::backend::wasm::invocation::{Invocation, Invoked};
@@ -171,6 +172,13 @@ const MAPPINGS_PER_PROCESS: usize = 8;
 /// Mappings kept free for the host itself (its heap, threads, libraries).
 const MAPPINGS_FOR_THE_HOST: usize = 4096;
 
+/// How many processes have a slot in the pool unless
+/// [`RuntimeBuilder::pooling`] says otherwise (or the live-process cap is
+/// lower): enough for a wide tree of short-lived processes to start fast,
+/// while what the pool maps when the runtime is built stays small (a
+/// fiber stack's mapping and guard page per slot, under a millisecond).
+pub const DEFAULT_POOL_SLOTS: u32 = 256;
+
 /// How many processes can be alive at once before the kernel's limit on
 /// memory mappings (`vm.max_map_count`) is reached: past it, every mmap
 /// fails, the host's own allocations included, and the host aborts.
@@ -218,11 +226,24 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Pre-allocate slots for up to `max_live` processes alive at once
-    /// (wasmtime's pooling allocator): instances start faster, and a start
-    /// past the pool's size fails.
-    pub fn pooling(mut self, max_live: u32) -> Self {
-        self.pooling = Some(max_live);
+    /// How many processes alive at once have a slot in wasmtime's pooling
+    /// allocator (default: [`DEFAULT_POOL_SLOTS`], or the live-process cap
+    /// if it is lower). A slot's memories, tables, instance data and fiber
+    /// stack are mapped once, when the runtime is built, and reused by one
+    /// process after another, so a process with a slot starts without
+    /// mapping or unmapping anything. A process that finds every slot taken,
+    /// or whose program fits no slot (more than one memory or eight tables
+    /// in a core module, a table of more than a million elements), runs on
+    /// wasmtime's on-demand allocator instead, as fast as before pooling:
+    /// the pool bounds how many processes start fast, never how many may
+    /// be alive ([`max_live_processes`](Self::max_live_processes) does).
+    /// `pooling(0)` turns the pool off: every process runs on demand.
+    ///
+    /// The pool reserves address space only (4 GiB and a guard per memory
+    /// slot unless [`Limits::max_memory`] is set, two memory slots per
+    /// process slot) and a mapping per fiber stack and its guard page.
+    pub fn pooling(mut self, slots: u32) -> Self {
+        self.pooling = Some(slots);
         self
     }
 
@@ -264,7 +285,8 @@ impl RuntimeBuilder {
     /// it, the wasm and fiber stack sizes when
     /// [`max_wasm_stack`](Self::max_wasm_stack) is set, the memory
     /// reservation when [`Limits::max_memory`] is set, and the instance
-    /// allocator ([`pooling`](Self::pooling), else recycled fiber stacks).
+    /// allocator ([`pooling`](Self::pooling), falling back to recycled
+    /// fiber stacks; an allocation strategy set in `config` is not used).
     pub fn wasmtime_config(mut self, config: Config) -> Self {
         self.wasmtime_config = Some(config);
         self
@@ -280,6 +302,11 @@ impl RuntimeBuilder {
     ///
     /// An async function is cancelled (its future dropped) when its caller
     /// is killed; a sync one runs on a runtime worker, so it must not block.
+    ///
+    /// `define` may run more than once: on the pooled engine's linker when
+    /// the runtime is built, and on the on-demand engine's when that is
+    /// first needed (see [`pooling`](Self::pooling)), so it is an `Fn` that
+    /// clones what its functions capture.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -298,7 +325,7 @@ impl RuntimeBuilder {
     /// ```
     pub fn component_functions(
         mut self,
-        define: impl FnOnce(&mut ComponentLinker) -> wasmtime::Result<()> + Send + 'static,
+        define: impl Fn(&mut ComponentLinker) -> wasmtime::Result<()> + Send + Sync + 'static,
     ) -> Self {
         self.host_functions.component.push(Box::new(define));
         self
@@ -318,11 +345,11 @@ impl RuntimeBuilder {
 
     /// Adds host functions that core modules may import, as
     /// [`component_functions`](Self::component_functions) does for
-    /// components; each sees its caller as
+    /// components (and may run as many times); each sees its caller as
     /// [`ModuleState::process`](crate::ModuleState::process).
     pub fn module_functions(
         mut self,
-        define: impl FnOnce(&mut ModuleLinker) -> wasmtime::Result<()> + Send + 'static,
+        define: impl Fn(&mut ModuleLinker) -> wasmtime::Result<()> + Send + Sync + 'static,
     ) -> Self {
         self.host_functions.module.push(Box::new(define));
         self
@@ -366,7 +393,7 @@ impl RuntimeBuilder {
         self
     }
 
-    pub fn build(self) -> Result<Runtime> {
+    pub fn build(mut self) -> Result<Runtime> {
         let setup = |e: wasmtime::Error| Error::Setup(crate::base::error::one_line(&e));
         let asked = self.wasmtime_config.as_ref().map(ConfigChoices::of).transpose()?.unwrap_or_default();
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some() || asked.fuel;
@@ -377,14 +404,19 @@ impl RuntimeBuilder {
             max_processes: Some(self.limits.max_processes.map_or(max_live, |m| m.min(max_live))),
             ..self.limits.clone()
         };
-        let engine = Engine::new(&self.engine_config(fuel_metering)).map_err(setup)?;
+        let slots = self.pooling.unwrap_or_else(|| DEFAULT_POOL_SLOTS.min(u32::try_from(max_live).unwrap_or(u32::MAX)));
+        let pool = (slots > 0).then(|| (self.pool_config(slots), slots));
+        let host_data = self.host_functions.data.take();
+        let config = self.engine_config(fuel_metering);
+        let host_functions = std::mem::take(&mut self.host_functions);
+        let make_linkers = Box::new(move |engine: &wasmtime::Engine| host_functions.linkers(engine));
+        let engines = Engines::new(config, pool, make_linkers).map_err(setup)?;
         let cache_limit = self.cache_limit.unwrap_or(DEFAULT_CODE_CACHE_LIMIT);
-        let code_cache = self.cache.directory().map(|dir| CodeCacheDir::new(dir, &engine, cache_limit));
+        let code_cache = self.cache.directory().map(|dir| CodeCacheDir::new(dir, &engines.first().engine, cache_limit));
         let tokio = tokio_runtime(self.worker_threads)?;
         let addresses = Arc::<Addresses>::default();
         let workers = tokio.metrics().num_workers();
-        let (linkers, host_data) = self.host_functions.linkers(&engine).map_err(setup)?;
-        let wasm = WasmBackend::new(engine, fuel_metering, workers, addresses.clone(), linkers, host_data);
+        let wasm = WasmBackend::new(engines, fuel_metering, workers, addresses.clone(), host_data);
         let shared = Arc::new(Shared {
             handle: tokio.handle().clone(),
             registry: Registry::numbering_from(self.first_wasm_pid.unwrap_or(crate::FIRST_WASM_PID))
@@ -407,10 +439,10 @@ impl RuntimeBuilder {
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
     }
 
-    /// The wasmtime configuration: the one given, or wasmtime's defaults,
-    /// with epoch interruption (for kills and turns), fuel if metered, the
-    /// stack and memory limits, and the pooling allocator or recycled
-    /// stacks.
+    /// The wasmtime configuration of both engines: the one given, or
+    /// wasmtime's defaults, with epoch interruption (for kills and turns),
+    /// fuel if metered, and the stack and memory limits (`engines.rs` sets
+    /// the allocator of each).
     fn engine_config(&self, fuel_metering: bool) -> Config {
         let mut config = self.wasmtime_config.clone().unwrap_or_default();
         config.epoch_interruption(true).consume_fuel(fuel_metering);
@@ -423,24 +455,44 @@ impl RuntimeBuilder {
             // space than that: many more processes then fit.
             config.memory_reservation(max_memory as u64).memory_guard_size(64 << 10);
         }
-        if let Some(max_live) = self.pooling {
-            let mut pool = wasmtime::PoolingAllocationConfig::new();
-            // A Rust wasip2 component holds several core instances (its
-            // module and the WASI adapter's), each with tables.
-            pool.total_component_instances(max_live)
-                .total_core_instances(max_live.saturating_mul(8))
-                .total_memories(max_live.saturating_mul(2))
-                .total_tables(max_live.saturating_mul(8))
-                .total_stacks(max_live)
-                .max_tables_per_module(8)
-                .max_memory_size(self.limits.max_memory.unwrap_or(1 << 32).min(1 << 32));
-            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        } else {
-            config.with_host_stack(Arc::new(crate::base::stacks::StackRecycler::default()));
-        }
         config
     }
+
+    /// The pool of `slots` processes, each with room for one program: a
+    /// component of up to 8 core instances (a Rust wasip2 component holds
+    /// several: its module, the WASI adapter's, shims), 2 memories and 8
+    /// tables in all, or a core module of one memory and 8 tables; memories
+    /// as large as a 32-bit memory can be (or the memory limit), and tables
+    /// of up to a million elements (a table's minimum is checked when a
+    /// program is loaded, and one that grows past its slot fails to grow,
+    /// as past its maximum). A program needing more runs on demand. A freed
+    /// slot keeps the first 64 KiB of each memory (16 KiB of each table)
+    /// resident and zeroes what was written there, so the next process in it
+    /// takes fewer page faults (a Rust SDK guest started 14% faster).
+    fn pool_config(&self, slots: u32) -> wasmtime::PoolingAllocationConfig {
+        const CORE_INSTANCES: u32 = 8;
+        const MEMORIES: u32 = 2;
+        const TABLES: u32 = 8;
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(CORE_INSTANCES))
+            .total_memories(slots.saturating_mul(MEMORIES))
+            .total_tables(slots.saturating_mul(TABLES))
+            .total_stacks(slots)
+            .max_core_instances_per_component(CORE_INSTANCES)
+            .max_memories_per_component(MEMORIES)
+            .max_tables_per_component(TABLES)
+            .max_tables_per_module(TABLES)
+            .table_elements(POOLED_TABLE_ELEMENTS)
+            .max_memory_size(self.limits.max_memory.unwrap_or(1 << 32).min(1 << 32))
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        pool
+    }
 }
+
+/// Most elements a table in a pool slot may have.
+const POOLED_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// What an embedder's wasmtime configuration chose that the runtime must
 /// heed. A `Config` has no getters (an `Engine` has, but building one
@@ -640,8 +692,7 @@ impl Runtime {
     /// Loads a program from bytes; `name` names it in errors and is its
     /// default `argv[0]`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
-        let wasm = &self.shared.wasm;
-        let program = program::compile(&wasm.engine, &wasm.linkers, self.shared.code_cache.as_ref(), name, bytes)?;
+        let program = program::compile(&self.shared.wasm.engines, self.shared.code_cache.as_ref(), name, bytes)?;
         // A program that may travel to the cluster keeps its bytes.
         #[cfg(feature = "cluster")]
         if self.shared.remote.is_some() {
@@ -654,7 +705,7 @@ impl Runtime {
     /// [`load_precompiled`](Self::load_precompiled) loads without compiling
     /// (on a runtime built with the same settings).
     pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-        program::precompile(&self.shared.wasm.engine, name, bytes)
+        program::precompile(&self.shared.wasm.engines.first().engine, name, bytes)
     }
 
     /// Loads a `.cwasm` artifact made by [`precompile`](Self::precompile)
@@ -679,7 +730,7 @@ impl Runtime {
     /// As for `load_precompiled`, for the bytes.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program> {
         // SAFETY: passed on to the caller.
-        unsafe { program::deserialize(&self.shared.wasm.engine, &self.shared.wasm.linkers, name, bytes) }
+        unsafe { program::deserialize(&self.shared.wasm.engines, name, bytes) }
     }
 
     /// Lets guests start `program` as a child by `name` (the `program` field
@@ -732,6 +783,13 @@ impl Runtime {
     pub fn dangling(&self) -> Vec<Process> {
         let objects = self.shared.registry.objects();
         objects.into_iter().map(|object| Process::seen_by(object, self.main.clone())).collect()
+    }
+
+    /// What wasmtime's pooling allocator holds now (instances, memories,
+    /// tables and stacks in its slots); None if the runtime pools nothing
+    /// ([`RuntimeBuilder::pooling`]).
+    pub fn pool_metrics(&self) -> Option<wasmtime::PoolingAllocatorMetrics> {
+        self.shared.wasm.engines.pooled()?.engine.pooling_allocator_metrics()
     }
 
     /// Number of processes running now (instances alive) in this runtime.

@@ -605,3 +605,15 @@ fn a_module_named_dash_is_read_from_stdin_within_the_size_cap() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("Error: cannot load /dev/stdin: "), "{}", stderr(&out));
 }
+
+#[test]
+fn a_main_guest_starts_more_children_than_the_pool_has_slots_whatever_the_pooling_option() {
+    // 20 daemonic spinners and 20 sleepers beside the main guest: past the
+    // 32 slots `wmp run` pools by default, so the last run on demand.
+    for options in [&[][..], &["-O", "pooling-allocator=n"], &["-O", "pooling-allocator=y", "--max-processes", "50"]] {
+        let args: Vec<&str> = ["run"].iter().chain(options).chain(&[PROBE, "leave", "20", "100"]).copied().collect();
+        let out = wmp(&args);
+        assert_eq!(out.status.code(), Some(0), "{options:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("children started: 40"), "{options:?}: {}", stdout(&out));
+    }
+}

@@ -26,9 +26,11 @@ const HOST: &str = "wmp-example:plugin/host";
 /// the plugin.
 fn plugin_host(
     log: impl Fn(&ComponentState, String) -> wasmtime::Result<()> + Send + Sync + 'static,
-) -> impl FnOnce(&mut ComponentLinker) -> wasmtime::Result<()> + Send + 'static {
+) -> impl Fn(&mut ComponentLinker) -> wasmtime::Result<()> + Send + Sync + 'static {
+    let log = Arc::new(log);
     move |linker| {
         let mut host = linker.instance(HOST)?;
+        let log = log.clone();
         host.func_wrap("log", move |store: StoreContextMut<'_, ComponentState>, (line,): (String,)| log(store.data(), line))?;
         host.func_wrap_async("kv-get", move |_store, (key,): (String,)| {
             Box::new(async move {
@@ -186,6 +188,7 @@ fn a_core_module_imports_a_host_function_that_sees_its_caller() {
     let recorder = heard.clone();
     let rt = RuntimeBuilder::default()
         .module_functions(move |linker| {
+            let recorder = recorder.clone();
             linker.func_wrap("host", "log", move |mut caller: wasmtime::Caller<'_, ModuleState>, at: u32, len: u32| {
                 let memory = caller.get_export("memory").and_then(|export| export.into_memory());
                 let memory = memory.ok_or_else(|| wasmtime::format_err!("no memory exported"))?;

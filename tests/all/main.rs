@@ -8,6 +8,7 @@
 //! [`Fixture`] and [`for_both_backends!`]. Under the native backend the
 //! probe guest is this very binary: see [`native_probe`].
 
+mod allocator;
 mod architecture;
 mod authkey;
 mod cli;

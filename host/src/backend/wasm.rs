@@ -11,6 +11,7 @@
 
 pub(crate) mod code_cache;
 pub(crate) mod connection_imports;
+pub(crate) mod engines;
 pub(crate) mod entry;
 pub(crate) mod host_functions;
 pub(crate) mod invocation;
@@ -43,22 +44,18 @@ use crate::ipc::listener::Addresses;
 #[cfg(feature = "cluster")]
 use crate::model::launch::ProgramSource;
 use crate::model::launch::{ProcessHost, Runnable};
+use crate::backend::wasm::engines::{Engines, Seat};
 use crate::backend::wasm::entry::Entry;
-use crate::backend::wasm::program::{Code, Linkers, Program};
+use crate::backend::wasm::program::{Code, Linkers, Program, ProgramKind};
 use crate::model::registry::{Node, NodeSpec, Pid};
 use held_run::HeldRun;
 use turns::{Place, Turns};
 
-/// How often running guests are interrupted to check for a stop request
-/// and to yield to other guests.
-const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// What the wasm backend holds for all its processes: the engine and the
+/// What the wasm backend holds for all its processes: the engines and
 /// linkers their programs are compiled and linked with, whether fuel is
 /// metered, the turns at the CPU, and the names listeners hold.
 pub(crate) struct WasmBackend {
-    pub(crate) engine: wasmtime::Engine,
-    pub(crate) linkers: Linkers,
+    pub(crate) engines: Engines<Linkers>,
     fuel_metering: bool,
     turns: Turns,
     addresses: Arc<Addresses>,
@@ -68,43 +65,22 @@ pub(crate) struct WasmBackend {
 }
 
 impl WasmBackend {
-    /// A backend on `engine` whose guests take turns on `workers` threads,
-    /// linked by `linkers`, their host functions sharing `host_data`; it
-    /// bumps the engine's epoch every tick, for as long as the engine lives.
+    /// A backend on `engines` whose guests take turns on `workers` threads,
+    /// their host functions sharing `host_data`.
     pub(crate) fn new(
-        engine: wasmtime::Engine,
+        engines: Engines<Linkers>,
         fuel_metering: bool,
         workers: usize,
         addresses: Arc<Addresses>,
-        linkers: Linkers,
         host_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> WasmBackend {
-        start_epoch_ticker(&engine);
-        WasmBackend { engine, linkers, fuel_metering, turns: Turns::new(workers), addresses, host_data }
+        WasmBackend { engines, fuel_metering, turns: Turns::new(workers), addresses, host_data }
     }
 
     /// `program`, as what a process runs on this backend.
     pub(crate) fn runnable(self: &Arc<Self>, program: &Program) -> Arc<dyn Runnable> {
         Arc::new(WasmRunnable { program: program.clone(), backend: self.clone() })
     }
-}
-
-/// Bumps the engine's epoch every tick so running guests check in, and
-/// schedules processes whose starter has not waited since (see
-/// `run_slot`); the thread ends when the engine is dropped.
-fn start_epoch_ticker(engine: &wasmtime::Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wmp-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                crate::base::run_slot::schedule_waiting();
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawning the epoch thread");
 }
 
 /// A wasm program bound to the backend that runs it.
@@ -406,10 +382,10 @@ pub(crate) fn launch(
         .map_err(|why| ProcessError::SpawnFailed(format!("cannot start process {}: {why}", node.name())))?;
     host.registry().add_live(&node);
     let held = HeldRun::new(run, place);
-    let (engine, stopper, stopped) = (backend.engine.clone(), host.clone(), held.clone());
+    let (backend, stopper, stopped) = (backend.clone(), host.clone(), held.clone());
     node.on_stop(Box::new(move |node| {
         // A running guest notices at its next epoch check: make that now.
-        engine.increment_epoch();
+        backend.engines.interrupt();
         end_at_once(&*stopper, &stopped, node);
     }));
     let parent = node.parent_pid;
@@ -473,9 +449,19 @@ fn prepare(
         _arguments: arguments,
         place,
     };
-    match program.code() {
-        Code::Component { pre, command } => {
-            let (pre, command) = (pre.clone(), command.clone());
+    // A seat in the pool if the program fits it and one is free, else on demand.
+    let seat = program.is_pooled().then(|| backend.engines.seat()).flatten();
+    let (engine, entry) = match &seat {
+        Some(_) => (&backend.engines.pooled().expect("a pooled program's engine").engine, entry),
+        None => match program.code_on_demand(&backend.engines)? {
+            Code::Component { pre, .. } if program.is_pooled() => {
+                (&backend.engines.on_demand()?.engine, entry.for_component(pre.component()).map_err(|e| e.to_string())?)
+            }
+            _ => (&backend.engines.on_demand()?.engine, entry),
+        },
+    };
+    match program.kind() {
+        ProgramKind::Component => {
             let state = ComponentState {
                 guest,
                 wasi: wasi.build(),
@@ -484,31 +470,90 @@ fn prepare(
                 inherited: spec.inherited.take(),
                 held: HashMap::new(),
             };
-            let mut store = new_store(backend, state)?;
-            Ok(Box::pin(async move {
-                let ran = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    entry.run_component(&mut store, instance, command).await
-                };
-                let ran = ran.await;
-                record_fuel(&store);
-                ran
-            }))
+            Ok(Box::pin(run(Seated { store: new_store(backend, engine, state)?, seat }, entry)))
         }
-        Code::Module(pre) => {
-            let pre = pre.clone();
-            let mut store = new_store(backend, ModuleState { guest, wasi: wasi.build_p1() })?;
-            Ok(Box::pin(async move {
-                let ran = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    entry.run_module(&mut store, instance).await
-                };
-                let ran = ran.await;
-                record_fuel(&store);
-                ran
-            }))
+        ProgramKind::Module => {
+            let state = ModuleState { guest, wasi: wasi.build_p1() };
+            Ok(Box::pin(run(Seated { store: new_store(backend, engine, state)?, seat }, entry)))
         }
     }
+}
+
+/// A program's instance in a store, and what runs its entry.
+trait Instantiate: HasGuest + Sized {
+    type Instance: Send;
+
+    /// Instantiates `code` (of this store's kind) in `store`.
+    fn instantiate<'a>(
+        code: &'a Code,
+        store: &'a mut Store<Self>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a;
+
+    /// Runs `entry` of the instance.
+    fn run_entry(
+        entry: Entry,
+        store: &mut Store<Self>,
+        instance: Self::Instance,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + '_;
+}
+
+impl Instantiate for ComponentState {
+    type Instance = (wasmtime::component::Instance, Result<wasmtime_wasi::p2::bindings::CommandIndices, String>);
+
+    async fn instantiate<'a>(code: &'a Code, store: &'a mut Store<Self>) -> wasmtime::Result<Self::Instance> {
+        let Code::Component { pre, command } = code else { wasmtime::bail!("a core module in a component's store") };
+        Ok((pre.instantiate_async(store).await?, command.clone()))
+    }
+
+    fn run_entry(
+        entry: Entry,
+        store: &mut Store<Self>,
+        (instance, command): Self::Instance,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + '_ {
+        entry.run_component(store, instance, command)
+    }
+}
+
+impl Instantiate for ModuleState {
+    type Instance = wasmtime::Instance;
+
+    async fn instantiate<'a>(code: &'a Code, store: &'a mut Store<Self>) -> wasmtime::Result<Self::Instance> {
+        let Code::Module(pre) = code else { wasmtime::bail!("a component in a core module's store") };
+        pre.instantiate_async(store).await
+    }
+
+    fn run_entry(
+        entry: Entry,
+        store: &mut Store<Self>,
+        instance: Self::Instance,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + '_ {
+        entry.run_module(store, instance)
+    }
+}
+
+/// A process's store, and its seat in the pool if it has one, given back
+/// only once the store has given its slots back (fields drop in order).
+struct Seated<T: 'static> {
+    store: Store<T>,
+    seat: Option<Seat>,
+}
+
+/// A guest's whole run: its program instantiated in its store (on the
+/// pooled engine if it has a seat), then `entry` run, and the fuel it used
+/// recorded.
+async fn run<T: Instantiate>(mut seated: Seated<T>, entry: Entry) -> wasmtime::Result<()> {
+    let (backend, program) = (seated.store.data().guest().backend.clone(), seated.store.data().guest().program.clone());
+    let code = match seated.seat {
+        Some(_) => program.code(),
+        None => program.code_on_demand(&backend.engines).map_err(wasmtime::Error::msg)?,
+    };
+    let store = &mut seated.store;
+    let ran = match T::instantiate(code, store).await {
+        Ok(instance) => T::run_entry(entry, store, instance).await,
+        Err(failed) => Err(failed),
+    };
+    record_fuel(&*store);
+    ran
 }
 
 /// The WASI context of a process with `caps` (a stdin pipe is read on
@@ -541,9 +586,11 @@ fn wasi_builder(
     Ok(builder)
 }
 
-fn new_store<T: HasGuest>(backend: &WasmBackend, state: T) -> Result<Store<T>, String> {
+/// A store on `engine` (one of the backend's) for a process with `state`:
+/// its memory guard, fuel, and epoch deadline set.
+fn new_store<T: HasGuest>(backend: &WasmBackend, engine: &wasmtime::Engine, state: T) -> Result<Store<T>, String> {
     let fuel = state.guest().node.limits.fuel;
-    let mut store = Store::new(&backend.engine, state);
+    let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.guest_mut().limiter);
     if backend.fuel_metering {
         store.set_fuel(fuel.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;

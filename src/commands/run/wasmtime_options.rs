@@ -19,6 +19,14 @@ use wmp_host::{GrowFailure, Limits, Runtime, RuntimeBuilder};
 /// with --max-processes (wasmtime's own default instance count).
 const DEFAULT_POOL_SIZE: u32 = 1000;
 
+/// The size of the pool without `-O pooling-allocator` (or
+/// --max-processes, if lower): room for a wide tree under the main guest,
+/// for about 0.1 ms of startup (mapping a slot's fiber stack and guard
+/// page takes about 1.6 µs, and the library's default of
+/// [`wmp_host::DEFAULT_POOL_SLOTS`] would add 0.4 ms to a 4 ms run). A
+/// process past it runs on demand.
+const RUN_POOL_SIZE: u32 = 32;
+
 /// Why wmp refuses an option (or one value of it).
 type Refusal = &'static str;
 
@@ -37,7 +45,9 @@ const NETWORK_TOGETHER: Refusal = "wmp grants TCP, UDP and name lookup together,
 
 /// A runtime builder set as `common` asks, over wmp's own `limits`:
 /// wasmtime's Config from `-O`, `-C`, `-D` and `-W`; the wasm stack; the
-/// limits `-W` sets (memory, tables, fuel, timeout); and the pool. `wmp
+/// limits `-W` sets (memory, tables, fuel, timeout); and the pool
+/// (`-O pooling-allocator=n` turns it off, `=y` sizes it to the process
+/// budget; either way a process the pool has no room for runs on demand). `wmp
 /// run` and `wmp compile` both start here, so an artifact compiled with
 /// some options runs with the same ones (as with wasmtime).
 pub fn runtime_builder(common: &mut CommonOptions, limits: Limits) -> anyhow::Result<RuntimeBuilder> {
@@ -62,10 +72,12 @@ pub fn runtime_builder(common: &mut CommonOptions, limits: Limits) -> anyhow::Re
     if let Some(bytes) = wasm.max_wasm_stack {
         builder = builder.max_wasm_stack(bytes);
     }
-    if common.opts.pooling_allocator == Some(true) {
-        let pool = limits.max_processes.map_or(DEFAULT_POOL_SIZE, |n| u32::try_from(n).unwrap_or(u32::MAX));
-        builder = builder.pooling(pool);
-    }
+    let max_processes = limits.max_processes.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    builder = builder.pooling(match common.opts.pooling_allocator {
+        Some(true) => max_processes.unwrap_or(DEFAULT_POOL_SIZE),
+        Some(false) => 0,
+        None => max_processes.map_or(RUN_POOL_SIZE, |n| n.min(RUN_POOL_SIZE)),
+    });
     Ok(builder.limits(limits))
 }
 

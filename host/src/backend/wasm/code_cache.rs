@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
-use crate::backend::wasm::program::Compiled;
+use crate::backend::wasm::program::{Artifact, Compiled};
 use crate::base::error::{Error, Result};
 
 /// Where compiled code is cached between runs: uncompressed `.cwasm`
@@ -170,17 +170,24 @@ impl CodeCacheDir {
         self.dir.join(format!("{name}-{}.cwasm", self.engine_key))
     }
 
-    /// The compiled code of `wasm` (binary): mapped from its entry, which
-    /// is marked used, or compiled and then stored, evicting others past
-    /// the cap (a failure to store or evict is only logged).
-    pub(crate) fn load(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Compiled> {
+    /// The compiled code of `wasm` (binary), as `place` loads it: mapped
+    /// from its entry, which is marked used, or compiled by `engine` and
+    /// then stored, evicting others past the cap (a failure to store or
+    /// evict is only logged). An entry `place` cannot load is compiled again.
+    ///
+    /// `place` is given only artifacts made by [`Compiled::artifact`] of an
+    /// engine with `engine`'s compilation settings: entries are written only
+    /// by `store` below (the settings' hash is in their name), and the
+    /// directory is trusted (see the module documentation).
+    pub(crate) fn load<T>(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        place: impl Fn(Artifact<'_>) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
         let entry = self.entry(wasm);
         if entry.exists() {
-            // SAFETY: entries are written only by `store` below, from
-            // `Compiled::artifact` of an engine with the same settings
-            // (their hash is in the name); the directory is trusted (see
-            // the module documentation).
-            match unsafe { Compiled::from_artifact_file(engine, &entry) } {
+            match place(Artifact::File(&entry)) {
                 Ok(compiled) => {
                     mark_used(&entry);
                     return Ok(compiled);
@@ -197,8 +204,7 @@ impl CodeCacheDir {
             }
             Err(error) => tracing::debug!(entry = %entry.display(), %error, "cannot store compiled code"),
         }
-        // SAFETY: the artifact was just made by this engine.
-        unsafe { Compiled::from_artifact(engine, &artifact) }.expect("an artifact just made")
+        place(Artifact::Bytes(&artifact))
     }
 
     fn store(&self, entry: &Path, artifact: &[u8]) -> std::io::Result<()> {
@@ -245,6 +251,14 @@ mod tests {
 
     const MODULE: &[u8] = b"\0asm\x01\0\0\0";
 
+    impl CodeCacheDir {
+        /// [`load`](CodeCacheDir::load) for `engine` alone.
+        fn load_for(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Compiled> {
+            // SAFETY: `load` hands over the cache's own artifacts.
+            self.load(engine, wasm, |artifact| unsafe { artifact.load(engine) })
+        }
+    }
+
     fn entries(dir: &Path) -> Vec<PathBuf> {
         std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
     }
@@ -275,11 +289,11 @@ mod tests {
         let dir = scratch("store");
         let engine = Engine::default();
         let cache = CodeCacheDir::new(dir.clone(), &engine, u64::MAX);
-        assert!(matches!(cache.load(&engine, MODULE).unwrap(), Compiled::Module(_)));
+        assert!(matches!(cache.load_for(&engine, MODULE).unwrap(), Compiled::Module(_)));
         let stored = entries(&dir);
         assert_eq!(stored.len(), 1, "one entry, no temporary left: {stored:?}");
         let written = std::fs::metadata(&stored[0]).unwrap().ino();
-        assert!(matches!(cache.load(&engine, MODULE).unwrap(), Compiled::Module(_)));
+        assert!(matches!(cache.load_for(&engine, MODULE).unwrap(), Compiled::Module(_)));
         assert_eq!(std::fs::metadata(&stored[0]).unwrap().ino(), written, "read, not rewritten");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -289,10 +303,10 @@ mod tests {
         let dir = scratch("damaged");
         let engine = Engine::default();
         let cache = CodeCacheDir::new(dir.clone(), &engine, u64::MAX);
-        cache.load(&engine, MODULE).unwrap();
+        cache.load_for(&engine, MODULE).unwrap();
         let entry = entries(&dir).remove(0);
         std::fs::write(&entry, b"not machine code").unwrap();
-        assert!(matches!(cache.load(&engine, MODULE).unwrap(), Compiled::Module(_)));
+        assert!(matches!(cache.load_for(&engine, MODULE).unwrap(), Compiled::Module(_)));
         assert_ne!(std::fs::read(&entry).unwrap(), b"not machine code", "replaced");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -302,8 +316,8 @@ mod tests {
         let dir = scratch("settings");
         let plain = Engine::default();
         let fuel = Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap();
-        CodeCacheDir::new(dir.clone(), &plain, u64::MAX).load(&plain, MODULE).unwrap();
-        CodeCacheDir::new(dir.clone(), &fuel, u64::MAX).load(&fuel, MODULE).unwrap();
+        CodeCacheDir::new(dir.clone(), &plain, u64::MAX).load_for(&plain, MODULE).unwrap();
+        CodeCacheDir::new(dir.clone(), &fuel, u64::MAX).load_for(&fuel, MODULE).unwrap();
         assert_eq!(entries(&dir).len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -314,14 +328,14 @@ mod tests {
         let engine = Engine::default();
         let unlimited = CodeCacheDir::new(dir.clone(), &engine, u64::MAX);
         for n in 0..3 {
-            unlimited.load(&engine, &module(n)).unwrap();
+            unlimited.load_for(&engine, &module(n)).unwrap();
             used_hours_ago(&unlimited, &module(n), 3 - n as u64);
         }
         let newest_three = size(&unlimited.entry(&module(1)))
             + size(&unlimited.entry(&module(2)))
             + Compiled::artifact(&engine, &module(3)).unwrap().len() as u64;
         let capped = CodeCacheDir::new(dir.clone(), &engine, newest_three);
-        capped.load(&engine, &module(3)).unwrap();
+        capped.load_for(&engine, &module(3)).unwrap();
         let kept: Vec<bool> = (0..4).map(|n| capped.entry(&module(n)).exists()).collect();
         assert_eq!(kept, [false, true, true, true], "only the oldest goes");
         assert_eq!(CodeCache::Directory(dir.clone()).usage().unwrap().bytes, newest_three);
@@ -334,13 +348,13 @@ mod tests {
         let engine = Engine::default();
         let unlimited = CodeCacheDir::new(dir.clone(), &engine, u64::MAX);
         for n in 0..2 {
-            unlimited.load(&engine, &module(n)).unwrap();
+            unlimited.load_for(&engine, &module(n)).unwrap();
             used_hours_ago(&unlimited, &module(n), 2 - n as u64);
         }
-        unlimited.load(&engine, &module(0)).unwrap();
+        unlimited.load_for(&engine, &module(0)).unwrap();
         let room_for_two = size(&unlimited.entry(&module(0))) + Compiled::artifact(&engine, &module(2)).unwrap().len() as u64;
         let capped = CodeCacheDir::new(dir.clone(), &engine, room_for_two);
-        capped.load(&engine, &module(2)).unwrap();
+        capped.load_for(&engine, &module(2)).unwrap();
         let kept: Vec<bool> = (0..3).map(|n| capped.entry(&module(n)).exists()).collect();
         assert_eq!(kept, [true, false, true], "the entry not used since goes, not the older one used again");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -351,8 +365,8 @@ mod tests {
         let dir = scratch("kept");
         let engine = Engine::default();
         let cache = CodeCacheDir::new(dir.clone(), &engine, 1);
-        cache.load(&engine, &module(0)).unwrap();
-        cache.load(&engine, &module(1)).unwrap();
+        cache.load_for(&engine, &module(0)).unwrap();
+        cache.load_for(&engine, &module(1)).unwrap();
         assert_eq!(entries(&dir), [cache.entry(&module(1))]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -364,8 +378,8 @@ mod tests {
         assert_eq!(cache.usage().unwrap(), CodeCacheUsage::default(), "no directory yet");
         let plain = Engine::default();
         let fuel = Engine::new(wasmtime::Config::new().consume_fuel(true)).unwrap();
-        CodeCacheDir::new(dir.clone(), &plain, u64::MAX).load(&plain, MODULE).unwrap();
-        CodeCacheDir::new(dir.clone(), &fuel, u64::MAX).load(&fuel, MODULE).unwrap();
+        CodeCacheDir::new(dir.clone(), &plain, u64::MAX).load_for(&plain, MODULE).unwrap();
+        CodeCacheDir::new(dir.clone(), &fuel, u64::MAX).load_for(&fuel, MODULE).unwrap();
         let being_written = dir.join("entry.1234.tmp");
         std::fs::write(&being_written, b"half an entry").unwrap();
         let stored = CodeCacheUsage { entries: 2, bytes: entries(&dir).iter().filter(|p| **p != being_written).map(|p| size(p)).sum() };

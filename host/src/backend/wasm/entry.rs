@@ -103,6 +103,18 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
+    /// This entry, for the same program's `component` on another engine:
+    /// a function is looked up again there (the index of an export is bound
+    /// to the component it was found in).
+    pub(crate) fn for_component(self, component: &Component) -> Result<Entry> {
+        match self {
+            Entry::Invoke(call, kept) if matches!(call.args, Args::Component { .. }) => {
+                Ok(Entry::Invoke(Call::component(component, &call.function)?, kept))
+            }
+            entry => Ok(entry),
+        }
+    }
+
     /// Runs this entry of a core module's instance, after `_initialize`.
     pub(crate) async fn run_module<T: Send + 'static>(
         self,

@@ -7,7 +7,10 @@
 //! `func_wrap`/`func_wrap_async` on a component linker's instance (or a
 //! `bindgen!`-generated `add_to_linker` over [`ComponentState`]), and
 //! `func_wrap`/`func_wrap_async` on a core-module linker. A program whose
-//! imports the linker lacks is refused when it is loaded.
+//! imports the linker lacks is refused when it is loaded. The definers are
+//! kept and run once per engine: on the pooled engine's linkers when the
+//! runtime is built, and again on the on-demand engine's when that engine
+//! is first needed (see `engines.rs`).
 
 use std::any::Any;
 use std::fmt;
@@ -30,11 +33,10 @@ pub type ComponentLinker = wasmtime::component::Linker<ComponentState>;
 /// The linker core modules are linked with ([`RuntimeBuilder::module_functions`](crate::RuntimeBuilder::module_functions)).
 pub type ModuleLinker = wasmtime::Linker<ModuleState>;
 
-type Definer<L> = Box<dyn FnOnce(&mut L) -> wasmtime::Result<()> + Send>;
+type Definer<L> = Box<dyn Fn(&mut L) -> wasmtime::Result<()> + Send + Sync>;
 
-/// The host functions an embedder registered, defined on the linkers when
-/// the runtime is built, after WASI and `wmp:process`, and the data they
-/// share.
+/// The host functions an embedder registered, defined on each engine's
+/// linkers after WASI and `wmp:process`, and the data they share.
 #[derive(Default)]
 pub(crate) struct HostFunctions {
     pub(crate) component: Vec<Definer<ComponentLinker>>,
@@ -56,13 +58,13 @@ impl fmt::Debug for HostFunctions {
 
 impl HostFunctions {
     /// The linkers of an `engine`'s programs: WASI and `wmp:process`, then
-    /// every registered function; and the data they share.
-    pub(crate) fn linkers(self, engine: &Engine) -> wasmtime::Result<(Linkers, Option<Arc<dyn Any + Send + Sync>>)> {
+    /// every registered function.
+    pub(crate) fn linkers(&self, engine: &Engine) -> wasmtime::Result<Linkers> {
         let mut linkers = Linkers::new(engine)?;
-        let defined = (self.component.into_iter().try_for_each(|define| define(&mut linkers.component)))
-            .and_then(|()| self.module.into_iter().try_for_each(|define| define(&mut linkers.module)));
+        let defined = (self.component.iter().try_for_each(|define| define(&mut linkers.component)))
+            .and_then(|()| self.module.iter().try_for_each(|define| define(&mut linkers.module)));
         defined.map_err(|e| e.context("cannot add the host functions"))?;
-        Ok((linkers, self.data))
+        Ok(linkers)
     }
 }
 

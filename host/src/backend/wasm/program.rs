@@ -4,9 +4,14 @@
 //! library component) loads too, for its functions to be invoked (see
 //! `entry.rs`); a reactor run as a command is only instantiated, and
 //! starting a library component as a command is refused.
+//!
+//! A program is loaded for the pooled engine, or for the on-demand one
+//! alone if it fits no slot of the pool; a pooled program's on-demand copy
+//! is made from its code the first time a process of it finds the pool
+//! full (see `engines.rs`).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Component, HasSelf};
 use wasmtime::{Engine, InstancePre, Module};
@@ -14,6 +19,7 @@ use wasmtime_wasi::p2::bindings::CommandIndices;
 
 use crate::backend::wasm::{ModuleState, ComponentState};
 use crate::backend::wasm::code_cache::CodeCacheDir;
+use crate::backend::wasm::engines::Engines;
 use wmp_core::ProcessError;
 
 use crate::base::error::{Error, Result, one_line};
@@ -28,7 +34,14 @@ pub struct Program {
 
 struct ProgramInner {
     name: String,
+    /// Its code on the engine it was loaded for: the pooled one, unless the
+    /// runtime pools nothing or the program fits no slot.
     code: Code,
+    /// Whether `code` is on the pooled engine.
+    pooled: bool,
+    /// Its code on the on-demand engine, copied from `code` when first
+    /// needed (or why it cannot be); unused if `code` is on demand.
+    on_demand: OnceLock<Result<Code, String>>,
     /// The targets the program declares (the `wmp:targets` custom section
     /// that `wmp_guest::main!` writes); None if it declares none.
     targets: Option<Vec<String>>,
@@ -72,8 +85,34 @@ impl Program {
         }
     }
 
+    /// Its code on the engine it was loaded for (the pooled one if it fits).
     pub(crate) fn code(&self) -> &Code {
         &self.inner.code
+    }
+
+    /// Whether its processes start on the pooled engine.
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.inner.pooled
+    }
+
+    /// Its code on the on-demand engine of `engines`, copied from the
+    /// pooled engine's the first time it is asked for.
+    pub(crate) fn code_on_demand(&self, engines: &Engines<Linkers>) -> Result<&Code, String> {
+        if !self.inner.pooled {
+            return Ok(&self.inner.code);
+        }
+        let copied = self.inner.on_demand.get_or_init(|| {
+            let linked = engines.on_demand()?;
+            let failed = |e: wasmtime::Error| format!("cannot copy {} to the on-demand engine: {}", self.name(), one_line(&e));
+            let artifact = self.inner.code.serialize().map_err(failed)?;
+            // SAFETY: the artifact was just serialized by an engine with the
+            // same compilation settings (the two differ in their allocator,
+            // which compiled code does not depend on).
+            let compiled = unsafe { Compiled::from_artifact(&linked.engine, &artifact) }.expect("an artifact just made");
+            linked_code(&linked.linkers, compiled.map_err(failed)?)
+                .map_err(|reason| format!("cannot link {} on the on-demand engine: {reason}", self.name()))
+        });
+        copied.as_ref().map_err(Clone::clone)
     }
 
     /// The targets the program declares, if it declares them.
@@ -148,6 +187,16 @@ impl std::fmt::Debug for Program {
     }
 }
 
+impl Code {
+    /// Its compiled code as an artifact that [`Compiled::from_artifact`] loads.
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Code::Component { pre, .. } => pre.component().serialize(),
+            Code::Module(pre) => pre.module().serialize(),
+        }
+    }
+}
+
 /// The host functions every program is linked against: WASI p1 for modules;
 /// WASI p2 and `wmp:process` for components (and the embedder's, which
 /// `host_functions.rs` adds).
@@ -184,10 +233,60 @@ pub(crate) fn binary<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow
     wat::parse_bytes(bytes).map_err(|e| invalid(e.to_string().replace('\n', " ")))
 }
 
-/// Code compiled for this engine, not linked yet.
+/// Code compiled for one engine, not linked yet.
 pub(crate) enum Compiled {
     Component(Component),
     Module(Module),
+}
+
+/// A `.cwasm` artifact, in memory or in a file (which is mapped).
+#[derive(Clone, Copy)]
+pub(crate) enum Artifact<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// Compiled code, and whether it is on the pooled engine.
+pub(crate) struct Placed {
+    compiled: Compiled,
+    pooled: bool,
+}
+
+impl Artifact<'_> {
+    /// The code in the artifact, for `engine`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Compiled::from_artifact`].
+    pub(crate) unsafe fn load(self, engine: &Engine) -> wasmtime::Result<Compiled> {
+        match self {
+            // SAFETY: passed on to the caller.
+            Artifact::Bytes(bytes) => unsafe { Compiled::from_artifact(engine, bytes) }
+                .unwrap_or_else(|| Err(wasmtime::format_err!("not a precompiled (.cwasm) program"))),
+            // SAFETY: passed on to the caller.
+            Artifact::File(path) => unsafe { Compiled::from_artifact_file(engine, path) },
+        }
+    }
+
+    /// The code in the artifact, on the pooled engine of `engines` if it
+    /// fits a slot of the pool (wasmtime checks when it loads code for a
+    /// pooled engine), else on the on-demand one; the error is the
+    /// on-demand engine's.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Compiled::from_artifact`].
+    pub(crate) unsafe fn place(self, engines: &Engines<Linkers>) -> wasmtime::Result<Placed> {
+        if let Some(pooled) = engines.pooled() {
+            // SAFETY: passed on to the caller.
+            if let Ok(compiled) = unsafe { self.load(&pooled.engine) } {
+                return Ok(Placed { compiled, pooled: true });
+            }
+        }
+        let on_demand = engines.on_demand().map_err(wasmtime::Error::msg)?;
+        // SAFETY: passed on to the caller.
+        Ok(Placed { compiled: unsafe { self.load(&on_demand.engine) }?, pooled: false })
+    }
 }
 
 impl Compiled {
@@ -234,22 +333,20 @@ impl Compiled {
 }
 
 /// Compiles and links a program from WebAssembly (binary or text),
-/// through `cache` if there is one.
-pub(crate) fn compile(
-    engine: &Engine,
-    linkers: &Linkers,
-    cache: Option<&CodeCacheDir>,
-    name: &str,
-    bytes: &[u8],
-) -> Result<Program> {
+/// through `cache` if there is one, for the pooled engine of `engines` if
+/// it fits a slot, else for the on-demand one.
+pub(crate) fn compile(engines: &Engines<Linkers>, cache: Option<&CodeCacheDir>, name: &str, bytes: &[u8]) -> Result<Program> {
     let invalid = |e: wasmtime::Error| Error::InvalidProgram { name: name.to_owned(), reason: one_line(&e) };
     let bytes = binary(name, bytes)?;
-    let compiled = match cache {
-        Some(cache) => cache.load(engine, &bytes),
-        None if wasmparser::Parser::is_component(&bytes) => Component::new(engine, &bytes).map(Compiled::Component),
-        None => Module::new(engine, &bytes).map(Compiled::Module),
+    let engine = &engines.first().engine;
+    // SAFETY: the artifacts are the cache's (see `CodeCacheDir::load`) or
+    // were just made by an engine with the same compilation settings.
+    let place = |artifact: Artifact<'_>| unsafe { artifact.place(engines) };
+    let placed = match cache {
+        Some(cache) => cache.load(engine, &bytes, place),
+        None => Compiled::artifact(engine, &bytes).and_then(|artifact| place(Artifact::Bytes(&artifact))),
     };
-    link(linkers, name, compiled.map_err(invalid)?, declared_targets(&bytes))
+    link(engines, name, placed.map_err(invalid)?, declared_targets(&bytes))
 }
 
 /// Compiles WebAssembly to a `.cwasm` artifact for this engine's settings.
@@ -264,31 +361,43 @@ pub(crate) fn precompile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Ve
 ///
 /// The bytes must come from `precompile` (of a compatible engine): wasmtime
 /// runs the machine code in them as it is.
-pub(crate) unsafe fn deserialize(engine: &Engine, linkers: &Linkers, name: &str, bytes: &[u8]) -> Result<Program> {
+pub(crate) unsafe fn deserialize(engines: &Engines<Linkers>, name: &str, bytes: &[u8]) -> Result<Program> {
     let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
-    // SAFETY: the caller vouches for the bytes (see above).
-    let Some(compiled) = (unsafe { Compiled::from_artifact(engine, bytes) }) else {
+    if Engine::detect_precompiled(bytes).is_none() {
         return Err(invalid("not a precompiled (.cwasm) program".into()));
-    };
+    }
+    // SAFETY: the caller vouches for the bytes (see above).
+    let placed = unsafe { Artifact::Bytes(bytes).place(engines) };
     // An artifact keeps no custom sections, so its targets are not known.
-    link(linkers, name, compiled.map_err(|e| invalid(one_line(&e)))?, None)
+    link(engines, name, placed.map_err(|e| invalid(one_line(&e)))?, None)
 }
 
-fn link(linkers: &Linkers, name: &str, compiled: Compiled, targets: Option<Vec<String>>) -> Result<Program> {
-    let invalid = |reason: String| Error::InvalidProgram { name: name.to_owned(), reason };
-    let code = match compiled {
+/// `compiled` linked by `linkers` (the error is why it cannot be).
+fn linked_code(linkers: &Linkers, compiled: Compiled) -> Result<Code, String> {
+    Ok(match compiled {
         Compiled::Component(component) => {
-            let pre = linkers.component.instantiate_pre(&component).map_err(|e| invalid(one_line(&e)))?;
+            let pre = linkers.component.instantiate_pre(&component).map_err(|e| one_line(&e))?;
             let command = CommandIndices::new(&pre).map_err(|e| {
                 format!("not a WASI command component (it must export wasi:cli/run): {}", one_line(&e))
             });
             Code::Component { pre, command }
         }
-        Compiled::Module(module) => Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| invalid(one_line(&e)))?),
+        Compiled::Module(module) => Code::Module(linkers.module.instantiate_pre(&module).map_err(|e| one_line(&e))?),
+    })
+}
+
+fn link(engines: &Engines<Linkers>, name: &str, placed: Placed, targets: Option<Vec<String>>) -> Result<Program> {
+    let linkers = match placed.pooled {
+        true => &engines.pooled().expect("placed on it").linkers,
+        false => &engines.on_demand().map_err(Error::Setup)?.linkers,
     };
+    let code = linked_code(linkers, placed.compiled)
+        .map_err(|reason| Error::InvalidProgram { name: name.to_owned(), reason })?;
     let inner = ProgramInner {
         name: name.to_owned(),
         code,
+        pooled: placed.pooled,
+        on_demand: OnceLock::new(),
         targets,
         #[cfg(feature = "cluster")]
         source: None,
