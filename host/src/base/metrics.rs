@@ -91,6 +91,11 @@ impl Meter {
         self.fuel_metered.store(true, Ordering::Relaxed);
     }
 
+    /// Whether fuel is metered for this process.
+    pub(crate) fn fuel_metered(&self) -> bool {
+        self.fuel_metered.load(Ordering::Relaxed)
+    }
+
     /// The fuel consumed so far, as its store last reported it.
     pub(crate) fn set_fuel_consumed(&self, fuel: u64) {
         self.fuel_consumed.store(fuel, Ordering::Relaxed);
@@ -120,7 +125,7 @@ impl Meter {
     pub(crate) fn read(&self, host_memory_peak: usize) -> ProcessMetrics {
         ProcessMetrics {
             cpu_time: Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed)),
-            fuel_consumed: self.fuel_metered.load(Ordering::Relaxed).then(|| self.fuel_consumed.load(Ordering::Relaxed)),
+            fuel_consumed: self.fuel_metered().then(|| self.fuel_consumed.load(Ordering::Relaxed)),
             memory_peak: self.memory_peak.load(Ordering::Relaxed),
             table_elements_peak: self.table_elements_peak.load(Ordering::Relaxed),
             host_memory_peak,
