@@ -241,7 +241,10 @@ impl RuntimeBuilder {
     ///
     /// The pool reserves address space only (4 GiB and a guard per memory
     /// slot unless [`Limits::max_memory`] is set, two memory slots per
-    /// process slot) and a mapping per fiber stack and its guard page.
+    /// process slot) and a mapping per fiber stack and its guard page. A
+    /// memory in a slot cannot grow past the memory reservation, so a
+    /// [`wasmtime_config`](Self::wasmtime_config) that reserves less than
+    /// the most a memory may have (the memory limit, or 4 GiB) has no pool.
     pub fn pooling(mut self, slots: u32) -> Self {
         self.pooling = Some(slots);
         self
@@ -404,8 +407,17 @@ impl RuntimeBuilder {
             max_processes: Some(self.limits.max_processes.map_or(max_live, |m| m.min(max_live))),
             ..self.limits.clone()
         };
-        let slots = self.pooling.unwrap_or_else(|| DEFAULT_POOL_SLOTS.min(u32::try_from(max_live).unwrap_or(u32::MAX)));
-        let pool = (slots > 0).then(|| (self.pool_config(slots), slots));
+        // A memory in a slot cannot grow past the slot, which is at most the
+        // memory reservation: pooled only where that is the most a memory
+        // may have anyway (the memory limit, or 4 GiB).
+        // (A memory limit sets the reservation to itself: see engine_config.)
+        let most_memory = self.limits.max_memory.map_or(1 << 32, |max| (max as u64).min(1 << 32));
+        let reserves_less = self.limits.max_memory.is_none() && asked.memory_reservation.is_some_and(|r| r < most_memory);
+        let slots = match reserves_less {
+            true => 0,
+            false => self.pooling.unwrap_or_else(|| DEFAULT_POOL_SLOTS.min(u32::try_from(max_live).unwrap_or(u32::MAX))),
+        };
+        let pool = (slots > 0).then(|| (self.pool_config(slots, most_memory), slots));
         let host_data = self.host_functions.data.take();
         let config = self.engine_config(fuel_metering);
         let host_functions = std::mem::take(&mut self.host_functions);
@@ -462,14 +474,15 @@ impl RuntimeBuilder {
     /// component of up to 8 core instances (a Rust wasip2 component holds
     /// several: its module, the WASI adapter's, shims), 2 memories and 8
     /// tables in all, or a core module of one memory and 8 tables; memories
-    /// as large as a 32-bit memory can be (or the memory limit), and tables
+    /// of up to `max_memory` bytes (what a 32-bit memory can hold, or the
+    /// memory limit), and tables
     /// of up to a million elements (a table's minimum is checked when a
     /// program is loaded, and one that grows past its slot fails to grow,
     /// as past its maximum). A program needing more runs on demand. A freed
     /// slot keeps the first 64 KiB of each memory (16 KiB of each table)
     /// resident and zeroes what was written there, so the next process in it
     /// takes fewer page faults (a Rust SDK guest started 14% faster).
-    fn pool_config(&self, slots: u32) -> wasmtime::PoolingAllocationConfig {
+    fn pool_config(&self, slots: u32, max_memory: u64) -> wasmtime::PoolingAllocationConfig {
         const CORE_INSTANCES: u32 = 8;
         const MEMORIES: u32 = 2;
         const TABLES: u32 = 8;
@@ -484,7 +497,7 @@ impl RuntimeBuilder {
             .max_tables_per_component(TABLES)
             .max_tables_per_module(TABLES)
             .table_elements(POOLED_TABLE_ELEMENTS)
-            .max_memory_size(self.limits.max_memory.unwrap_or(1 << 32).min(1 << 32))
+            .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(64 << 10)
             .table_keep_resident(16 << 10);
         pool
@@ -503,6 +516,8 @@ const POOLED_TABLE_ELEMENTS: usize = 1 << 20;
 struct ConfigChoices {
     /// `consume_fuel(true)`: the embedder meters fuel.
     fuel: bool,
+    /// `memory_reservation(bytes)`, if set.
+    memory_reservation: Option<u64>,
 }
 
 impl ConfigChoices {
@@ -515,7 +530,10 @@ impl ConfigChoices {
                     .into(),
             ));
         }
-        Ok(ConfigChoices { fuel: settings.contains("consume_fuel: true") })
+        let memory_reservation = settings.split_once("memory_reservation: ").and_then(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|digits| digits.parse().ok())
+        });
+        Ok(ConfigChoices { fuel: settings.contains("consume_fuel: true"), memory_reservation })
     }
 }
 

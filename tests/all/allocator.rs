@@ -136,3 +136,23 @@ fn host_functions_serve_processes_in_the_pool_and_outside_it() {
     kill_and_join(&holder);
     assert_eq!(calls.load(Ordering::Relaxed), 2, "called once in the pool, once on demand");
 }
+
+#[test]
+fn a_memory_reservation_smaller_than_a_memory_may_grow_turns_the_pool_off() {
+    // On demand, a memory grows past its reservation by moving; in a slot
+    // it could not, so such a runtime has no pool, even when told.
+    let reserving = |bytes| {
+        let mut config = wasmtime::Config::new();
+        config.memory_reservation(bytes);
+        RuntimeBuilder::default().wasmtime_config(config)
+    };
+    let grows_to_2_mib = r#"(module (memory 1)
+        (func (export "_start") (if (i32.eq (memory.grow (i32.const 31)) (i32.const -1)) (then unreachable))))"#;
+    let rt = reserving(1 << 20).build().unwrap();
+    assert!(rt.pool_metrics().is_none());
+    run_to_return(&rt, &rt.load_bytes("grow.wat", grows_to_2_mib.as_bytes()).unwrap());
+    let told = reserving(1 << 20).pooling(2).build().unwrap();
+    assert!(told.pool_metrics().is_none());
+    run_to_return(&told, &told.load_bytes("grow.wat", grows_to_2_mib.as_bytes()).unwrap());
+    assert!(reserving(4 << 30).build().unwrap().pool_metrics().is_some(), "4 GiB is as much as a memory may have");
+}

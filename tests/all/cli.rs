@@ -617,3 +617,14 @@ fn a_main_guest_starts_more_children_than_the_pool_has_slots_whatever_the_poolin
         assert!(stdout(&out).contains("children started: 40"), "{options:?}: {}", stdout(&out));
     }
 }
+
+#[test]
+fn a_small_memory_reservation_runs_with_or_without_the_pooling_option() {
+    // The pool is off then (a memory could not grow past its slot).
+    for options in [&["-O", "memory-reservation=1048576"][..], &["-O", "memory-reservation=1048576", "-O", "pooling-allocator=y"]] {
+        let args: Vec<&str> = ["run"].iter().chain(options).chain(&[PLAIN_P2, "compute", "300000"]).copied().collect();
+        let out = wmp(&args);
+        assert_eq!(out.status.code(), Some(0), "{options:?}: {}", stderr(&out));
+        assert!(stdout(&out).starts_with("checksum="), "{options:?}: {}", stdout(&out));
+    }
+}
