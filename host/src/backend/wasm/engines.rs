@@ -5,16 +5,17 @@
 //! once when the runtime is built and reused from one process to the next,
 //! so a start maps and unmaps nothing; and one with the on-demand allocator
 //! (fiber stacks recycled by `stacks.rs`), made the first time a process
-//! needs it: when the pool is full, or for a program that fits no slot of
-//! it (more memories or tables than a slot has, a table larger than a
-//! slot's). So the pool's size bounds only how many processes start fast,
-//! never how many may be alive.
+//! needs it: when every seat in the pool is taken ([`Engines::seat`]), or
+//! for a program that fits no slot of it (more memories or tables than a
+//! slot has, a table larger than a slot's). So the pool's size bounds only
+//! how many processes start fast, never how many may be alive.
 //!
 //! wasmtime binds a module, a linker and a store to one engine, so the
 //! on-demand engine has linkers of its own (made by the same function as
-//! the pooled engine's, which defines the host functions again), and a program's code is copied into it from the pooled
-//! engine's: compiled code does not depend on the allocator, so the same
-//! artifact loads in both, and nothing is compiled twice.
+//! the pooled engine's, which defines the host functions again), and a
+//! program's code is copied into it from the pooled engine's: compiled
+//! code does not depend on the allocator, so the same artifact loads in
+//! both, and nothing is compiled twice.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
