@@ -258,8 +258,7 @@ async fn supervise(
     forwarders: Vec<tokio::task::JoinHandle<()>>,
     stdin: Option<StdinCloser>,
 ) {
-    let mut stops = node.stop_requests();
-    stops.mark_changed(); // a stop asked before this task ran
+    let mut stops_seen = 0; // so a stop asked before this task ran is seen too
     let timer = node.time_limit();
     tokio::pin!(timer);
     let mut timed_out = false;
@@ -267,8 +266,9 @@ async fn supervise(
         tokio::select! {
             biased;
             _ = exited.readable() => break,
-            Ok(()) = stops.changed() => {
-                if let Some(reason) = stops.borrow_and_update().clone() {
+            (seen, request) = node.stop_request_after(stops_seen) => {
+                stops_seen = seen;
+                if let Some(reason) = request {
                     reaper.signal(&reason);
                 }
             }

@@ -267,15 +267,15 @@ async fn supervise(
     ended: tokio::sync::oneshot::Receiver<ExitReason>,
     output: tokio::task::JoinHandle<()>,
 ) {
-    let mut stops = node.stop_requests();
-    stops.mark_changed(); // a stop asked before this task ran
+    let mut stops_seen = 0; // so a stop asked before this task ran is seen too
     tokio::pin!(ended);
     let reason = loop {
         tokio::select! {
             biased;
             reason = &mut ended => break reason.unwrap_or_else(|_| ExitReason::Lost("the agent's link is gone".into())),
-            Ok(()) = stops.changed() => {
-                let signal = match stops.borrow_and_update().clone() {
+            (seen, request) = node.stop_request_after(stops_seen) => {
+                stops_seen = seen;
+                let signal = match request {
                     Some(ExitReason::Terminated) => crate::base::exit::Signal::Terminate,
                     Some(_) => crate::base::exit::Signal::Kill,
                     None => continue,

@@ -10,3 +10,4 @@ pub(crate) mod program_file;
 pub(crate) mod run_slot;
 pub(crate) mod stacks;
 pub(crate) mod stdio;
+pub(crate) mod watched;

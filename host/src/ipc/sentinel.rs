@@ -6,14 +6,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::base::exit::ExitReason;
+use crate::base::watched::Watched;
 use crate::ipc::wait::{Waitable, wait_ready};
 
 /// Where a process publishes its end, exactly once.
 pub(crate) struct ExitCell {
-    reason: watch::Sender<Option<ExitReason>>,
+    reason: Watched<Option<ExitReason>>,
     /// Made on first request only: most processes are never polled from
     /// outside, and an fd per process would cap how many can live.
     eventfd: Mutex<Option<OwnedFd>>,
@@ -24,20 +23,20 @@ pub(crate) struct ExitCell {
 
 impl ExitCell {
     pub(crate) fn new() -> Self {
-        Self { reason: watch::Sender::new(None), eventfd: Mutex::new(None), pidfd: OnceLock::new() }
+        Self { reason: Watched::new(None), eventfd: Mutex::new(None), pidfd: OnceLock::new() }
     }
 
     pub(crate) fn get(&self) -> Option<ExitReason> {
-        self.reason.borrow().clone()
+        self.reason.get()
     }
 
     pub(crate) fn is_set(&self) -> bool {
-        self.reason.borrow().is_some()
+        self.reason.with(Option::is_some)
     }
 
     /// Records the end; later calls are ignored.
     pub(crate) fn publish(&self, reason: ExitReason) {
-        let first = self.reason.send_if_modified(|slot| {
+        let first = self.reason.modify(|slot| {
             if slot.is_some() {
                 return false;
             }
@@ -50,9 +49,7 @@ impl ExitCell {
     }
 
     pub(crate) async fn ended(&self) {
-        let mut rx = self.reason.subscribe();
-        // The sender lives in `self`, so `wait_for` cannot fail.
-        let _ = rx.wait_for(Option::is_some).await;
+        self.reason.wait_for(Option::is_some).await;
     }
 
     pub(crate) fn set_pidfd(&self, pidfd: Arc<OwnedFd>) {

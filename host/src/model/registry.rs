@@ -7,7 +7,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use tokio::sync::watch;
 use wmp_core::AuthKey;
 
 use crate::base::ledger::{Charge, DEFAULT_MAX_HOST_MEMORY, Held, Ledger};
@@ -15,6 +14,7 @@ use crate::base::limits::{Limit, Limits, ProcessBudget, narrowest};
 use crate::base::metrics::{Meter, ProcessMetrics};
 use crate::model::process::ProcessObject;
 use crate::base::run_slot::RunSlot;
+use crate::base::watched::Watched;
 use crate::ipc::remote_connection::Payer;
 use crate::ipc::sentinel::ExitCell;
 use crate::base::exit::{ExitReason, Signal};
@@ -48,7 +48,7 @@ pub(crate) struct Node {
     /// A wasm process's run until a runtime worker or its joiner takes it.
     pub(crate) run: Arc<RunSlot>,
     /// Why the process is being stopped (a signal or a limit), once asked.
-    stop: watch::Sender<Option<ExitReason>>,
+    stop: Watched<Option<ExitReason>>,
     /// What its backend does at once when a stop is asked (the wasm
     /// backend makes a running guest check in now, and ends one that is not
     /// running there and then).
@@ -108,7 +108,7 @@ impl Node {
             ended_children: AtomicIsize::new(0),
             exit: Arc::new(ExitCell::new()),
             run: Arc::default(),
-            stop: watch::Sender::new(None),
+            stop: Watched::new(None),
             stop_hook: OnceLock::new(),
             limits,
             ledger,
@@ -250,7 +250,7 @@ impl Node {
         if self.exit.is_set() {
             return;
         }
-        self.stop.send_if_modified(|slot| match slot {
+        self.stop.modify(|slot| match slot {
             None | Some(ExitReason::Terminated) => {
                 *slot = Some(reason);
                 true
@@ -269,21 +269,19 @@ impl Node {
     }
 
     pub(crate) fn stop_requested(&self) -> Option<ExitReason> {
-        self.stop.borrow().clone()
+        self.stop.get()
     }
 
-    /// Every stop request from now on (the current one marked as seen).
-    pub(crate) fn stop_requests(&self) -> watch::Receiver<Option<ExitReason>> {
-        self.stop.subscribe()
+    /// The next stop request after the `seen`-th (0 for none seen, so a
+    /// watcher starting at 0 also gets one asked before it came): how many
+    /// there have been, and the reason now.
+    pub(crate) async fn stop_request_after(&self, seen: u64) -> (u64, Option<ExitReason>) {
+        self.stop.changed_since(seen).await
     }
 
     /// Resolves when a stop has been requested, with its reason.
     pub(crate) async fn stopped(&self) -> ExitReason {
-        let mut rx = self.stop.subscribe();
-        match rx.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone().expect("wait_for checked is_some"),
-            Err(_) => unreachable!("the sender lives in self"),
-        }
+        self.stop.wait_for(Option::is_some).await.expect("wait_for checked is_some")
     }
 
     /// Drops finished children from the active set (CPython's `_cleanup`).
