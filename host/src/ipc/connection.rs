@@ -446,20 +446,13 @@ mod tests {
                 tokio::spawn(async move { channel.readable().await })
             })
             .collect();
-        let receiver = tokio::spawn({
-            let channel = channel.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(40)).await; // after the waiters have seen it
-                channel.recv(ChannelState::pop).await
-            }
-        });
         tokio::time::sleep(Duration::from_millis(20)).await; // the waiters are parked by now
         channel.send([message(b"one")]).await.unwrap();
         for waiter in waiters {
             tokio::time::timeout(LONG_ENOUGH, waiter).await.expect("a waiter woke").unwrap();
         }
-        let received = tokio::time::timeout(LONG_ENOUGH, receiver).await.expect("the receiver got it").unwrap();
-        assert_eq!(received, Ok(b"one".to_vec()));
+        let received = tokio::time::timeout(LONG_ENOUGH, channel.recv(ChannelState::pop)).await;
+        assert_eq!(received.expect("the message is still there"), Ok(b"one".to_vec()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
