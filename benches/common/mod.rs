@@ -32,7 +32,8 @@ impl WasiView for FloorState {
     }
 }
 
-/// Raw wasmtime, configured as wmp configures it (epoch interruption),
+/// Raw wasmtime, configured as wmp configures it (epoch interruption, the
+/// reset of a freed pool slot),
 /// with the pooling allocator: the floor the performance issue defines.
 pub struct Floor {
     engine: Engine,
@@ -52,7 +53,11 @@ impl Floor {
     pub fn with_epochs(epochs: bool) -> Floor {
         let mut config = Config::new();
         let mut pool = PoolingAllocationConfig::new();
-        pool.max_tables_per_module(8); // a Rust component's core modules have several
+        pool.max_tables_per_module(8) // a Rust component's core modules have several
+            // A freed slot is reset as wmp's pool resets it.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.epoch_interruption(epochs).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).unwrap();
         let mut linker = Linker::<WasiP1Ctx>::new(&engine);

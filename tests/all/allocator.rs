@@ -156,3 +156,37 @@ fn a_memory_reservation_smaller_than_a_memory_may_grow_turns_the_pool_off() {
     run_to_return(&told, &told.load_bytes("grow.wat", grows_to_2_mib.as_bytes()).unwrap());
     assert!(reserving(4 << 30).build().unwrap().pool_metrics().is_some(), "4 GiB is as much as a memory may have");
 }
+
+/// A core module that fails (exits with 1) if any of the words it looks at
+/// in its memory, grown to four pages, is not zero, and then writes there.
+const LOOKS_THEN_WRITES: &str = r#"(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func (export "_start")
+        (local $seen i32)
+        (drop (memory.grow (i32.const 3)))
+        (local.set $seen (i32.or (i32.load (i32.const 0)) (i32.load (i32.const 12288))))
+        (local.set $seen (i32.or (local.get $seen) (i32.load (i32.const 65600))))
+        (local.set $seen (i32.or (local.get $seen) (i32.load (i32.const 200000))))
+        (i32.store (i32.const 0) (i32.const 0x5eed))
+        (i32.store (i32.const 12288) (i32.const 0x5eed))
+        (i32.store (i32.const 65600) (i32.const 0x5eed))
+        (i32.store (i32.const 200000) (i32.const 0x5eed))
+        (call $exit (i32.ne (local.get $seen) (i32.const 0)))))"#;
+
+/// Every process in a one-slot pool takes the slot the one before it
+/// wrote in, within the pages kept resident and past them: none may find
+/// what an earlier one wrote.
+#[test]
+fn a_process_in_a_reused_slot_finds_its_memory_zeroed() {
+    let rt = RuntimeBuilder::default().pooling(1).build().unwrap();
+    let program = rt.load_bytes("looks-then-writes.wat", LOOKS_THEN_WRITES.as_bytes()).unwrap();
+    for run in 0..20 {
+        let p = rt.process(&program).build();
+        p.start().unwrap();
+        p.join(Some(PATIENCE)).unwrap();
+        assert_eq!(p.exitcode(), Ok(Some(0)), "run {run} found what an earlier process wrote");
+        // The next run takes the slot this one wrote in.
+        wait_for_pool(&rt, "its slot free again", |pool| pool.memories() == 0);
+    }
+}
