@@ -117,14 +117,22 @@ impl Channel {
     /// Waits for at least one message and takes what `take` pops; EOF once
     /// the queue is empty and the writer is gone.
     async fn recv<T>(&self, mut take: impl FnMut(&mut ChannelState) -> T) -> Result<T, ConnectionError> {
-        if let Some(taken) = self.try_take(&mut take, false) {
-            return taken;
+        self.when_readable(|wait| self.try_take(&mut take, wait)).await
+    }
+
+    /// What `attempt` gives: tried at once (`attempt(false)`), then, until
+    /// it gives something, registered with `readable` first and told that
+    /// the caller waits (`attempt(true)`, which says so in the state), then
+    /// woken by the next message or the writer's end.
+    async fn when_readable<T>(&self, mut attempt: impl FnMut(bool) -> Option<T>) -> T {
+        if let Some(done) = attempt(false) {
+            return done;
         }
         loop {
             let mut arrived = pin!(self.readable.notified());
             arrived.as_mut().enable();
-            if let Some(taken) = self.try_take(&mut take, true) {
-                return taken;
+            if let Some(done) = attempt(true) {
+                return done;
             }
             arrived.await;
         }
@@ -162,17 +170,7 @@ impl Channel {
     }
 
     async fn readable(&self) {
-        if self.is_readable(false) {
-            return;
-        }
-        loop {
-            let mut arrived = pin!(self.readable.notified());
-            arrived.as_mut().enable();
-            if self.is_readable(true) {
-                return;
-            }
-            arrived.await;
-        }
+        self.when_readable(|wait| self.is_readable(wait).then_some(())).await
     }
 
     fn writer_leaves(&self) {
