@@ -451,14 +451,12 @@ fn prepare(
     };
     // A seat in the pool if the program fits it and one is free, else on demand.
     let seat = program.is_pooled().then(|| backend.engines.seat()).flatten();
-    let (engine, entry) = match &seat {
-        Some(_) => (&backend.engines.pooled().expect("a pooled program's engine").engine, entry),
-        None => match program.code_on_demand(&backend.engines)? {
-            Code::Component { pre, .. } if program.is_pooled() => {
-                (&backend.engines.on_demand()?.engine, entry.for_component(pre.component()).map_err(|e| e.to_string())?)
-            }
-            _ => (&backend.engines.on_demand()?.engine, entry),
-        },
+    let (engine, entry) = match (&seat, program.code_for(&backend.engines, seat.is_some())?) {
+        (Some(_), _) => (&backend.engines.pooled().expect("a pooled program's engine").engine, entry),
+        (None, Code::Component { pre, .. }) if program.is_pooled() => {
+            (&backend.engines.on_demand()?.engine, entry.for_component(pre.component()).map_err(|e| e.to_string())?)
+        }
+        (None, _) => (&backend.engines.on_demand()?.engine, entry),
     };
     match program.kind() {
         ProgramKind::Component => {
@@ -543,10 +541,7 @@ struct Seated<T: 'static> {
 /// recorded.
 async fn run<T: Instantiate>(mut seated: Seated<T>, entry: Entry) -> wasmtime::Result<()> {
     let (backend, program) = (seated.store.data().guest().backend.clone(), seated.store.data().guest().program.clone());
-    let code = match seated.seat {
-        Some(_) => program.code(),
-        None => program.code_on_demand(&backend.engines).map_err(wasmtime::Error::msg)?,
-    };
+    let code = program.code_for(&backend.engines, seated.seat.is_some()).map_err(wasmtime::Error::msg)?;
     let store = &mut seated.store;
     let ran = match T::instantiate(code, store).await {
         Ok(instance) => T::run_entry(entry, store, instance).await,

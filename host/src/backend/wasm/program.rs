@@ -95,9 +95,16 @@ impl Program {
         self.inner.pooled
     }
 
+    /// Its code for a process that has a seat in the pool (`seated`: the
+    /// code it was loaded with) or has none (its code on the on-demand
+    /// engine).
+    pub(crate) fn code_for(&self, engines: &Engines<Linkers>, seated: bool) -> Result<&Code, String> {
+        if seated { Ok(self.code()) } else { self.code_on_demand(engines) }
+    }
+
     /// Its code on the on-demand engine of `engines`, copied from the
     /// pooled engine's the first time it is asked for.
-    pub(crate) fn code_on_demand(&self, engines: &Engines<Linkers>) -> Result<&Code, String> {
+    fn code_on_demand(&self, engines: &Engines<Linkers>) -> Result<&Code, String> {
         if !self.inner.pooled {
             return Ok(&self.inner.code);
         }
