@@ -14,7 +14,7 @@ use wmp_core::{AUTHKEY_LEN, AuthKey, ConnectionError, ProcessError};
 
 use crate::backend::native::{NativeBackend, NativeProgram};
 use crate::backend::wasm::WasmBackend;
-use crate::backend::wasm::engines::Engines;
+use crate::backend::wasm::engines::{Engines, Layout};
 use crate::backend::wasm::host_functions::{ComponentLinker, HostFunctions, ModuleLinker};
 use crate::backend::wasm::entry::Entry;
 use crate::backend::wasm::invocation::{Invocation, Invoked};
@@ -153,6 +153,7 @@ pub struct RuntimeBuilder {
     max_wasm_stack: Option<usize>,
     wasmtime_config: Option<Config>,
     pooling: Option<u32>,
+    dense_layout: bool,
     max_live_processes: Option<usize>,
     max_program_size: Option<u64>,
     handoff: Option<Handoff>,
@@ -183,12 +184,53 @@ pub const DEFAULT_POOL_SLOTS: u32 = 256;
 /// memory mappings (`vm.max_map_count`) is reached: past it, every mmap
 /// fails, the host's own allocations included, and the host aborts.
 fn default_max_live_processes() -> usize {
+    mappings_for_processes() / MAPPINGS_PER_PROCESS
+}
+
+/// The kernel's limit on memory mappings (`vm.max_map_count`), less what
+/// the host keeps for itself.
+fn mappings_for_processes() -> usize {
     let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
         .and_then(|text| text.trim().parse::<usize>().ok())
         .unwrap_or(65_530);
-    max_map_count.saturating_sub(MAPPINGS_FOR_THE_HOST) / MAPPINGS_PER_PROCESS
+    max_map_count.saturating_sub(MAPPINGS_FOR_THE_HOST)
 }
+
+/// Mappings a live process of the dense layout adds in the host's own
+/// allocator, at most: measured, 20,000 sleeping minimal guests added 8
+/// mappings in all, slabs included (adjacent slabs merge); a glibc arena
+/// adds two per 64 MiB heap, about 1,500 processes' worth.
+const DENSE_HOST_MAPPINGS_PER_PROCESS: f64 = 0.01;
+
+/// Address space the dense layout's slots may take in all: half of the
+/// 128 TiB a Linux process has on x86-64 (47-bit addresses).
+const ADDRESS_SPACE_FOR_SLOTS: usize = 64 << 40;
+
+/// How many processes of the dense layout can be alive at once, each with
+/// a memory slot of `memory_slot` bytes (one memory: a program with more
+/// takes more) and a fiber stack of `stack` bytes: as many as the kernel's
+/// mapping limit allows, counting for each process its share of the slabs
+/// its slots are carved from (a whole slab when a slot is one) and
+/// [`DENSE_HOST_MAPPINGS_PER_PROCESS`], and whose slots fit in
+/// [`ADDRESS_SPACE_FOR_SLOTS`].
+fn dense_max_live_processes(memory_slot: usize, stack: usize) -> usize {
+    let slab_share = |slot| 1.0 / crate::base::slabs::slots_per_slab(slot) as f64;
+    let mappings_each = slab_share(memory_slot) + slab_share(stack) + DENSE_HOST_MAPPINGS_PER_PROCESS;
+    let by_mappings = (mappings_for_processes() as f64 / mappings_each) as usize;
+    let by_address_space = ADDRESS_SPACE_FOR_SLOTS / memory_slot.saturating_add(stack).max(1);
+    by_mappings.min(by_address_space)
+}
+
+/// A wasm page: what the dense layout rounds a memory slot up to.
+const WASM_PAGE: usize = 64 << 10;
+
+/// wasmtime's `async_stack_size` unless set: a guest's fiber stack.
+const WASMTIME_ASYNC_STACK_SIZE: usize = 2 << 20;
+
+/// What a fiber stack has beside `max_wasm_stack` when wmp sets that: room
+/// for the host code that runs on the stack below the wasm frames.
+const FIBER_STACK_FOR_THE_HOST: usize = 1 << 20;
 
 impl RuntimeBuilder {
     /// Threads that run guests (default: one per core).
@@ -250,12 +292,66 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Lays processes out densely, so that many more can be alive at once
+    /// under the kernel's limit on memory mappings (`vm.max_map_count`;
+    /// default: off, the guarded layout). In the guarded layout each live
+    /// process has mappings of its own, since a guard region never merges
+    /// with what it guards: its linear memory and the guard regions beside
+    /// it, its fiber stack and the guard page below (about 4.6 for a
+    /// minimal module, 6.2 for a Rust SDK guest), so by default at most
+    /// `vm.max_map_count / 8` processes are alive. In the dense layout the
+    /// memories and fiber stacks are slots carved out of large shared
+    /// mappings (`MAP_NORESERVE`: address space, and memory only for the
+    /// pages touched), with no guard regions between them, so a live
+    /// process maps nothing of its own, and the live cap is set by what
+    /// the layout takes instead (see
+    /// [`max_live_processes`](Self::max_live_processes)): 100,000 minimal
+    /// guests with a 1 MiB memory limit fit under the default
+    /// `vm.max_map_count` of 65,530.
+    ///
+    /// What it costs:
+    /// - The compiled code checks every memory access against the memory's
+    ///   size (no guard region can catch one past its end), so compute on
+    ///   memory runs slower: see the sort in `cargo bench --bench compare`.
+    ///   The code is compiled for this layout (it does not load in a
+    ///   guarded runtime, nor its code here; a shared code cache keeps
+    ///   both, apart).
+    /// - A memory is at most a slot, and every memory reserves a whole slot
+    ///   of address space: [`Limits::max_memory`] sets its size (rounded
+    ///   up to a 64 KiB wasm page), and [`build`](Self::build) refuses a
+    ///   dense runtime without it. A growth past the slot fails as one
+    ///   past a memory's maximum (`memory.grow` returns -1); the memory
+    ///   limit, which a slot is as large as, is met first.
+    /// - No instance pool (its slots are guarded: [`pooling`](Self::pooling)
+    ///   is not used) and no copy-on-write memory images: a program's data
+    ///   segments are copied into each new memory, so a program with a
+    ///   large initial image (a pre-initialized interpreter) starts slower.
+    /// - A fiber stack has no guard page. Wasm code cannot overflow it:
+    ///   wasmtime checks its depth in software ([`max_wasm_stack`](Self::max_wasm_stack),
+    ///   [`Limit::Stack`](crate::Limit::Stack)). Host code running on the
+    ///   stack (WASI, wmp's imports, host functions) has the rest,
+    ///   `async_stack_size - max_wasm_stack` bytes below the deepest wasm
+    ///   frame (1.5 MiB with wasmtime's defaults, 1 MiB once
+    ///   `max_wasm_stack` is set); a host function that went past them
+    ///   would write into the stack of another process instead of
+    ///   faulting.
+    ///
+    /// A freed slot's touched pages are given back to the kernel before
+    /// another process takes it, so a process finds its memory zeroed,
+    /// as in the guarded layout.
+    pub fn dense_layout(mut self, on: bool) -> Self {
+        self.dense_layout = on;
+        self
+    }
+
     /// Most processes alive at once in the whole runtime besides the main
     /// process; a start past it
     /// fails like a start past [`Limits::max_processes`]. The default keeps
     /// the host clear of the kernel's memory-mapping limit
     /// (`vm.max_map_count / 8`, about 7,700 on a default Linux); raise that
-    /// sysctl to run more.
+    /// sysctl to run more. In the [dense layout](Self::dense_layout) the
+    /// default is what the address space its slots take and the few
+    /// mappings a process adds there allow instead.
     pub fn max_live_processes(mut self, max: usize) -> Self {
         self.max_live_processes = Some(max);
         self
@@ -402,7 +498,12 @@ impl RuntimeBuilder {
         let fuel_metering = self.fuel_metering || self.limits.fuel.is_some() || asked.fuel;
         // The main process's budget is the whole runtime's (plus one: the
         // budget counts the main process itself).
-        let max_live = self.max_live_processes.unwrap_or_else(default_max_live_processes).saturating_add(1);
+        let dense_memory_slot = self.dense_memory_slot()?;
+        let layout_max_live = match dense_memory_slot {
+            Some(memory_slot) => dense_max_live_processes(memory_slot, self.fiber_stack_size()),
+            None => default_max_live_processes(),
+        };
+        let max_live = self.max_live_processes.unwrap_or(layout_max_live).saturating_add(1);
         let main_limits = Limits {
             max_processes: Some(self.limits.max_processes.map_or(max_live, |m| m.min(max_live))),
             ..self.limits.clone()
@@ -417,12 +518,15 @@ impl RuntimeBuilder {
             true => 0,
             false => self.pooling.unwrap_or_else(|| DEFAULT_POOL_SLOTS.min(u32::try_from(max_live).unwrap_or(u32::MAX))),
         };
-        let pool = (slots > 0).then(|| (self.pool_config(slots, most_memory), slots));
+        let layout = match dense_memory_slot {
+            Some(memory_slot) => Layout::Dense { memory_slot },
+            None => Layout::Guarded { pool: (slots > 0).then(|| (self.pool_config(slots, most_memory), slots)) },
+        };
         let host_data = self.host_functions.data.take();
         let config = self.engine_config(fuel_metering);
         let host_functions = std::mem::take(&mut self.host_functions);
         let make_linkers = Box::new(move |engine: &wasmtime::Engine| host_functions.linkers(engine));
-        let engines = Engines::new(config, pool, make_linkers).map_err(setup)?;
+        let engines = Engines::new(config, layout, make_linkers).map_err(setup)?;
         let cache_limit = self.cache_limit.unwrap_or(DEFAULT_CODE_CACHE_LIMIT);
         let code_cache = self.cache.directory().map(|dir| CodeCacheDir::new(dir, &engines.first().engine, cache_limit));
         let tokio = tokio_runtime(self.worker_threads)?;
@@ -451,6 +555,30 @@ impl RuntimeBuilder {
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
     }
 
+    /// The size of a memory slot in the dense layout (the memory limit,
+    /// rounded up to a wasm page), or None in the guarded one; an error
+    /// for a dense layout without a memory limit.
+    fn dense_memory_slot(&self) -> Result<Option<usize>> {
+        if !self.dense_layout {
+            return Ok(None);
+        }
+        let max_memory = self.limits.max_memory.ok_or_else(|| {
+            Error::Setup(
+                "the dense layout needs a memory limit (Limits::max_memory): each memory is a slot of that size, \
+                 with no guard region, and cannot grow past it"
+                    .into(),
+            )
+        })?;
+        Ok(Some(max_memory.max(1).next_multiple_of(WASM_PAGE)))
+    }
+
+    /// The size of a guest's fiber stack, as [`engine_config`](Self::engine_config)
+    /// sets it (or wasmtime's default, unless the embedder's wasmtime
+    /// configuration set another).
+    fn fiber_stack_size(&self) -> usize {
+        self.max_wasm_stack.map_or(WASMTIME_ASYNC_STACK_SIZE, |stack| stack + FIBER_STACK_FOR_THE_HOST)
+    }
+
     /// The wasmtime configuration of both engines: the one given, or
     /// wasmtime's defaults, with epoch interruption (for kills and turns),
     /// fuel if metered, and the stack and memory limits (`engines.rs` sets
@@ -460,11 +588,12 @@ impl RuntimeBuilder {
         config.epoch_interruption(true).consume_fuel(fuel_metering);
         if let Some(stack) = self.max_wasm_stack {
             // Guests run on fiber stacks, which must hold the wasm stack.
-            config.max_wasm_stack(stack).async_stack_size(stack + (1 << 20));
+            config.max_wasm_stack(stack).async_stack_size(stack + FIBER_STACK_FOR_THE_HOST);
         }
         if let Some(max_memory) = self.limits.max_memory {
             // No memory may grow past the limit, so reserve no more address
-            // space than that: many more processes then fit.
+            // space than that: many more processes then fit. (The dense
+            // layout reserves none: engines.rs.)
             config.memory_reservation(max_memory as u64).memory_guard_size(64 << 10);
         }
         config
@@ -1139,5 +1268,19 @@ impl Drop for Runtime {
             node.exit.publish(ExitReason::Killed);
         }
         self.main.children.lock().unwrap().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dense_live_cap_is_far_past_the_guarded_one_and_bounded_by_the_address_space_of_large_slots() {
+        let guarded = default_max_live_processes();
+        let small = dense_max_live_processes(1 << 20, WASMTIME_ASYNC_STACK_SIZE);
+        assert!(small >= 100_000 && small > 50 * guarded, "1 MiB slots: {small} against {guarded}");
+        let large = dense_max_live_processes(4 << 30, WASMTIME_ASYNC_STACK_SIZE);
+        assert_eq!(large, ADDRESS_SPACE_FOR_SLOTS / ((4 << 30) + WASMTIME_ASYNC_STACK_SIZE), "4 GiB slots");
     }
 }

@@ -66,6 +66,9 @@ extern "C" fn run_as_native_probe() {
     if let Some(program) = std::env::var_os(NATIVE_HOST_VAR) {
         host_a_native_child(program.into());
     }
+    if let Some(guests) = std::env::var_os(allocator::DENSE_MAPPINGS_VAR) {
+        allocator::count_dense_mappings(guests.to_str().and_then(|n| n.parse().ok()).expect("a count of guests"));
+    }
     #[cfg(feature = "cluster")]
     if let Ok(dashboard) = std::env::var(cluster::CLUSTER_HOST_VAR) {
         cluster::host_a_remote_spinner(dashboard);

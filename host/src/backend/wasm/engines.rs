@@ -1,14 +1,15 @@
 //! The wasmtime engines a runtime's processes run on, and their linkers.
 //!
-//! By default a runtime has two: one with wasmtime's pooling allocator,
-//! whose slots (memories, tables, instance data, fiber stacks) are mapped
-//! once when the runtime is built and reused from one process to the next,
-//! so a start maps and unmaps nothing; and one with the on-demand allocator
-//! (fiber stacks recycled by `stacks.rs`), made the first time a process
-//! needs it: when every seat in the pool is taken ([`Engines::seat`]), or
-//! for a program that fits no slot of it (more memories or tables than a
-//! slot has, a table larger than a slot's). So the pool's size bounds only
-//! how many processes start fast, never how many may be alive.
+//! By default (the guarded layout) a runtime has two: one with wasmtime's
+//! pooling allocator, whose slots (memories, tables, instance data, fiber
+//! stacks) are mapped once when the runtime is built and reused from one
+//! process to the next, so a start maps and unmaps nothing; and one with the
+//! on-demand allocator (fiber stacks recycled by `stacks.rs`), made the
+//! first time a process needs it: when every seat in the pool is taken
+//! ([`Engines::seat`]), or for a program that fits no slot of it (more
+//! memories or tables than a slot has, a table larger than a slot's). So
+//! the pool's size bounds only how many processes start fast, never how
+//! many may be alive.
 //!
 //! wasmtime binds a module, a linker and a store to one engine, so the
 //! on-demand engine has linkers of its own (made by the same function as
@@ -16,6 +17,11 @@
 //! program's code is copied into it from the pooled engine's: compiled
 //! code does not depend on the allocator, so the same artifact loads in
 //! both, and nothing is compiled twice.
+//!
+//! In the dense layout ([`Layout::Dense`]) there is no pool (its slots are
+//! guarded), only the on-demand engine, whose memories and fiber stacks are
+//! slots of shared slabs without guard regions (`slot_memories.rs`,
+//! `stacks.rs`) and whose code checks every memory access explicitly.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,12 +29,26 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::base::slot_memories::SlotMemories;
+use crate::base::stacks::{GuardedStacks, SlabStacks, StackRecycler};
+
 /// What makes the linkers of an engine's programs.
 pub(crate) type MakeLinkers<L> = Box<dyn Fn(&Engine) -> wasmtime::Result<L> + Send + Sync>;
 
 /// How often running guests are interrupted to check for a stop request
 /// and to yield to other guests.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How a runtime lays out its processes' memories and stacks.
+pub(crate) enum Layout {
+    /// Each memory and fiber stack with guard regions of its own: in the
+    /// pool's slots if there is a pool (its configuration and how many
+    /// processes it has room for), else (and past it) on demand.
+    Guarded { pool: Option<(PoolingAllocationConfig, u32)> },
+    /// Memories in slots of `memory_slot` bytes and stacks carved from
+    /// shared slabs, no guard regions, every memory access checked; no pool.
+    Dense { memory_slot: usize },
+}
 
 /// An engine and the linkers `L` its programs are linked with.
 pub(crate) struct Linked<L> {
@@ -61,20 +81,25 @@ pub(crate) struct Engines<L> {
 }
 
 impl<L> Engines<L> {
-    /// The engines of `config` (its allocation strategy is replaced):
-    /// pooled with `pool`, which has room for `slots` processes (see
-    /// [`seat`](Self::seat)), and on demand; or on demand only when there
-    /// is no pool. Each has the linkers `make_linkers` makes for it. An epoch ticker bumps the epoch of both for as long as the
-    /// first lives.
-    pub(crate) fn new(
-        config: Config,
-        pool: Option<(PoolingAllocationConfig, u32)>,
-        make_linkers: MakeLinkers<L>,
-    ) -> wasmtime::Result<Engines<L>> {
+    /// The engines of `config` (its allocation strategy is replaced) in
+    /// `layout`: pooled with a pool that has room for `slots` processes
+    /// (see [`seat`](Self::seat)), and on demand; or on demand only when
+    /// there is no pool. Each has the linkers `make_linkers` makes for it.
+    /// An epoch ticker bumps the epoch of both for as long as the first
+    /// lives.
+    pub(crate) fn new(config: Config, layout: Layout, make_linkers: MakeLinkers<L>) -> wasmtime::Result<Engines<L>> {
         let mut on_demand_config = config.clone();
-        on_demand_config
-            .allocation_strategy(InstanceAllocationStrategy::OnDemand)
-            .with_host_stack(Arc::new(crate::base::stacks::StackRecycler::default()));
+        on_demand_config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        let pool = match layout {
+            Layout::Guarded { pool } => {
+                on_demand_config.with_host_stack(Arc::new(StackRecycler::<GuardedStacks>::default()));
+                pool
+            }
+            Layout::Dense { memory_slot } => {
+                dense(&mut on_demand_config, memory_slot);
+                None
+            }
+        };
         let (pooled, slots) = match pool {
             Some((pool, slots)) => {
                 let mut pooled_config = config;
@@ -160,6 +185,24 @@ impl<L> Engines<L> {
             on_demand.engine.increment_epoch();
         }
     }
+}
+
+/// Makes `config` the dense layout's: memories from slots of `memory_slot`
+/// bytes, stacks from slabs, and code that checks every memory access
+/// against the memory's size (no reservation to elide checks into, no
+/// guard region to catch an access past the end, and a memory that never
+/// moves, so its base may stay in a register). No copy-on-write images:
+/// they map a file over part of each memory, a mapping per process.
+fn dense(config: &mut Config, memory_slot: usize) {
+    config
+        .memory_reservation(0)
+        .memory_guard_size(0)
+        .memory_reservation_for_growth(0)
+        .guard_before_linear_memory(false)
+        .memory_may_move(false)
+        .memory_init_cow(false)
+        .with_host_memory(Arc::new(SlotMemories::new(memory_slot)))
+        .with_host_stack(Arc::new(StackRecycler::<SlabStacks>::default()));
 }
 
 /// Bumps the epoch of `first` (and of the engine in `later`, once there is
