@@ -26,8 +26,15 @@ impl Mapping {
     /// `len` bytes (rounded up to the page), readable and writable, with
     /// no swap reserved for them (`MAP_NORESERVE`): a page takes memory
     /// only once it is touched, so a large mapping costs address space.
+    /// Never in transparent huge pages (`MADV_NOHUGEPAGE`), where the
+    /// first touch of a small part (a slot) would take 2 MiB.
     pub(crate) fn read_write(len: usize) -> std::io::Result<Mapping> {
-        Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_NORESERVE)
+        let mapping = Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_NORESERVE)?;
+        // SAFETY: advice over exactly the mapping just made.
+        if unsafe { libc::madvise(mapping.start().cast(), mapping.len, libc::MADV_NOHUGEPAGE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(mapping)
     }
 
     fn new(len: usize, protection: libc::c_int, flags: libc::c_int) -> std::io::Result<Mapping> {
@@ -110,6 +117,25 @@ mod tests {
             assert_eq!(*mapping.start().add(2 * page_size()), 0xaa, "after it: kept");
             mapping.start().add(page_size()).write(1); // still writable
         }
+    }
+
+    #[test]
+    fn a_read_write_mapping_is_never_in_huge_pages() {
+        let mapping = Mapping::read_write(8 << 20).unwrap();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        // The entry whose range holds the mapping (it may have merged with
+        // a neighbour), up to its flags.
+        let address = mapping.start() as usize;
+        let holds = |line: &str| {
+            let range = line.split_whitespace().next().and_then(|range| range.split_once('-'));
+            range.is_some_and(|(start, end)| {
+                let parse = |hex| usize::from_str_radix(hex, 16).unwrap_or(0);
+                (parse(start)..parse(end)).contains(&address)
+            })
+        };
+        let mut lines = smaps.lines().skip_while(|line| !holds(line));
+        let flags = lines.find_map(|line| line.strip_prefix("VmFlags:")).expect("the mapping and its flags");
+        assert!(flags.split_whitespace().any(|flag| flag == "nh"), "no huge pages: {flags}");
     }
 
     #[test]
