@@ -1,15 +1,18 @@
 //! The side-by-side comparison: one run, one table of medians and ratios.
 //!
 //! Rows: raw wasmtime (the floor), wmp processes (host-started with the
-//! default pool and on demand only, guest-started), `std::process::Command` and a wmp native
-//! process running the same program, Python
-//! `multiprocessing` (fork / forkserver / spawn, through
-//! `benches/python_mp_baseline.py` when python3 is there),
-//! `wmp run` end to end (and `wasmtime run` when a `wasmtime` binary is on
-//! PATH), kill latency (alone, and among 1,000 spinning siblings), how
-//! late a sleeping guest wakes beside 1,000 spinners, and the memory of
-//! many live guests. Under the table, each target of the performance issue
-//! that its rows measure, as met or not met in this run.
+//! default pool, on demand only and in the dense layout, guest-started),
+//! `std::process::Command` and a wmp native process running the same
+//! program, Python `multiprocessing` (fork / forkserver / spawn, through
+//! `benches/python_mp_baseline.py` when python3 is there), `wmp run` end
+//! to end (and `wasmtime run` when a `wasmtime` binary is on PATH), kill
+//! latency (alone, and among 1,000 spinning siblings), how late a sleeping
+//! guest wakes beside 1,000 spinners, the sort in a wmp process (also with
+//! a memory limit, in the guarded layout and in the dense one, whose code
+//! checks every memory access), and the memory and mappings of many live
+//! guests (minimal ones in both layouts). Under the table, each target of
+//! the performance issue that its rows measure, as met or not met in this
+//! run.
 //!
 //! Run: `cargo bench --bench compare` (add `-- quick` for fewer samples).
 
@@ -166,6 +169,11 @@ fn main() {
     let floor = Floor::new();
     let rt = Runtime::new().unwrap();
     let on_demand = Runtime::builder().pooling(0).build().unwrap();
+    let dense = Runtime::builder()
+        .dense_layout(true)
+        .limits(Limits { max_memory: Some(1 << 20), ..Limits::new() })
+        .build()
+        .unwrap();
     let mut table = Table { rows: Vec::new() };
     let mut targets = Targets { rows: Vec::new() };
 
@@ -181,6 +189,12 @@ fn main() {
     table.add(
         "wmp start+join, minimal module, on demand (no pool)",
         measure(n, || start_join(&on_demand, &minimal_on_demand, quiet(), None)),
+        Some(f),
+    );
+    let minimal_dense = dense.load_bytes("minimal.wat", MINIMAL_MODULE.as_bytes()).unwrap();
+    table.add(
+        "wmp start+join, minimal module, dense layout (1 MiB memory limit)",
+        measure(n, || start_join(&dense, &minimal_dense, quiet(), None)),
         Some(f),
     );
 
@@ -326,11 +340,26 @@ fn main() {
     let raw = measure(runs, || no_epochs.run_rust_component_with(&compute));
     let raw_with_epochs = measure(runs, || floor.run_rust_component_with(&compute));
     let in_wmp = measure(runs, || start_join(&rt, &plain, quiet().args(compute), None));
+    // With a memory limit (64 MiB: the sort's 8 MB fit): in the guarded
+    // layout, whose memory reservation is then the limit (less than the
+    // 4 GiB a 32-bit address reaches, so its code checks accesses too, a
+    // 64 KiB guard region past the memory catching small offsets), and in
+    // the dense layout, whose code checks every access itself.
+    let sort_limit = Limits { max_memory: Some(64 << 20), ..Limits::new() };
+    let in_limited_layout = |dense: bool| {
+        let limited = Runtime::builder().dense_layout(dense).limits(sort_limit.clone()).build().unwrap();
+        let plain = limited.load(wmp_test_guests::PLAIN_P2).unwrap();
+        measure(runs, || start_join(&limited, &plain, quiet().args(compute), None))
+    };
+    let (in_wmp_limited, in_wmp_dense) = (in_limited_layout(false), in_limited_layout(true));
     let f = native.p50;
     table.add("sort 1M u64, native (floor)", native, Some(f));
     table.add("sort 1M u64, raw wasmtime, no epoch checks", raw, Some(f));
     table.add("sort 1M u64, raw wasmtime, epoch checks", raw_with_epochs, Some(f));
     table.add("sort 1M u64, in a wmp process", in_wmp, Some(f));
+    table.add("sort 1M u64, in a wmp process, 64 MiB memory limit", in_wmp_limited, Some(f));
+    let dense_row = "sort 1M u64, in a wmp process, 64 MiB memory limit, dense layout (every access checked)";
+    table.add(dense_row, in_wmp_dense, Some(f));
 
     // IPC at one message per call: 64-byte messages from a guest to its
     // child over a pipe (as `cargo bench --bench connections` times them),
@@ -374,7 +403,9 @@ fn main() {
     }
     table.print();
 
-    // Many live guests at once, each parked in a host call: RSS per guest.
+    // Many live guests at once, each parked in a host call: RSS and memory
+    // mappings per guest; minimal ones in the default (guarded) layout,
+    // whose live cap the kernel's mapping limit sets, and in the dense one.
     let sleeping_module = r#"(module
         (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
         (memory (export "memory") 1)
@@ -384,12 +415,23 @@ fn main() {
             (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
     let limited = Runtime::builder().limits(Limits { max_memory: Some(1 << 20), ..Limits::new() }).build().unwrap();
     let sleeper = limited.load_bytes("sleep.wat", sleeping_module.as_bytes()).unwrap();
+    let dense_sleeper = dense.load_bytes("sleep.wat", sleeping_module.as_bytes()).unwrap();
+    let minimal_count = if quick { 2000 } else { 100_000 };
+    // Each case: what it is, how many, in which runtime, the probe target
+    // it runs (none: a core module), and the layout its verdict names.
+    // (The dense case runs before the guarded one, whose freed memory
+    // would otherwise hide part of what the dense guests take.)
+    let guarded_label = "minimal modules (1 MiB memory limit)";
+    let dense_label = format!("{guarded_label}, dense layout");
     let cases = [
-        ("Rust SDK guests", if quick { 500 } else { 10_000 }, &rt, &probe, Some("sleep")),
-        ("minimal modules (1 MiB memory limit)", if quick { 2000 } else { 100_000 }, &limited, &sleeper, None),
+        ("Rust SDK guests", if quick { 500 } else { 10_000 }, &rt, &probe, Some("sleep"), None),
+        (dense_label.as_str(), minimal_count, &dense, &dense_sleeper, None, Some("dense layout")),
+        (guarded_label, minimal_count, &limited, &sleeper, None, Some("default (guarded) layout")),
     ];
-    for (label, count, runtime, program, target) in cases {
+    let mappings = || std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    for (label, count, runtime, program, target, layout) in cases {
         let before = rss_bytes();
+        let mappings_before = mappings();
         let started = Instant::now();
         let mut live = Vec::new();
         for _ in 0..count {
@@ -405,10 +447,12 @@ fn main() {
             live.push(p);
         }
         let count = live.len();
-        if target.is_none() && !quick {
+        if let Some(layout) = layout.filter(|_| !quick) {
             let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap_or_default();
+            let max_map_count = max_map_count.trim();
             targets.holds(
-                &format!("100,000 live minimal guests with this machine's vm.max_map_count ({})", max_map_count.trim()),
+                &format!("100,000 live minimal guests with this machine's vm.max_map_count ({max_map_count}), in the \
+                          {layout}"),
                 format!("{count} live"),
                 count >= 100_000,
             );
@@ -417,10 +461,13 @@ fn main() {
         std::thread::sleep(Duration::from_secs(2));
         let alive = live.iter().filter(|p| p.is_alive().unwrap()).count();
         let per_guest = rss_bytes().saturating_sub(before) as f64 / count as f64;
+        let mappings_added = mappings().saturating_sub(mappings_before);
         println!(
-            "{count} live {label}: {alive} alive, {:.0} KiB RSS each, {:.0} MiB in all (started in {:.2} s)",
+            "{count} live {label}: {alive} alive, {:.0} KiB RSS each, {:.0} MiB in all, {mappings_added} \
+             memory mappings added ({:.4} each; started in {:.2} s)",
             per_guest / 1024.0,
             per_guest * count as f64 / (1 << 20) as f64,
+            mappings_added as f64 / count as f64,
             started.elapsed().as_secs_f64() - 2.0
         );
         if let Some(ended) = live.iter().find(|p| !p.is_alive().unwrap()) {
