@@ -186,14 +186,20 @@ const LOOKS_THEN_WRITES: &str = r#"(module
 #[test]
 fn a_process_in_a_reused_slot_finds_its_memory_zeroed() {
     let rt = RuntimeBuilder::default().pooling(1).build().unwrap();
+    // The next run takes the slot this one wrote in.
+    each_of_twenty_runs_finds_zeros(&rt, || wait_for_pool(&rt, "its slot free again", |pool| pool.memories() == 0));
+}
+
+/// Runs `LOOKS_THEN_WRITES` twenty times in `rt` (calling `after_each`
+/// after each): every run must find its memory zeroed.
+fn each_of_twenty_runs_finds_zeros(rt: &Runtime, after_each: impl Fn()) {
     let program = rt.load_bytes("looks-then-writes.wat", LOOKS_THEN_WRITES.as_bytes()).unwrap();
     for run in 0..20 {
         let p = rt.process(&program).build();
         p.start().unwrap();
         p.join(Some(PATIENCE)).unwrap();
         assert_eq!(p.exitcode(), Ok(Some(0)), "run {run} found what an earlier process wrote");
-        // The next run takes the slot this one wrote in.
-        wait_for_pool(&rt, "its slot free again", |pool| pool.memories() == 0);
+        after_each();
     }
 }
 
@@ -335,14 +341,7 @@ fn a_dense_memory_grows_to_its_slot_and_no_further() {
 /// past its first page too: none may find what an earlier one wrote.
 #[test]
 fn a_dense_process_in_a_reused_slot_finds_its_memory_zeroed() {
-    let rt = dense().build().unwrap();
-    let program = rt.load_bytes("looks-then-writes.wat", LOOKS_THEN_WRITES.as_bytes()).unwrap();
-    for run in 0..20 {
-        let p = rt.process(&program).build();
-        p.start().unwrap();
-        p.join(Some(PATIENCE)).unwrap();
-        assert_eq!(p.exitcode(), Ok(Some(0)), "run {run} found what an earlier process wrote");
-    }
+    each_of_twenty_runs_finds_zeros(&dense().build().unwrap(), || {});
 }
 
 /// A fiber stack of the dense layout has no guard page, and the stack of
