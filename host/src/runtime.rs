@@ -596,8 +596,12 @@ impl RuntimeBuilder {
         if let Some(max_memory) = self.limits.max_memory {
             // No memory may grow past the limit, so reserve no more address
             // space than that: many more processes then fit. (The dense
-            // layout reserves none: engines.rs.)
-            config.memory_reservation(max_memory as u64).memory_guard_size(64 << 10);
+            // layout reserves none: engines.rs.) Every memory then has room
+            // to grow to the limit where it is, so none ever moves, and the
+            // code need not reload a memory's base after each call that
+            // might have grown it: a sort under a 64 MiB limit took 45 ms
+            // against 66 (38 with no limit).
+            config.memory_reservation(max_memory as u64).memory_guard_size(64 << 10).memory_may_move(false);
         }
         config
     }
