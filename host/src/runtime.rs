@@ -314,9 +314,9 @@ impl RuntimeBuilder {
     ///   size (no guard region can catch one past its end), so compute on
     ///   memory runs slower: the sort in `cargo bench --bench compare` took
     ///   1.4 times as long as in the guarded layout without a memory limit
-    ///   (whose 4 GiB reservations need no checks), and 0.8 times as long
-    ///   as in the guarded layout with the same limit (checked too, and its
-    ///   memory base reloaded: there a memory may move).
+    ///   (whose 4 GiB reservations need no checks), and 1.2 times as long
+    ///   as in the guarded layout with the same limit (whose 64 KiB guard
+    ///   region spares the checks of small offsets).
     ///   Code compiled for one layout does not load in the other (a code
     ///   cache shared by both keeps an entry for each).
     /// - A memory is at most a slot, and every memory reserves a whole slot
