@@ -17,7 +17,17 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "guest",
-        imports: { default: async | trappable },
+        // The model's calls that wait (`join`, `wait`) are futures run on
+        // the guest's fiber; the others never block, so they are plain
+        // calls: an async host call boxes a future and switches into it
+        // every time (profiled, most of a guest-started child's cost over a
+        // host-started one was its parent's calls into the model).
+        imports: {
+            "wmp:process/process.wait": async | trappable,
+            "wmp:process/process.[method]process.join": async | trappable,
+            "wmp:process/process": trappable,
+            default: async | trappable,
+        },
         with: {
             "wmp:process/process.process": crate::model::process::Process,
             "wmp:process/process.sentinel": crate::ipc::sentinel::Sentinel,
@@ -87,51 +97,51 @@ impl wit::Host for ComponentState {
         Ok(ready.into_iter().map(|i| i as u32).collect())
     }
 
-    async fn current_process(&mut self) -> wasmtime::Result<Resource<Process>> {
+    fn current_process(&mut self) -> wasmtime::Result<Resource<Process>> {
         let me = Process::current(self.guest.host.clone(), self.guest.node.clone());
         self.push(me)
     }
 
-    async fn parent_process(&mut self) -> wasmtime::Result<Option<Resource<Process>>> {
+    fn parent_process(&mut self) -> wasmtime::Result<Option<Resource<Process>>> {
         match Process::parent_of(self.guest.host.clone(), self.guest.node.clone()) {
             Some(parent) => Ok(Some(self.push(parent)?)),
             None => Ok(None),
         }
     }
 
-    async fn active_children(&mut self) -> wasmtime::Result<Vec<Resource<Process>>> {
+    fn active_children(&mut self) -> wasmtime::Result<Vec<Resource<Process>>> {
         let node = self.guest.node.clone();
         node.reap_finished_children();
         let children = node.children.lock().unwrap().clone();
         children.into_iter().map(|child| self.push(Process::seen_by(child, node.clone()))).collect()
     }
 
-    async fn authkey(&mut self) -> wasmtime::Result<Vec<u8>> {
+    fn authkey(&mut self) -> wasmtime::Result<Vec<u8>> {
         Ok(self.guest.node.authkey().as_bytes().to_vec())
     }
 
-    async fn spawn_context(&mut self) -> wasmtime::Result<Option<wit::SpawnRequest>> {
+    fn spawn_context(&mut self) -> wasmtime::Result<Option<wit::SpawnRequest>> {
         Ok(self.target.clone().map(|t| wit::SpawnRequest { target: t.name, args: t.args }))
     }
 
-    async fn exit(&mut self, code: i32) -> wasmtime::Result<()> {
+    fn exit(&mut self, code: i32) -> wasmtime::Result<()> {
         Err(wasmtime_wasi::I32Exit(code).into())
     }
 }
 
 impl wit::HostSentinel for ComponentState {
-    async fn ready(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<bool> {
+    fn ready(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<bool> {
         Ok(self.table.get(&sentinel)?.is_ready())
     }
 
-    async fn drop(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<()> {
+    fn drop(&mut self, sentinel: Resource<Sentinel>) -> wasmtime::Result<()> {
         self.release(sentinel)?;
         Ok(())
     }
 }
 
 impl wit::HostProcess for ComponentState {
-    async fn new(&mut self, spec: wit::Spec) -> wasmtime::Result<Resource<Process>> {
+    fn new(&mut self, spec: wit::Spec) -> wasmtime::Result<Resource<Process>> {
         let guest = &self.guest;
         let caps = guest.caps.for_child();
         let refuse = |why: String| LaunchSpec {
@@ -176,7 +186,7 @@ impl wit::HostProcess for ComponentState {
         Ok(self.table.push(child)?)
     }
 
-    async fn start(&mut self, process: Resource<Process>) -> WitResult<()> {
+    fn start(&mut self, process: Resource<Process>) -> WitResult<()> {
         self.with(&process, Process::start)
     }
 
@@ -185,76 +195,76 @@ impl wit::HostProcess for ComponentState {
         Ok(process.join_async(nanos(timeout)).await.map_err(wit_error))
     }
 
-    async fn is_alive(&mut self, process: Resource<Process>) -> WitResult<bool> {
+    fn is_alive(&mut self, process: Resource<Process>) -> WitResult<bool> {
         self.with(&process, Process::is_alive)
     }
 
-    async fn exitcode(&mut self, process: Resource<Process>) -> WitResult<Option<i32>> {
+    fn exitcode(&mut self, process: Resource<Process>) -> WitResult<Option<i32>> {
         self.with(&process, Process::exitcode)
     }
 
-    async fn terminate(&mut self, process: Resource<Process>) -> WitResult<()> {
+    fn terminate(&mut self, process: Resource<Process>) -> WitResult<()> {
         self.with(&process, Process::terminate)
     }
 
-    async fn kill(&mut self, process: Resource<Process>) -> WitResult<()> {
+    fn kill(&mut self, process: Resource<Process>) -> WitResult<()> {
         self.with(&process, Process::kill)
     }
 
-    async fn close(&mut self, process: Resource<Process>) -> WitResult<()> {
+    fn close(&mut self, process: Resource<Process>) -> WitResult<()> {
         self.with(&process, Process::close)
     }
 
-    async fn pid(&mut self, process: Resource<Process>) -> WitResult<Option<u32>> {
+    fn pid(&mut self, process: Resource<Process>) -> WitResult<Option<u32>> {
         self.with(&process, Process::pid)
     }
 
-    async fn name(&mut self, process: Resource<Process>) -> wasmtime::Result<String> {
+    fn name(&mut self, process: Resource<Process>) -> wasmtime::Result<String> {
         Ok(self.table.get(&process)?.name())
     }
 
-    async fn set_name(&mut self, process: Resource<Process>, name: String) -> wasmtime::Result<()> {
+    fn set_name(&mut self, process: Resource<Process>, name: String) -> wasmtime::Result<()> {
         let renamed = self.table.get(&process)?.set_name_charged(name, &self.guest.node.ledger);
         renamed.map_err(|over| self.guest.over_budget(over))
     }
 
-    async fn daemon(&mut self, process: Resource<Process>) -> wasmtime::Result<bool> {
+    fn daemon(&mut self, process: Resource<Process>) -> wasmtime::Result<bool> {
         Ok(self.table.get(&process)?.daemon())
     }
 
-    async fn set_daemon(&mut self, process: Resource<Process>, daemon: bool) -> WitResult<()> {
+    fn set_daemon(&mut self, process: Resource<Process>, daemon: bool) -> WitResult<()> {
         self.with(&process, |p| p.set_daemon(daemon))
     }
 
-    async fn authkey(&mut self, process: Resource<Process>) -> wasmtime::Result<Vec<u8>> {
+    fn authkey(&mut self, process: Resource<Process>) -> wasmtime::Result<Vec<u8>> {
         Ok(self.table.get(&process)?.authkey().as_bytes().to_vec())
     }
 
-    async fn set_authkey(&mut self, process: Resource<Process>, key: Vec<u8>) -> wasmtime::Result<()> {
+    fn set_authkey(&mut self, process: Resource<Process>, key: Vec<u8>) -> wasmtime::Result<()> {
         self.table.get(&process)?.set_authkey(AuthKey::new(key));
         Ok(())
     }
 
-    async fn identity(&mut self, process: Resource<Process>) -> wasmtime::Result<Vec<u32>> {
+    fn identity(&mut self, process: Resource<Process>) -> wasmtime::Result<Vec<u32>> {
         Ok(self.table.get(&process)?.identity().to_vec())
     }
 
-    async fn parent_pid(&mut self, process: Resource<Process>) -> wasmtime::Result<Option<u32>> {
+    fn parent_pid(&mut self, process: Resource<Process>) -> wasmtime::Result<Option<u32>> {
         Ok(self.table.get(&process)?.parent_pid())
     }
 
-    async fn sentinel(&mut self, process: Resource<Process>) -> wasmtime::Result<Result<Resource<Sentinel>, WitError>> {
+    fn sentinel(&mut self, process: Resource<Process>) -> wasmtime::Result<Result<Resource<Sentinel>, WitError>> {
         match self.handle(&process)?.sentinel() {
             Ok(sentinel) => Ok(Ok(self.hold(Held::Sentinels, OBJECT_COST, sentinel)?)),
             Err(err) => Ok(Err(wit_error(err))),
         }
     }
 
-    async fn display(&mut self, process: Resource<Process>) -> wasmtime::Result<String> {
+    fn display(&mut self, process: Resource<Process>) -> wasmtime::Result<String> {
         Ok(self.table.get(&process)?.to_string())
     }
 
-    async fn drop(&mut self, process: Resource<Process>) -> wasmtime::Result<()> {
+    fn drop(&mut self, process: Resource<Process>) -> wasmtime::Result<()> {
         self.release(process)?;
         Ok(())
     }
