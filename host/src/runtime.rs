@@ -511,19 +511,9 @@ impl RuntimeBuilder {
             max_processes: Some(self.limits.max_processes.map_or(max_live, |m| m.min(max_live))),
             ..self.limits.clone()
         };
-        // A memory in a slot cannot grow past the slot, which is at most the
-        // memory reservation: pooled only where that is the most a memory
-        // may have anyway (the memory limit, or 4 GiB).
-        // (A memory limit sets the reservation to itself: see engine_config.)
-        let most_memory = self.limits.max_memory.map_or(1 << 32, |max| (max as u64).min(1 << 32));
-        let reserves_less = self.limits.max_memory.is_none() && asked.memory_reservation.is_some_and(|r| r < most_memory);
-        let slots = match reserves_less {
-            true => 0,
-            false => self.pooling.unwrap_or_else(|| DEFAULT_POOL_SLOTS.min(u32::try_from(max_live).unwrap_or(u32::MAX))),
-        };
         let layout = match dense_memory_slot {
             Some(memory_slot) => Layout::Dense { memory_slot },
-            None => Layout::Guarded { pool: (slots > 0).then(|| (self.pool_config(slots, most_memory), slots)) },
+            None => Layout::Guarded { pool: self.guarded_pool(&asked, max_live) },
         };
         let host_data = self.host_functions.data.take();
         let config = self.engine_config(fuel_metering);
@@ -556,6 +546,23 @@ impl RuntimeBuilder {
         });
         let (main, parent) = main_process(&shared, self.handoff, main_limits)?;
         Ok(Runtime { shared, main, _parent: parent, tokio: Some(tokio) })
+    }
+
+    /// The guarded layout's pool and how many processes it has room for
+    /// (with `max_live` processes alive at most), or None if it pools
+    /// nothing.
+    fn guarded_pool(&self, asked: &ConfigChoices, max_live: usize) -> Option<(wasmtime::PoolingAllocationConfig, u32)> {
+        // A memory in a slot cannot grow past the slot, which is at most the
+        // memory reservation: pooled only where that is the most a memory
+        // may have anyway (the memory limit, or 4 GiB).
+        // (A memory limit sets the reservation to itself: see engine_config.)
+        let most_memory = self.limits.max_memory.map_or(1 << 32, |max| (max as u64).min(1 << 32));
+        let reserves_less = self.limits.max_memory.is_none() && asked.memory_reservation.is_some_and(|r| r < most_memory);
+        let slots = match reserves_less {
+            true => 0,
+            false => self.pooling.unwrap_or_else(|| DEFAULT_POOL_SLOTS.min(u32::try_from(max_live).unwrap_or(u32::MAX))),
+        };
+        (slots > 0).then(|| (self.pool_config(slots, most_memory), slots))
     }
 
     /// The size of a memory slot in the dense layout (the memory limit,
@@ -591,7 +598,7 @@ impl RuntimeBuilder {
         config.epoch_interruption(true).consume_fuel(fuel_metering);
         if let Some(stack) = self.max_wasm_stack {
             // Guests run on fiber stacks, which must hold the wasm stack.
-            config.max_wasm_stack(stack).async_stack_size(stack + FIBER_STACK_FOR_THE_HOST);
+            config.max_wasm_stack(stack).async_stack_size(self.fiber_stack_size());
         }
         if let Some(max_memory) = self.limits.max_memory {
             // No memory may grow past the limit, so reserve no more address
